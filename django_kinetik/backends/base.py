@@ -1,0 +1,91 @@
+"""What a worker needs from storage: the contract every backend keeps.
+
+A backend claims runnable jobs for a worker, settles each claimed job with one
+write, keeps the worker's leases alive, and puts unfinished jobs back when the
+worker stops. The database backend is the reference; the Redis fast path
+(a later layer) changes how work is found, never where it is recorded.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..models import Job, Outcome, Status
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settlement:
+    """How one attempt ended and what the job becomes because of it."""
+
+    #: the job's next status: completed, failed, timeout, or queued/delayed to retry
+    status: Status
+    #: how this attempt ended, for its JobRun row
+    outcome: Outcome
+    finished_at: datetime
+    result: Any = None
+    error: str = ""
+    error_code: str = ""
+    traceback: str = ""
+    #: when a retried job runs next
+    run_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkerInfo:
+    """What a worker says about itself when it registers."""
+
+    name: str
+    host: str
+    pid: int
+    tags: Sequence[str]
+    concurrency: int
+
+
+class Backend(abc.ABC):
+    """Storage operations the worker loop is written against."""
+
+    @abc.abstractmethod
+    def register_worker(self, info: WorkerInfo) -> int:
+        """Record a starting worker; return its id."""
+
+    @abc.abstractmethod
+    def retire_worker(self, worker_id: int, jobs_done: int) -> None:
+        """Mark a worker offline."""
+
+    @abc.abstractmethod
+    def claim(
+        self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, lease: float
+    ) -> list[Job]:
+        """Atomically take up to ``limit`` queued jobs of ``tag`` whose task is in ``tasks``.
+
+        Taken jobs are ``active``, leased to ``worker_id`` for ``lease`` seconds,
+        their ``attempts`` counted; returned in priority order. No job is ever
+        returned to two callers for the same attempt.
+        """
+
+    @abc.abstractmethod
+    def promote_due(self, tags: Sequence[str]) -> datetime | None:
+        """Queue delayed jobs of ``tags`` whose time has come; return the next due time."""
+
+    @abc.abstractmethod
+    def settle(self, job: Job, settlement: Settlement) -> bool:
+        """Record an attempt's end; False if the job was no longer this attempt's.
+
+        (It was cancelled, or its lease was taken back, while it ran.)
+        """
+
+    @abc.abstractmethod
+    def heartbeat(self, worker_id: int, lease: float, jobs_done: int) -> None:
+        """Say the worker is alive and extend the leases of its running jobs."""
+
+    @abc.abstractmethod
+    def requeue_unfinished(self, worker_id: int) -> list[int]:
+        """Put the worker's still-running jobs back in the queue; return their ids."""
+
+    @abc.abstractmethod
+    def paused_tags(self) -> set[str]:
+        """Tags that are paused right now."""

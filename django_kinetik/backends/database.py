@@ -1,0 +1,270 @@
+"""The database backend: claims with one atomic statement, settles with one transaction.
+
+How a claim stays correct and fast (the plan is shown in ``docs/claiming.md``):
+
+* PostgreSQL: ``UPDATE ... FROM (SELECT id ... FOR UPDATE SKIP LOCKED LIMIT n)
+  RETURNING``. One round trip. Concurrent workers skip each other's locked rows
+  instead of queueing behind them, and the row lock makes PostgreSQL re-check
+  ``status = 'queued'`` on the current row version, so a job is taken once.
+  The partial index ``kinetik_job_claim`` (status, tag, priority DESC, run_at,
+  id) WHERE status = 'queued' matches the WHERE and ORDER BY exactly: the scan
+  reads only the rows it takes, however many finished jobs the table holds.
+* SQLite: ``UPDATE ... WHERE id IN (SELECT ... LIMIT n) RETURNING``. SQLite
+  has one writer at a time, and a statement that starts by writing takes the
+  write lock before it reads, so two claims cannot interleave; waiting for the
+  lock goes through the busy timeout instead of failing with "database is
+  locked". We never read and then write inside one transaction on SQLite.
+* MySQL/MariaDB (and anything else): the ORM's ``select_for_update(skip_locked=True)``
+  and an ``UPDATE`` inside one transaction, because MySQL can neither
+  ``UPDATE ... RETURNING`` nor update a table it selects from in a subquery.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from django.db import OperationalError, connections, transaction
+from django.db.models import F, Min
+from django.utils import timezone
+
+from ..models import Job, JobRun, Status, TagState, Worker
+from .base import Backend, Settlement, WorkerInfo
+
+T = TypeVar("T")
+
+_JOB_TABLE = Job._meta.db_table
+_RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data = NULL"
+
+_POSTGRES_CLAIM = f"""
+UPDATE {_JOB_TABLE} AS job
+SET status = 'active', attempts = job.attempts + 1, started_at = %s, finished_at = NULL,
+    worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
+FROM (
+    SELECT id FROM {_JOB_TABLE}
+    WHERE status = 'queued' AND tag = %s AND task = ANY(%s)
+    ORDER BY priority DESC, run_at, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+) AS picked
+WHERE job.id = picked.id
+RETURNING job.*
+"""
+
+_SQLITE_CLAIM = f"""
+UPDATE {_JOB_TABLE}
+SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
+    worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
+WHERE id IN (
+    SELECT id FROM {_JOB_TABLE}
+    WHERE status = 'queued' AND tag = %s AND task IN ({{placeholders}})
+    ORDER BY priority DESC, run_at, id
+    LIMIT %s
+)
+RETURNING *
+"""
+
+
+def _claim_order(job: Job) -> tuple[int, datetime, int]:
+    return (-job.priority, job.run_at, job.pk)
+
+
+class DatabaseBackend(Backend):
+    """Jobs claimed from and settled in the Django database ``alias``."""
+
+    def __init__(self, alias: str = "default") -> None:
+        self.alias = alias
+
+    # -- helpers -----------------------------------------------------------
+
+    @property
+    def vendor(self) -> str:
+        return connections[self.alias].vendor
+
+    def _jobs(self) -> Any:
+        return Job.objects.using(self.alias)
+
+    def _adapt(self, value: datetime) -> Any:
+        return connections[self.alias].ops.adapt_datetimefield_value(value)
+
+    def _retrying_locks(self, operation: Callable[[], T]) -> T:
+        """Run ``operation``, waiting out SQLite's "database is locked" a few times.
+
+        SQLite's busy timeout already waits for the writer lock; this covers the
+        rare case where a busy handler is not invoked (a snapshot that went
+        stale in WAL mode) so a worker never crashes on lock contention.
+        """
+        if self.vendor != "sqlite":
+            return operation()
+        pause = 0.01
+        for _ in range(50):
+            try:
+                return operation()
+            except OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.5)
+        return operation()
+
+    # -- workers -----------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo) -> int:
+        now = timezone.now()
+        worker = Worker.objects.using(self.alias).create(
+            name=info.name, host=info.host, pid=info.pid, tags=list(info.tags),
+            concurrency=info.concurrency, started_at=now, last_heartbeat=now,
+        )
+        return worker.pk
+
+    def retire_worker(self, worker_id: int, jobs_done: int) -> None:
+        now = timezone.now()
+        self._retrying_locks(
+            lambda: Worker.objects.using(self.alias).filter(pk=worker_id).update(
+                state=Worker.State.OFFLINE, stopped_at=now, last_heartbeat=now, jobs_done=jobs_done,
+            )
+        )
+
+    def heartbeat(self, worker_id: int, lease: float, jobs_done: int) -> None:
+        now = timezone.now()
+
+        def beat() -> None:
+            Worker.objects.using(self.alias).filter(pk=worker_id).update(
+                last_heartbeat=now, jobs_done=jobs_done,
+            )
+            self._jobs().filter(status=Status.ACTIVE, worker_id=worker_id).update(
+                lease_expires_at=now + timedelta(seconds=lease),
+            )
+
+        self._retrying_locks(beat)
+
+    def paused_tags(self) -> set[str]:
+        return set(
+            TagState.objects.using(self.alias).filter(paused=True).values_list("tag", flat=True)
+        )
+
+    # -- the hot path ------------------------------------------------------
+
+    def claim(
+        self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, lease: float
+    ) -> list[Job]:
+        if limit <= 0 or not tasks:
+            return []
+        now = timezone.now()
+        expires = now + timedelta(seconds=lease)
+        vendor = self.vendor
+        if vendor == "postgresql":
+            params = [now, worker_id, expires, tag, list(tasks), limit]
+            jobs = list(self._jobs().raw(_POSTGRES_CLAIM, params))
+        elif vendor == "sqlite":
+            sql = _SQLITE_CLAIM.format(placeholders=", ".join(["%s"] * len(tasks)))
+            params = [self._adapt(now), worker_id, self._adapt(expires), tag, *tasks, limit]
+            jobs = self._retrying_locks(lambda: list(self._jobs().raw(sql, params)))
+        else:
+            jobs = self._claim_with_orm(worker_id, tag, tasks, limit, now, expires)
+        jobs.sort(key=_claim_order)
+        return jobs
+
+    def _claim_with_orm(
+        self, worker_id: int, tag: str, tasks: Sequence[str], limit: int,
+        now: datetime, expires: datetime,
+    ) -> list[Job]:
+        with transaction.atomic(using=self.alias):
+            ids = list(
+                self._jobs()
+                .select_for_update(skip_locked=True)
+                .filter(status=Status.QUEUED, tag=tag, task__in=tasks)
+                .order_by("-priority", "run_at", "id")
+                .values_list("id", flat=True)[:limit]
+            )
+            if not ids:
+                return []
+            self._jobs().filter(id__in=ids).update(
+                status=Status.ACTIVE, attempts=F("attempts") + 1, started_at=now,
+                finished_at=None, worker_id=worker_id, lease_expires_at=expires,
+                progress_current=None, progress_total=None, progress_data=None,
+            )
+        return list(self._jobs().filter(id__in=ids))
+
+    def promote_due(self, tags: Sequence[str]) -> datetime | None:
+        delayed = self._jobs().filter(status=Status.DELAYED, tag__in=tags)
+        # Read first, write only when something is due: on SQLite an UPDATE
+        # takes the write lock even when it matches nothing.
+        due = delayed.aggregate(next=Min("run_at"))["next"]
+        now = timezone.now()
+        if due is None or due > now:
+            return due
+        self._retrying_locks(
+            lambda: delayed.filter(run_at__lte=now).update(status=Status.QUEUED)
+        )
+        return delayed.aggregate(next=Min("run_at"))["next"]
+
+    def settle(self, job: Job, settlement: Settlement) -> bool:
+        changes: dict[str, Any] = {
+            "status": settlement.status,
+            "lease_expires_at": None,
+            "error": settlement.error,
+            "error_code": settlement.error_code,
+        }
+        if settlement.status in (Status.QUEUED, Status.DELAYED):
+            changes.update(run_at=settlement.run_at or settlement.finished_at, finished_at=None)
+        else:
+            changes.update(result=settlement.result, finished_at=settlement.finished_at)
+
+        def write() -> bool:
+            # The UPDATE comes first so SQLite takes the write lock before any read.
+            with transaction.atomic(using=self.alias):
+                updated = self._jobs().filter(
+                    pk=job.pk, status=Status.ACTIVE, worker_id=job.worker_id, attempts=job.attempts,
+                ).update(**changes)
+                if updated:
+                    JobRun.objects.using(self.alias).create(
+                        job_id=job.pk, attempt=job.attempts, worker_id=job.worker_id,
+                        outcome=settlement.outcome, started_at=job.started_at,
+                        finished_at=settlement.finished_at, error=settlement.error,
+                        error_code=settlement.error_code, traceback=settlement.traceback,
+                    )
+            return bool(updated)
+
+        settled = self._retrying_locks(write)
+        if settled:
+            for name, value in changes.items():
+                setattr(job, name, value)
+        return settled
+
+    def requeue_unfinished(self, worker_id: int) -> list[int]:
+        from ..models import Outcome
+
+        now = timezone.now()
+
+        # Read first, outside the transaction, then write row by row with a
+        # guard: a job that finishes meanwhile is simply not put back.
+        running = list(
+            self._jobs().filter(status=Status.ACTIVE, worker_id=worker_id)
+            .values_list("id", "attempts", "started_at")
+        )
+
+        def put_back() -> list[int]:
+            requeued = []
+            with transaction.atomic(using=self.alias):
+                for job_id, attempts, started_at in running:
+                    # The interrupted attempt does not count against the job's retries.
+                    if self._jobs().filter(
+                        id=job_id, status=Status.ACTIVE, worker_id=worker_id, attempts=attempts,
+                    ).update(
+                        status=Status.QUEUED, attempts=F("attempts") - 1, lease_expires_at=None,
+                        run_at=now,
+                    ):
+                        requeued.append(job_id)
+                        JobRun.objects.using(self.alias).create(
+                            job_id=job_id, attempt=attempts, worker_id=worker_id,
+                            outcome=Outcome.INTERRUPTED, started_at=started_at or now,
+                            finished_at=now,
+                            error="The worker stopped before the job finished; "
+                            "it was put back in the queue.",
+                        )
+            return requeued
+
+        return self._retrying_locks(put_back)

@@ -1,0 +1,49 @@
+"""System checks: ``manage.py check`` reports a bad ``KINETIK`` setting by id.
+
+Ids are stable: kinetik.E001 not a dict, E002 unknown key, E003 bad duration,
+E004 wrong type, E005 unknown database alias, E006 bad task option, E007
+middleware that cannot be imported, E008 SQLite too old; W001 settings for a
+task that is not defined.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from .conf import read_settings
+from .registry import registry
+
+
+@register(Tags.compatibility, "kinetik")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    parsed, problems = read_settings(getattr(settings, "KINETIK", None))
+    messages: list[CheckMessage] = [
+        Error(problem.msg, hint=problem.hint or None, id=problem.id) for problem in problems
+    ]
+    for path in parsed.middleware:
+        try:
+            import_string(path)
+        except ImportError as error:
+            messages.append(Error(
+                f'KINETIK["MIDDLEWARE"] entry {path!r} cannot be imported: {error}.',
+                hint="Give the dotted path of a middleware class.", id="kinetik.E007",
+            ))
+    for name in parsed.tasks:
+        if name not in registry:
+            messages.append(Warning(
+                f'KINETIK["TASKS"] has options for {name!r}, but no task has that name.',
+                hint=f"Defined tasks: {', '.join(registry.names()) or 'none'}.", id="kinetik.W001",
+            ))
+    engine = settings.DATABASES.get(parsed.database, {}).get("ENGINE", "")
+    if engine.endswith("sqlite3") and sqlite3.sqlite_version_info < (3, 35):
+        messages.append(Error(
+            f"The job database is SQLite {sqlite3.sqlite_version}; kinetik needs 3.35 or later "
+            f"(for UPDATE ... RETURNING).",
+            hint="Use a Python built with a newer SQLite, or PostgreSQL.", id="kinetik.E008",
+        ))
+    return messages

@@ -1,0 +1,151 @@
+"""The ``KINETIK`` settings dict, read lazily into one typed, frozen object.
+
+Nothing is read at import time: :func:`get_settings` parses ``settings.KINETIK``
+on first use and caches the result until Django's ``setting_changed`` signal
+says it changed (``override_settings`` in tests). Problems are collected, not
+raised one by one, so ``manage.py check`` can report all of them with stable
+ids; code that reads an invalid configuration gets ``ImproperlyConfigured``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+from .durations import parse_duration
+from .options import parse_options
+
+
+@dataclass(frozen=True)
+class KinetikSettings:
+    """Validated ``KINETIK`` settings; durations are in seconds."""
+
+    #: database alias that holds the job tables
+    database: str = "default"
+    #: how long an idle worker waits before looking for work again
+    interval: float = 1.0
+    #: how long a claimed job stays leased without a heartbeat
+    lease: float = 60.0
+    #: how long a stopping worker lets running jobs finish
+    shutdown_timeout: float = 30.0
+    #: per-task option overrides, by task name (raw values, validated)
+    tasks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
+    #: dotted paths of middleware classes, outermost first
+    middleware: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One configuration problem, reported by ``manage.py check`` under ``id``."""
+
+    id: str
+    msg: str
+    hint: str = ""
+
+
+_DURATIONS = {"INTERVAL": "interval", "LEASE": "lease", "SHUTDOWN_TIMEOUT": "shutdown_timeout"}
+_MINIMUM = {"INTERVAL": 0.001, "LEASE": 1.0, "SHUTDOWN_TIMEOUT": 0.0}
+KNOWN_KEYS = ("DATABASE", "TASKS", "MIDDLEWARE", *_DURATIONS)
+
+
+def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
+    """Parse a raw ``KINETIK`` value; return the settings and every problem found."""
+    problems: list[Problem] = []
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        problems.append(Problem("kinetik.E001", f"KINETIK must be a dict, not {type(raw).__name__}."))
+        return KinetikSettings(), problems
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key not in KNOWN_KEYS:
+            problems.append(
+                Problem(
+                    "kinetik.E002",
+                    f"KINETIK has an unknown key {key!r}.",
+                    f"Known keys are {', '.join(sorted(KNOWN_KEYS))}.",
+                )
+            )
+    for key, attribute in _DURATIONS.items():
+        if key not in raw:
+            continue
+        try:
+            seconds = parse_duration(raw[key], what=f'KINETIK["{key}"]')
+        except (TypeError, ValueError) as error:
+            problems.append(Problem("kinetik.E003", f"{error}."))
+            continue
+        if seconds < _MINIMUM[key]:
+            problems.append(
+                Problem("kinetik.E003", f'KINETIK["{key}"] is too short: {raw[key]!r}.',
+                        f"Use at least {_MINIMUM[key]:g}s.")
+            )
+            continue
+        values[attribute] = seconds
+    if "DATABASE" in raw:
+        database = raw["DATABASE"]
+        if not isinstance(database, str):
+            problems.append(_wrong_type("DATABASE", "a database alias (str)", database))
+        elif database not in settings.DATABASES:
+            problems.append(
+                Problem("kinetik.E005", f'KINETIK["DATABASE"] is {database!r}, which is not in DATABASES.',
+                        f"Use one of {', '.join(settings.DATABASES)}.")
+            )
+        else:
+            values["database"] = database
+    if "MIDDLEWARE" in raw:
+        middleware = raw["MIDDLEWARE"]
+        if not isinstance(middleware, (list, tuple)) or not all(isinstance(m, str) for m in middleware):
+            problems.append(_wrong_type("MIDDLEWARE", "a list of dotted paths", middleware))
+        else:
+            values["middleware"] = tuple(middleware)
+    if "TASKS" in raw:
+        tasks = raw["TASKS"]
+        if not isinstance(tasks, Mapping):
+            problems.append(_wrong_type("TASKS", "a dict of task name to options", tasks))
+        else:
+            checked = {}
+            for name, options in tasks.items():
+                where = f'KINETIK["TASKS"][{name!r}]'
+                if not isinstance(options, Mapping):
+                    problems.append(Problem("kinetik.E004", f"{where} must be a dict of options."))
+                    continue
+                try:
+                    parse_options(options, where=where)
+                except (TypeError, ValueError) as error:
+                    problems.append(Problem("kinetik.E006", f"{error}."))
+                    continue
+                checked[name] = MappingProxyType(dict(options))
+            values["tasks"] = MappingProxyType(checked)
+    return KinetikSettings(**values), problems
+
+
+def _wrong_type(key: str, expected: str, value: Any) -> Problem:
+    return Problem("kinetik.E004", f'KINETIK["{key}"] must be {expected}, not {type(value).__name__}.')
+
+
+_cached: KinetikSettings | None = None
+
+
+def get_settings() -> KinetikSettings:
+    """The current settings; raises ``ImproperlyConfigured`` if ``KINETIK`` is invalid."""
+    global _cached
+    if _cached is None:
+        parsed, problems = read_settings(getattr(settings, "KINETIK", None))
+        if problems:
+            first = problems[0]
+            more = f" (and {len(problems) - 1} more; run manage.py check)" if len(problems) > 1 else ""
+            raise ImproperlyConfigured(f"{first.id}: {first.msg} {first.hint}".strip() + more)
+        _cached = parsed
+    return _cached
+
+
+def reset_settings(*, setting: str = "KINETIK", **kwargs: Any) -> None:
+    """``setting_changed`` receiver: forget the cached settings."""
+    global _cached
+    if setting in ("KINETIK", "DATABASES"):
+        _cached = None

@@ -1,0 +1,85 @@
+"""Exceptions raised by django_kinetik.
+
+Every exception is rooted at :class:`KinetikError`, so ``except KinetikError``
+catches anything the queue raises on purpose. Configuration mistakes raise
+Django's ``ImproperlyConfigured`` instead, like the rest of Django.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .models import Job
+
+
+class KinetikError(Exception):
+    """Root of every error django_kinetik raises on purpose."""
+
+
+class TaskDefinitionError(KinetikError, ValueError):
+    """A task definition is invalid (bad name, duplicate name, bad option)."""
+
+
+class UnknownTask(KinetikError, LookupError):
+    """No task with this name is registered in this process."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(
+            f"No task named {name!r} is registered. Define it with "
+            f"@kinetik.task({name!r}) in an installed app's tasks.py, or pass "
+            f"tag=... to create the job for a worker that has the task."
+        )
+
+
+class JobNotFound(KinetikError, LookupError):
+    """No job with this id exists."""
+
+
+class InvalidTransition(KinetikError):
+    """The job is in a state where the requested change makes no sense."""
+
+    def __init__(self, job: Job, action: str, allowed: tuple[str, ...]) -> None:
+        self.job = job
+        super().__init__(
+            f"Cannot {action} job {job.pk}: it is {job.status}; only "
+            f"{' or '.join(allowed)} jobs can be {action}ed."
+            if action != "cancel"
+            else f"Cannot cancel job {job.pk}: it is already {job.status}."
+        )
+
+
+class JobError(KinetikError):
+    """Base of the outcomes :meth:`Job.wait` raises for a job that did not complete."""
+
+    def __init__(self, job: Job, message: str) -> None:
+        self.job = job
+        super().__init__(message)
+
+
+class JobFailed(JobError):
+    """The job failed (or timed out) and has no retries left."""
+
+    def __init__(self, job: Job) -> None:
+        code = f" [{job.error_code}]" if job.error_code else ""
+        super().__init__(job, f"Job {job.pk} ({job.task}) {job.status}{code}: {job.error}")
+        self.error = job.error
+        self.code = job.error_code
+
+
+class JobCancelled(JobError):
+    """The job was cancelled before it completed."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(job, f"Job {job.pk} ({job.task}) was cancelled.")
+
+
+class WaitTimeout(KinetikError, TimeoutError):
+    """``job.wait(timeout=...)`` gave up before the job finished."""
+
+    def __init__(self, job: Job, timeout: float, status: Any) -> None:
+        self.job = job
+        super().__init__(
+            f"Job {job.pk} ({job.task}) did not finish within {timeout:g}s; it is {status}."
+        )

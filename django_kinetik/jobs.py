@@ -1,0 +1,320 @@
+"""Creating and managing jobs: the functions ``import django_kinetik as kinetik`` exposes.
+
+Jobs are rows in the configured database, written with the caller's
+connection: a job created inside ``transaction.atomic()`` exists only if that
+transaction commits, and ``job_created`` is sent only then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Union
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, QuerySet
+from django.utils import timezone
+
+from .conf import get_settings
+from .durations import DelayLike, parse_duration, run_at_for
+from .exceptions import InvalidTransition, JobNotFound, UnknownTask
+from .jsondata import ensure_json_object
+from .models import FINISHED_STATUSES, LIVE_STATUSES, Job, JobLog, JobRun, Status, TagState
+from .options import RUN_OPTION_NAMES, parse_options, parse_tag
+from .priorities import PriorityLike, parse_priority
+from .registry import Task, registry
+from .signals import emit, job_cancelled, job_created
+
+TaskRef = Union[Task, str]
+JobRef = Union[Job, int]
+
+
+def _using() -> str:
+    return get_settings().database
+
+
+def _resolve_task(task: TaskRef, tag: str | None) -> tuple[str, Task | None]:
+    if isinstance(task, Task):
+        return task.name, task
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a Task or a task name, not {type(task).__name__}")
+    if task in registry:
+        return task, registry.get(task)
+    if tag is None:
+        raise UnknownTask(task)
+    return task, None
+
+
+def _prepare(
+    task: TaskRef, *, delay: DelayLike, priority: PriorityLike | None, tag: str | None,
+    options: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Validate everything about the jobs to create before anything is written."""
+    name, definition = _resolve_task(task, tag)
+    where = f"create({name!r})"
+    run_options = parse_options(options, where=where)
+    unknown = set(run_options) - set(RUN_OPTION_NAMES)
+    if unknown:
+        raise TypeError(f"{where}: pass {', '.join(sorted(unknown))} as keyword arguments of create itself")
+    defaults = definition.effective_options() if definition else None
+    now = timezone.now()
+    run_at = run_at_for(delay, now)
+    return {
+        "task": name,
+        "definition": definition,
+        "tag": parse_tag(tag) if tag is not None else defaults.tag,  # type: ignore[union-attr]
+        "priority": parse_priority(priority) if priority is not None else (defaults.priority if defaults else 0),
+        "status": Status.DELAYED if run_at > now else Status.QUEUED,
+        "run_at": run_at,
+        "created_at": now,
+        # Stored as given (validated), resolved against the task when the job runs.
+        "options": {key: _storable(value) for key, value in options.items()},
+    }
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return int(value.total_seconds() * 1000)
+    return value
+
+
+def create(
+    task: TaskRef,
+    data: Mapping[str, Any] | None = None,
+    *,
+    delay: DelayLike = None,
+    priority: PriorityLike | None = None,
+    tag: str | None = None,
+    unique_key: str | None = None,
+    **options: Any,
+) -> Job:
+    """Create one job and return it.
+
+    ``task`` is a :class:`Task` or a task name. ``data`` must be a JSON object.
+    ``delay`` is milliseconds (int), ``"30s"``-style text, a ``timedelta`` or a
+    ``datetime`` to run at. ``priority`` is an integer or a level name
+    (``"high"``). With ``unique_key``, a queued, delayed or running job with the
+    same key is returned instead of a new one. Other keyword arguments override
+    the task's ``timeout``, ``retries``, ``retry_delay`` and ``backoff`` for this
+    job. Nothing is written if any argument is invalid.
+    """
+    payload = ensure_json_object(data)
+    fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options)
+    definition = fields.pop("definition")
+    if unique_key is not None and not isinstance(unique_key, str):
+        raise TypeError(f"unique_key must be a string, not {type(unique_key).__name__}")
+    using = _using()
+    job = Job(data=payload, unique_key=unique_key, **fields)
+    if unique_key is None:
+        job.save(using=using, force_insert=True)
+    else:
+        existing = _save_unique(job, using)
+        if existing is not None:
+            return existing
+    transaction.on_commit(lambda: emit(job_created, Job, job=job, task=definition), using=using)
+    return job
+
+
+def _save_unique(job: Job, using: str) -> Job | None:
+    """Insert ``job`` unless a live job holds its key; return that job instead."""
+    for _ in range(5):
+        try:
+            with transaction.atomic(using=using):
+                job.save(using=using, force_insert=True)
+            return None
+        except IntegrityError:
+            job.pk = None
+            existing = (
+                Job.objects.using(using)
+                .filter(unique_key=job.unique_key, status__in=LIVE_STATUSES)
+                .first()
+            )
+            if existing is not None:
+                return existing
+            # The holder finished between our insert and our look: try again.
+    raise IntegrityError(f"Could not create a job with unique_key={job.unique_key!r}")
+
+
+def create_many(
+    task: TaskRef,
+    items: Iterable[Mapping[str, Any] | None],
+    *,
+    delay: DelayLike = None,
+    priority: PriorityLike | None = None,
+    tag: str | None = None,
+    batch_size: int = 1000,
+    **options: Any,
+) -> list[Job]:
+    """Create one job per item of ``items`` in bulk inserts; all-or-nothing.
+
+    Every item is checked before anything is written; the jobs share ``delay``,
+    ``priority``, ``tag`` and options.
+    """
+    payloads = []
+    for index, item in enumerate(items):
+        try:
+            payloads.append(ensure_json_object(item, what=f"data (item {index})"))
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"create_many: {error}") from None
+    fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options)
+    definition = fields.pop("definition")
+    if not payloads:
+        return []
+    using = _using()
+    jobs = [Job(data=payload, **fields) for payload in payloads]
+    with transaction.atomic(using=using):
+        jobs = Job.objects.using(using).bulk_create(jobs, batch_size=batch_size)
+
+    def announce() -> None:
+        for job in jobs:
+            emit(job_created, Job, job=job, task=definition)
+
+    transaction.on_commit(announce, using=using)
+    return jobs
+
+
+def get_job(job: JobRef) -> Job:
+    """The job row for a job or a job id."""
+    if isinstance(job, Job):
+        return job
+    try:
+        return Job.objects.using(_using()).get(pk=job)
+    except (Job.DoesNotExist, ValueError, TypeError):
+        raise JobNotFound(f"There is no job with id {job!r}.") from None
+
+
+def cancel(job: JobRef) -> Job:
+    """Cancel a queued, delayed or running job; raise if it had already finished.
+
+    A running job is marked cancelled at once; its code is not interrupted and
+    whatever it returns is discarded.
+    """
+    row = get_job(job)
+    if not row.cancel():
+        raise InvalidTransition(row, "cancel", LIVE_STATUSES)
+    emit(job_cancelled, Job, job=row, task=registry.find(row.task))
+    return row
+
+
+def retry(job: JobRef) -> Job:
+    """Queue a failed, timed-out or cancelled job again, with a fresh set of attempts."""
+    row = get_job(job)
+    if not row.retry():
+        raise InvalidTransition(row, "retry", (Status.FAILED, Status.TIMEOUT, Status.CANCELLED))
+    return row
+
+
+def fetch(**filters: Any) -> QuerySet[Job]:
+    """Jobs matching Django lookups, newest first: ``fetch(status="failed", tag="mail")``."""
+    return Job.objects.using(_using()).filter(**filters)
+
+
+def clean(
+    tags: str | Sequence[str] | None = None,
+    status: str | Sequence[str] | None = "completed",
+    older_than: Any = None,
+    *,
+    batch_size: int = 1000,
+) -> int:
+    """Delete finished jobs (with their logs and runs) in batches; return how many.
+
+    ``status`` is one status or several (``None`` means every finished status);
+    live jobs are never deleted. ``older_than`` is a duration (``"7d"``) or a
+    datetime, compared with when the job finished. Each batch is its own short
+    transaction, so cleaning a million rows never holds one giant lock.
+    """
+    statuses = _finished_statuses(status)
+    queryset = Job.objects.using(_using()).filter(status__in=statuses)
+    if tags is not None:
+        queryset = queryset.filter(tag__in=[tags] if isinstance(tags, str) else list(tags))
+    if older_than is not None:
+        cutoff = older_than if isinstance(older_than, datetime) else (
+            timezone.now() - timedelta(seconds=parse_duration(older_than, what="older_than"))
+        )
+        queryset = queryset.filter(finished_at__lt=cutoff)
+    deleted = 0
+    for ids in batches_of_ids(queryset, batch_size):
+        deleted += delete_jobs(ids)
+    return deleted
+
+
+def _finished_statuses(status: str | Sequence[str] | None) -> list[str]:
+    if status is None:
+        return list(FINISHED_STATUSES)
+    statuses = [status] if isinstance(status, str) else list(status)
+    for value in statuses:
+        if value not in FINISHED_STATUSES:
+            raise ValueError(
+                f"clean() only deletes finished jobs; status {value!r} is not one of "
+                f"{', '.join(FINISHED_STATUSES)}"
+            )
+    return statuses
+
+
+def batches_of_ids(queryset: QuerySet[Job], size: int) -> Iterable[list[int]]:
+    """Ids of ``queryset`` in ascending batches, each read fresh (keyset pagination)."""
+    last = 0
+    while True:
+        ids = list(queryset.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:size])
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+
+
+def delete_jobs(ids: list[int]) -> int:
+    """Delete these jobs and their logs and runs in one short transaction."""
+    using = _using()
+    with transaction.atomic(using=using):
+        JobLog.objects.using(using).filter(job_id__in=ids)._raw_delete(using)
+        JobRun.objects.using(using).filter(job_id__in=ids)._raw_delete(using)
+        return Job.objects.using(using).filter(pk__in=ids)._raw_delete(using)
+
+
+def stats() -> dict[str, Any]:
+    """Counts of jobs by status, by task and by tag.
+
+    ``{"status": {"queued": 3, ...}, "tasks": {"send email": {"queued": 3}},
+    "tags": {"mail": {"queued": 3}}, "total": 3}``; every status appears in
+    ``status``, with 0 where there are none.
+    """
+    by_status: dict[str, int] = {value: 0 for value in Status.values}
+    by_task: dict[str, dict[str, int]] = {}
+    by_tag: dict[str, dict[str, int]] = {}
+    rows = (
+        Job.objects.using(_using()).order_by()
+        .values_list("task", "tag", "status").annotate(count=Count("id"))
+    )
+    for task, tag, status, count in rows:
+        by_status[status] = by_status.get(status, 0) + count
+        by_task.setdefault(task, {})
+        by_task[task][status] = by_task[task].get(status, 0) + count
+        by_tag.setdefault(tag, {})
+        by_tag[tag][status] = by_tag[tag].get(status, 0) + count
+    return {"status": by_status, "tasks": by_task, "tags": by_tag, "total": sum(by_status.values())}
+
+
+def tags() -> list[str]:
+    """Tags this process knows: those of registered tasks, then any paused ones."""
+    paused = TagState.objects.using(_using()).values_list("tag", flat=True)
+    return list(dict.fromkeys([*registry.tags(), *paused]))
+
+
+def pause(tag: str) -> None:
+    """Stop every worker claiming jobs of ``tag`` (within one interval); running jobs finish."""
+    _set_paused(tag, True)
+
+
+def resume(tag: str) -> None:
+    """Let workers claim jobs of ``tag`` again."""
+    _set_paused(tag, False)
+
+
+def _set_paused(tag: str, paused: bool) -> None:
+    TagState.objects.using(_using()).update_or_create(
+        tag=parse_tag(tag), defaults={"paused": paused, "changed_at": timezone.now()},
+    )
+
+
+def is_paused(tag: str) -> bool:
+    return TagState.objects.using(_using()).filter(tag=tag, paused=True).exists()

@@ -1,0 +1,255 @@
+"""The queue's records: jobs, their attempts and logs, live workers, paused tags.
+
+The database is the system of record. A job's status only ever changes through
+a conditional ``UPDATE ... WHERE status IN (...)`` (see :meth:`Job._transition`
+and ``backends/database.py``), so two processes racing on one job cannot both
+win. Indexes are chosen for the queries that run at millions of rows; the claim
+index and its query plan are explained in ``docs/claiming.md``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued"
+    DELAYED = "delayed"  # scheduled for later, or waiting to retry
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+
+
+#: statuses of a job that has not run to an end yet
+LIVE_STATUSES = (Status.QUEUED, Status.DELAYED, Status.ACTIVE)
+#: statuses a job ends in (until someone retries it)
+FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
+
+
+class Outcome(models.TextChoices):
+    """How one attempt (a :class:`JobRun`) ended."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"  # the worker stopped and put the job back
+    LOST = "lost"  # the worker vanished; its lease expired
+
+
+class Worker(models.Model):
+    """A ``kinetik_worker`` process; kept after it stops as the runs' history."""
+
+    class State(models.TextChoices):
+        ONLINE = "online"
+        STOPPING = "stopping"
+        OFFLINE = "offline"
+
+    name = models.CharField(max_length=200, unique=True)
+    host = models.CharField(max_length=200)
+    pid = models.PositiveIntegerField()
+    tags = models.JSONField(default=list)
+    concurrency = models.PositiveIntegerField(default=1)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ONLINE)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_heartbeat = models.DateTimeField(default=timezone.now)
+    stopped_at = models.DateTimeField(null=True, blank=True)
+    jobs_done = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["state", "last_heartbeat"], name="kinetik_worker_live")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Job(models.Model):
+    """One unit of work: a task name, its JSON data, and where it is in its life."""
+
+    task = models.CharField(max_length=200)
+    tag = models.CharField(max_length=100)
+    #: larger runs first (Django's Tasks framework uses the same direction)
+    priority = models.SmallIntegerField(default=0)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    data = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    #: options given to ``create`` (timeout, retries, ...), resolved when the job runs
+    options = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    #: attempts started since the job was created (or last retried by hand)
+    attempts = models.PositiveIntegerField(default=0)
+    unique_key = models.CharField(max_length=200, null=True, blank=True)
+    run_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress_current = models.FloatField(null=True, blank=True)
+    progress_total = models.FloatField(null=True, blank=True)
+    progress_data = models.JSONField(null=True, blank=True)
+    # No database constraint: claims would otherwise take a KEY SHARE lock on the
+    # worker row for every job they touch, and worker rows may be purged.
+    worker = models.ForeignKey(
+        Worker, null=True, blank=True, on_delete=models.DO_NOTHING,
+        db_constraint=False, related_name="jobs",
+    )
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # The claim: equality on status and tag, then exactly the ORDER BY,
+            # so a claim reads only the rows it takes. ``status`` leads so that
+            # on MySQL/MariaDB, which ignore the condition, it is still selective.
+            models.Index(
+                fields=["status", "tag", "-priority", "run_at", "id"],
+                condition=Q(status=Status.QUEUED),
+                name="kinetik_job_claim",
+            ),
+            # Promoting delayed jobs whose time has come.
+            models.Index(
+                fields=["status", "run_at"], condition=Q(status=Status.DELAYED), name="kinetik_job_due",
+            ),
+            # Heartbeats and lease recovery look only at running jobs.
+            models.Index(
+                fields=["status", "lease_expires_at"], condition=Q(status=Status.ACTIVE),
+                name="kinetik_job_leases",
+            ),
+            # Status filters, counts and cleaning by age.
+            models.Index(fields=["status", "finished_at"], name="kinetik_job_status"),
+            models.Index(fields=["task", "status"], name="kinetik_job_task"),
+            models.Index(fields=["tag", "status"], name="kinetik_job_tag"),
+            models.Index(fields=["created_at"], name="kinetik_job_created"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["unique_key"],
+                condition=Q(status__in=LIVE_STATUSES) & Q(unique_key__isnull=False),
+                name="kinetik_job_unique_live_key",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in FINISHED_STATUSES
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.started_at and self.finished_at:
+            return self.finished_at - self.started_at
+        return None
+
+    @property
+    def progress_percent(self) -> float | None:
+        if self.progress_current is None or not self.progress_total:
+            return None
+        return max(0.0, min(100.0, 100.0 * self.progress_current / self.progress_total))
+
+    def _transition(self, from_statuses: tuple[str, ...], **changes: Any) -> bool:
+        """Apply ``changes`` only if the job is still in ``from_statuses``; refresh self."""
+        updated = (
+            type(self)._default_manager.using(self._state.db)
+            .filter(pk=self.pk, status__in=from_statuses)
+            .update(**changes)
+        )
+        self.refresh_from_db()
+        return bool(updated)
+
+    def cancel(self) -> bool:
+        """Cancel a queued, delayed or running job; False if it had already finished.
+
+        A running job's code is not interrupted; whatever it returns is discarded.
+        """
+        now = timezone.now()
+        return self._transition(
+            LIVE_STATUSES, status=Status.CANCELLED, finished_at=now, lease_expires_at=None,
+        )
+
+    def retry(self) -> bool:
+        """Queue a failed, timed-out or cancelled job again with a fresh set of attempts.
+
+        Earlier attempts stay in ``job.runs``; False if the job is not in a
+        retryable state.
+        """
+        return self._transition(
+            (Status.FAILED, Status.TIMEOUT, Status.CANCELLED),
+            status=Status.QUEUED, attempts=0, run_at=timezone.now(), finished_at=None,
+            result=None, error="", error_code="", worker=None, lease_expires_at=None,
+        )
+
+    def wait(self, timeout: Any = None, poll: float = 0.05) -> Any:
+        """Block until the job finishes (at most ``timeout``); return its result or raise.
+
+        Raises :class:`~django_kinetik.exceptions.JobFailed` (failed or timed out),
+        :class:`~django_kinetik.exceptions.JobCancelled` or
+        :class:`~django_kinetik.exceptions.WaitTimeout`.
+        """
+        from .waiting import wait_for
+
+        return wait_for(self, timeout, poll)
+
+
+class JobRun(models.Model):
+    """One attempt at a job: when, where, and how it ended."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs", db_index=False)
+    attempt = models.PositiveIntegerField()
+    worker = models.ForeignKey(
+        Worker, null=True, blank=True, on_delete=models.DO_NOTHING,
+        db_constraint=False, related_name="runs",
+    )
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    started_at = models.DateTimeField()
+    finished_at = models.DateTimeField()
+    error = models.TextField(blank=True)
+    error_code = models.CharField(max_length=100, blank=True)
+    traceback = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        indexes = [models.Index(fields=["job", "id"], name="kinetik_run_job")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} attempt {self.attempt}: {self.outcome}"
+
+    @property
+    def duration(self) -> timedelta:
+        return self.finished_at - self.started_at
+
+
+class JobLog(models.Model):
+    """A line a job wrote with ``job.log(message, data)``."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="logs", db_index=False)
+    attempt = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    message = models.TextField()
+    data = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "id"]
+        indexes = [models.Index(fields=["job", "id"], name="kinetik_log_job")]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class TagState(models.Model):
+    """A tag that has been paused (``kinetik.pause(tag)``); workers skip it."""
+
+    tag = models.CharField(max_length=100, primary_key=True)
+    paused = models.BooleanField(default=False)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.tag} ({'paused' if self.paused else 'running'})"

@@ -1,0 +1,218 @@
+"""Task definitions, the registry that holds them, and the two ways to define one.
+
+``@kinetik.task(...)`` and Kinetik's chainable ``kinetik.define(name)...action(fn)``
+both end in :meth:`Registry.register`, so they build exactly the same
+:class:`Task`. Names are checked when the task is defined: a ``:`` (reserved
+for namespacing) or a name already taken by different code is refused there,
+not discovered later in a worker.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, overload
+
+from .conf import get_settings
+from .exceptions import TaskDefinitionError, UnknownTask
+from .options import TaskOptions, parse_options
+
+if TYPE_CHECKING:
+    from .models import Job
+    from .worker.context import JobContext
+
+Action = Callable[["JobContext"], Any]
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named unit of work: the action and the defaults its jobs start from."""
+
+    name: str
+    action: Action
+    options: TaskOptions
+    desc: str = ""
+
+    @property
+    def tag(self) -> str:
+        return self.options.tag
+
+    def effective_options(self) -> TaskOptions:
+        """Defaults overlaid with ``KINETIK["TASKS"][name]`` from settings."""
+        overrides = get_settings().tasks.get(self.name)
+        return self.options.merged(overrides, where=f'KINETIK["TASKS"][{self.name!r}]')
+
+    def create(self, data: Mapping[str, Any] | None = None, **options: Any) -> Job:
+        """Create one job of this task; see :func:`django_kinetik.create`."""
+        from .jobs import create
+
+        return create(self, data, **options)
+
+    def create_many(self, items: Iterable[Mapping[str, Any] | None], **options: Any) -> list[Job]:
+        """Create many jobs of this task in one insert; see :func:`django_kinetik.create_many`."""
+        from .jobs import create_many
+
+        return create_many(self, items, **options)
+
+    def __call__(self, job: JobContext) -> Any:
+        return self.action(job)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name!r} tag={self.tag!r}>"
+
+
+def _code_of(action: Action) -> tuple[str, str]:
+    return getattr(action, "__module__", ""), getattr(action, "__qualname__", repr(action))
+
+
+class Registry:
+    """Every task defined in this process, by name, in definition order."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, Task] = {}
+        self._lock = threading.Lock()
+
+    def register(self, task: Task) -> Task:
+        with self._lock:
+            existing = self._tasks.get(task.name)
+            # Re-importing the same module (autoreload, a test importing a tasks
+            # module under a second name) defines the same code again: not a clash.
+            if existing is not None and _code_of(existing.action) != _code_of(task.action):
+                module, qualname = _code_of(existing.action)
+                raise TaskDefinitionError(
+                    f"A task named {task.name!r} is already defined by {module}.{qualname}; "
+                    f"task names must be unique, so give this one another name."
+                )
+            self._tasks[task.name] = task
+        return task
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self._tasks.pop(name, None)
+
+    def get(self, name: str) -> Task:
+        try:
+            return self._tasks[name]
+        except KeyError:
+            raise UnknownTask(name) from None
+
+    def find(self, name: str) -> Task | None:
+        """The task called ``name``, or None if this process does not have it."""
+        return self._tasks.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tasks
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(list(self._tasks.values()))
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def names(self) -> list[str]:
+        return list(self._tasks)
+
+    def tags(self) -> list[str]:
+        """Tags of the registered tasks, in the order they were first defined."""
+        return list(dict.fromkeys(task.effective_options().tag for task in self))
+
+
+registry = Registry()
+
+
+def validate_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise TaskDefinitionError(f"A task name must be a non-empty string, not {name!r}.")
+    if ":" in name:
+        raise TaskDefinitionError(
+            f"Task name {name!r} contains ':', which is reserved; use another separator such as '.'."
+        )
+    if len(name) > 200:
+        raise TaskDefinitionError(f"Task name {name[:40]!r}... is longer than 200 characters.")
+    return name
+
+
+def define_task(name: str | None, action: Action, desc: str = "", **options: Any) -> Task:
+    """Validate and register a task; the shared end of both definition styles."""
+    if not callable(action):
+        raise TaskDefinitionError(f"A task's action must be callable, not {action!r}.")
+    if name is None:
+        module, qualname = _code_of(action)
+        name = f"{module}.{qualname}"
+    name = validate_name(name)
+    try:
+        parsed = parse_options(options, where=f"task {name!r}")
+    except (TypeError, ValueError) as error:
+        raise TaskDefinitionError(str(error)) from None
+    return registry.register(Task(name=name, action=action, options=TaskOptions(**parsed), desc=desc))
+
+
+@overload
+def task(name: Action, /) -> Task: ...
+@overload
+def task(name: str | None = None, /, **options: Any) -> Callable[[Action], Task]: ...
+
+
+def task(name: Any = None, /, *, desc: str = "", **options: Any) -> Any:
+    """Define a task from a function.
+
+    ``@kinetik.task("send email", tag="notifications", retries=3, timeout="30s")``;
+    the name defaults to ``"<module>.<function>"``, and a bare ``@kinetik.task``
+    works too. Options: ``tag``, ``priority``, ``timeout``, ``retries``,
+    ``retry_delay``, ``backoff``.
+    """
+    if callable(name):
+        return define_task(None, name, desc)
+
+    def decorator(action: Action) -> Task:
+        return define_task(name, action, desc or (action.__doc__ or "").strip().split("\n")[0], **options)
+
+    return decorator
+
+
+class TaskBuilder:
+    """Kinetik's chainable definition: ``define(name).tag(...).timeout(...).action(fn)``."""
+
+    def __init__(self, name: str) -> None:
+        self._name = validate_name(name)
+        self._desc = ""
+        self._options: dict[str, Any] = {}
+
+    def _set(self, **options: Any) -> TaskBuilder:
+        try:
+            parse_options(options, where=f"task {self._name!r}")
+        except (TypeError, ValueError) as error:
+            raise TaskDefinitionError(str(error)) from None
+        self._options.update(options)
+        return self
+
+    def tag(self, tag: str) -> TaskBuilder:
+        return self._set(tag=tag)
+
+    def desc(self, text: str) -> TaskBuilder:
+        self._desc = text
+        return self
+
+    def priority(self, priority: int | str) -> TaskBuilder:
+        return self._set(priority=priority)
+
+    def timeout(self, timeout: Any) -> TaskBuilder:
+        return self._set(timeout=timeout)
+
+    def retry(self, retries: int, delay: Any = None, backoff: str | None = None) -> TaskBuilder:
+        options: dict[str, Any] = {"retries": retries}
+        if delay is not None:
+            options["retry_delay"] = delay
+        if backoff is not None:
+            options["backoff"] = backoff
+        return self._set(**options)
+
+    def action(self, action: Action) -> Task:
+        """Register the task with ``action`` as its code and return it."""
+        return define_task(self._name, action, self._desc, **self._options)
+
+
+def define(name: str) -> TaskBuilder:
+    """Start a chainable task definition (Kinetik's ``kinetik.define``)."""
+    return TaskBuilder(name)

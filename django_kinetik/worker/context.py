@@ -1,0 +1,83 @@
+"""The ``job`` argument a task's action receives."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from ..jsondata import ensure_json
+from ..models import Job, JobLog, Status
+from ..signals import emit, job_log, job_progress
+
+if TYPE_CHECKING:
+    from ..registry import Task
+
+logger = logging.getLogger("django_kinetik.worker")
+
+
+class JobContext:
+    """The running job, as its action sees it.
+
+    ``id``, ``data``, ``attempt`` (1 on the first run), ``task`` (the name),
+    ``tag``, ``priority``; :meth:`log` and :meth:`progress` report back while
+    the job runs. ``model`` is the :class:`~django_kinetik.models.Job` row as it
+    was claimed, for the rare action that needs more.
+    """
+
+    def __init__(self, job: Job, definition: Task | None, alias: str) -> None:
+        self.model = job
+        self.definition = definition
+        self.id: int = job.pk
+        self.data: dict[str, Any] = job.data
+        self.attempt: int = job.attempts
+        self.task: str = job.task
+        self.tag: str = job.tag
+        self.priority: int = job.priority
+        self.created_at: datetime = job.created_at
+        self._alias = alias
+        self._closed = False
+
+    def close(self) -> None:
+        """Called when the attempt is over: later log and progress calls are ignored."""
+        self._closed = True
+
+    def _ignored(self, what: str) -> bool:
+        if self._closed:
+            logger.warning("Job %s wrote %s after its attempt ended; ignored.", self.id, what)
+        return self._closed
+
+    def log(self, message: str, data: dict[str, Any] | None = None) -> None:
+        """Add a line (and optional JSON data) to the job's log."""
+        if not isinstance(message, str):
+            message = str(message)
+        if data is not None:
+            data = ensure_json(data, what="log data")
+        if self._ignored("a log line"):
+            return
+        JobLog.objects.using(self._alias).create(
+            job_id=self.id, attempt=self.attempt, created_at=timezone.now(), message=message, data=data,
+        )
+        emit(job_log, Job, job=self.model, task=self.definition, message=message, data=data)
+
+    def progress(self, current: float, total: float, data: dict[str, Any] | None = None) -> None:
+        """Report progress: ``current`` out of ``total`` (and optional JSON data)."""
+        for name, value in (("current", current), ("total", total)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"progress {name} must be a number, not {type(value).__name__}")
+        if data is not None:
+            data = ensure_json(data, what="progress data")
+        if self._ignored("progress"):
+            return
+        Job.objects.using(self._alias).filter(
+            pk=self.id, status=Status.ACTIVE, attempts=self.attempt
+        ).update(progress_current=current, progress_total=total, progress_data=data)
+        self.model.progress_current, self.model.progress_total = current, total
+        self.model.progress_data = data
+        emit(job_progress, Job, job=self.model, task=self.definition,
+             current=current, total=total, data=data)
+
+    def __repr__(self) -> str:
+        return f"<JobContext {self.task!r} #{self.id} attempt {self.attempt}>"
