@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from types import FrameType
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 from django.utils import timezone
 
 from ..backends import Backend, WorkerInfo, get_backend
@@ -146,6 +147,8 @@ class Worker:
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)  # type: ignore[arg-type]
+            # This thread's connections: a worker run from a thread must not leave one open.
+            connections.close_all()
 
     def _job_done(self, job: Job) -> None:
         with self._lock:
@@ -234,12 +237,13 @@ class Worker:
             logger.warning("Worker %s stopping at once; leases will bring back running jobs.", self.name)
             return EXIT_FORCED
         heartbeat.stop()
+        # Threads still inside a job exit (closing their connections) once it
+        # returns; its outcome will be discarded, since the job is put back.
+        pool.stop(timeout=0 if self._running else 5)
         if self._running:
             requeued = self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
             logger.warning("Worker %s put %d unfinished job(s) back in the queue: %s",
                            self.name, len(requeued), requeued)
-        else:
-            pool.stop(timeout=5)
         self.backend.retire_worker(self.worker_id, self.jobs_done)  # type: ignore[arg-type]
         logger.info("Worker %s stopped after %d job(s).", self.name, self.jobs_done)
         return 0

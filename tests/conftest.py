@@ -1,0 +1,127 @@
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from django_kinetik import signals
+from django_kinetik.registry import registry
+from django_kinetik.worker import Worker
+from tests.testapp import tasks as test_tasks
+
+ROOT = Path(__file__).resolve().parent.parent
+IN_CI = bool(os.environ.get("CI"))
+
+
+def _database_reachable() -> str | None:
+    """None if the test database server answers, else why not."""
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        return None
+    address = (database["HOST"], int(database["PORT"]))
+    try:
+        socket.create_connection(address, timeout=3).close()
+    except OSError as error:
+        return f"{database['ENGINE']} at {address[0]}:{address[1]} is not reachable: {error}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    problem = _database_reachable()
+    if problem is None:
+        return
+    if IN_CI:
+        raise pytest.UsageError(f"{problem} (CI is set, so the suite may not skip it)")
+    skip = pytest.mark.skip(reason=problem)
+    for item in items:
+        item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _reset_ran():
+    test_tasks.ran.clear()
+    yield
+    test_tasks.ran.clear()
+
+
+@pytest.fixture
+def run_worker():
+    """Run an in-process worker until nothing is runnable (burst mode)."""
+
+    def run(*tags, **options):
+        options.setdefault("burst", True)
+        options.setdefault("interval", 0.01)
+        return Worker(list(tags) or None, **options).run()
+
+    return run
+
+
+@pytest.fixture
+def temp_task():
+    """Define tasks for one test; they are unregistered afterwards."""
+    import django_kinetik as kinetik
+
+    defined = []
+
+    def define(name, action=None, **options):
+        if action is None:
+            def action(job):
+                return None
+        task = kinetik.task(name, **options)(action)
+        defined.append(task.name)
+        return task
+
+    yield define
+    for name in defined:
+        registry.unregister(name)
+
+
+@pytest.fixture
+def received():
+    """Every kinetik signal sent during the test, as (signal name, kwargs)."""
+    log = []
+    receivers = []
+    for name in ("job_created", "job_started", "job_progress", "job_log", "job_completed",
+                 "job_failed", "job_timeout", "job_cancelled", "job_retrying", "queue_empty"):
+        signal = getattr(signals, name)
+
+        def receiver(sender, _name=name, **kwargs):
+            kwargs.pop("signal", None)
+            log.append((_name, kwargs))
+
+        signal.connect(receiver, weak=False)
+        receivers.append((signal, receiver))
+    yield log
+    for signal, receiver in receivers:
+        signal.disconnect(receiver)
+
+
+def worker_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["KINETIK_TEST_WORKER_DB"] = settings.DATABASES["default"]["NAME"]
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+@pytest.fixture
+def start_worker():
+    """Start ``manage.py kinetik_worker`` processes against the test database."""
+    processes = []
+
+    def start(*args):
+        process = subprocess.Popen(
+            [sys.executable, "-m", "django", "kinetik_worker", *args],
+            cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

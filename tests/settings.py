@@ -1,0 +1,96 @@
+"""Settings for the test suite.
+
+``KINETIK_TEST_DB`` picks the database: ``sqlite`` (default), ``postgres`` or
+``mysql``. Worker processes started by tests set ``KINETIK_TEST_WORKER_DB`` to
+the test database's name so they use the same database as the test.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+SECRET_KEY = "tests-only"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django_kinetik",
+    "tests.testapp",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+ROOT_URLCONF = "tests.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+_ENGINE = os.environ.get("KINETIK_TEST_DB", "sqlite")
+# Separate test databases per tox environment, so environments can run side by side.
+_SUFFIX = "".join(c if c.isalnum() else "_" for c in os.environ.get("TOX_ENV_NAME", "local"))
+_WORKER_DB = os.environ.get("KINETIK_TEST_WORKER_DB")
+
+if _ENGINE == "postgres":
+    _test_name = f"test_kinetik_{_SUFFIX}"
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": _WORKER_DB or "postgres",
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "PASSWORD": os.environ.get("PGPASSWORD", ""),
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+            "TEST": {"NAME": _test_name},
+        }
+    }
+elif _ENGINE == "mysql":
+    import pymysql
+
+    pymysql.install_as_MySQLdb()
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": _WORKER_DB or "test",
+            "USER": "root",
+            "HOST": "127.0.0.1",
+            "PORT": "3306",
+            "TEST": {"NAME": f"test_kinetik_{_SUFFIX}"},
+        }
+    }
+elif _ENGINE == "sqlite":
+    # A file, not memory, so worker processes started by tests share it.
+    _test_file = str(Path(tempfile.gettempdir()) / f"kinetik-test-{_SUFFIX}-{os.getuid()}.sqlite3")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _WORKER_DB or _test_file,
+            "OPTIONS": {"timeout": 20},
+            "TEST": {"NAME": _test_file},
+        }
+    }
+else:
+    raise RuntimeError(f"KINETIK_TEST_DB={_ENGINE!r}: use sqlite, postgres or mysql")
+
+KINETIK = {"INTERVAL": "50ms", "LEASE": "10s", "SHUTDOWN_TIMEOUT": "5s"}

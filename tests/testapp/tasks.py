@@ -1,0 +1,90 @@
+"""Tasks the test suite runs; discovered like any app's tasks.py."""
+
+import os
+import threading
+import time
+
+import django_kinetik as kinetik
+
+from .models import Execution
+
+#: job ids in the order an in-process worker ran them
+ran: list[int] = []
+ran_lock = threading.Lock()
+
+
+def _record(job):
+    with ran_lock:
+        ran.append(job.id)
+
+
+@kinetik.task("test.echo", tag="alpha")
+def echo(job):
+    _record(job)
+    return {"echo": job.data, "attempt": job.attempt}
+
+
+@kinetik.task("test.beta", tag="beta")
+def beta(job):
+    _record(job)
+    return "beta"
+
+
+@kinetik.task("test.gamma", tag="gamma")
+def gamma(job):
+    _record(job)
+    return "gamma"
+
+
+class PaymentError(Exception):
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+@kinetik.task("test.fail", tag="alpha", retries=0)
+def fail(job):
+    _record(job)
+    raise PaymentError(job.data.get("message", "card declined"), code="E_CARD")
+
+
+@kinetik.task("test.flaky", tag="alpha", retries=3, retry_delay=0)
+def flaky(job):
+    _record(job)
+    if job.attempt < job.data.get("succeed_on", 2):
+        raise ConnectionError(f"attempt {job.attempt} failed")
+    return {"attempt": job.attempt}
+
+
+@kinetik.task("test.sleep", tag="alpha")
+def sleep(job):
+    _record(job)
+    time.sleep(job.data.get("seconds", 0.1))
+    return "slept"
+
+
+@kinetik.task("test.report", tag="alpha")
+def report(job):
+    job.log("starting", {"rows": 3})
+    for row in range(1, 4):
+        job.progress(row, 3, {"row": row})
+    job.log("done")
+    return {"rows": 3}
+
+
+@kinetik.task("test.bad_result", tag="alpha")
+def bad_result(job):
+    return {"when": object()}
+
+
+@kinetik.task("test.count", tag="alpha")
+def count(job):
+    """Records each execution in the database, from whichever process runs it."""
+    Execution.objects.create(job_id=job.id, attempt=job.attempt, pid=os.getpid())
+    time.sleep(job.data.get("seconds", 0))
+    return job.id
+
+
+@kinetik.task("test.async", tag="alpha")
+async def async_task(job):
+    return {"async": True, "id": job.id}
