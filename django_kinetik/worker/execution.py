@@ -22,7 +22,7 @@ from ..middleware import MiddlewareFactory, build_chain
 from ..models import Job, Outcome, Status
 from ..options import RUN_OPTION_NAMES, TaskOptions
 from ..registry import Task, registry
-from ..retry import retry_delay
+from ..backoff import retry_delay
 from ..signals import emit, job_completed, job_failed, job_retrying, job_started
 from .context import JobContext
 
