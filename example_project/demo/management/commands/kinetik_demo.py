@@ -1,0 +1,119 @@
+"""Run the example end to end: a worker, demo jobs, the admin to look at them."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+import django_kinetik as kinetik
+from django_kinetik.management.tables import render_table
+from django_kinetik.models import Job, JobLog, Status
+
+MANAGE = Path(__file__).resolve().parents[4] / "manage.py"
+
+
+def _free_port(preferred: int) -> int:
+    for port in range(preferred, preferred + 50):
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                return port
+    raise RuntimeError("no free port found for the admin")
+
+
+class Command(BaseCommand):
+    help = "Migrate, start a worker and the admin, create demo jobs and show them completing."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--exit", action="store_true",
+                            help="stop once the demo jobs have finished instead of serving the admin")
+        parser.add_argument("--port", type=int, default=8000)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.stdout.write("Migrating the example database (SQLite)...")
+        call_command("migrate", verbosity=0)
+        user_model = get_user_model()
+        if not user_model.objects.filter(username="admin").exists():
+            user_model.objects.create_superuser("admin", "admin@example.com", "admin")
+        Job.objects.all().delete()
+
+        processes = []
+        worker = subprocess.Popen(
+            [sys.executable, str(MANAGE), "kinetik_worker", "messaging", "reports", "--concurrency", "2"],
+        )
+        processes.append(worker)
+        port = None
+        if not options["exit"]:
+            port = _free_port(options["port"])
+            processes.append(subprocess.Popen(
+                [sys.executable, str(MANAGE), "runserver", f"127.0.0.1:{port}", "--noreload"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+        try:
+            jobs = self._create_jobs()
+            finished = self._watch(jobs, timeout=60)
+            self._summary(jobs)
+            if not finished:
+                self.stderr.write("Some demo jobs did not finish within 60 seconds.")
+                sys.exit(1)
+            if port is not None:
+                self.stdout.write(self.style.SUCCESS(
+                    f"\nThe admin: http://127.0.0.1:{port}/admin/django_kinetik/job/  "
+                    f"(login: admin / admin)\nThe worker keeps running; press Ctrl-C to stop."
+                ))
+                self._wait_for_interrupt(processes)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGTERM)
+            for process in processes:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+    def _create_jobs(self) -> list[Job]:
+        self.stdout.write("Creating demo jobs on two tags, messaging and reports...")
+        jobs = kinetik.create_many("demo.greet", [{"name": name} for name in ("Ada", "Grace", "Linus")])
+        jobs.append(kinetik.create("demo.greet", {"name": "a delayed friend"}, delay="3s"))
+        jobs.append(kinetik.create("demo.flaky", {"to": "ops@example.com"}))
+        jobs.append(kinetik.create("demo.report", {"rows": 8}, priority="high"))
+        return jobs
+
+    def _watch(self, jobs: list[Job], timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        seen: dict[int, tuple[str, int]] = {}
+        while time.monotonic() < deadline:
+            rows = Job.objects.filter(pk__in=[job.pk for job in jobs]).order_by("pk")
+            for job in rows:
+                state = (job.status, job.attempts)
+                if seen.get(job.pk) != state:
+                    seen[job.pk] = state
+                    progress = f" {job.progress_percent:.0f}%" if job.progress_percent is not None else ""
+                    self.stdout.write(
+                        f"  job {job.pk:>3} {job.task:<12} [{job.tag}] {job.status}"
+                        f" (attempt {job.attempts}){progress}"
+                    )
+            if all(job.status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED) for job in rows):
+                return True
+            time.sleep(0.2)
+        return False
+
+    def _summary(self, jobs: list[Job]) -> None:
+        rows = []
+        for job in Job.objects.filter(pk__in=[job.pk for job in jobs]).order_by("pk"):
+            rows.append([job.pk, job.task, job.tag, job.status, job.attempts,
+                         f"{job.duration.total_seconds():.2f}s" if job.duration else "-",
+                         str(job.result if job.result is not None else job.error)[:50]])
+        self.stdout.write("\n" + render_table(["ID", "TASK", "TAG", "STATUS", "ATTEMPTS", "RAN", "RESULT"], rows))
+        report = next(job for job in jobs if job.task == "demo.report")
+        lines = JobLog.objects.filter(job_id=report.pk).values_list("message", flat=True)
+        self.stdout.write(f"\nLog of job {report.pk} (demo.report): " + " | ".join(lines))
