@@ -39,11 +39,19 @@ def ensure_venv(*requirements: str) -> Path:
         print(f"Creating a virtualenv in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("Installing django_kinetik and its dependencies ...", flush=True)
-    subprocess.run([str(venv_python()), "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
-    subprocess.run([str(venv_python()), "-m", "pip", "install", "-q", "-e", str(ROOT), *requirements],
-                   check=True)
+    pip(["--upgrade", "pip"])
+    pip(["-e", str(ROOT), *requirements])
     stamp.write_text(wanted)
     return venv_python()
+
+
+def pip(arguments: list[str]) -> None:
+    """``pip install``, quiet unless it fails."""
+    done = subprocess.run([str(venv_python()), "-m", "pip", "install", "-q", *arguments],
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"pip install {' '.join(arguments)} failed (exit {done.returncode})")
 
 
 def interpreter_path() -> str:

@@ -1,0 +1,36 @@
+"""Settings for the benchmarks; ``KINETIK_BENCH_DB`` is ``sqlite`` or ``postgres``."""
+
+import os
+import tempfile
+from pathlib import Path
+
+SECRET_KEY = "bench-only"
+USE_TZ = True
+INSTALLED_APPS = ["django.contrib.contenttypes", "django.contrib.auth", "django_kinetik", "bench.benchapp"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+if os.environ.get("KINETIK_BENCH_DB", "sqlite") == "postgres":
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": os.environ.get("KINETIK_BENCH_PG_NAME", "kinetik_bench"),
+            "USER": os.environ.get("PGUSER", "postgres"),
+            "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+            "PORT": os.environ.get("PGPORT", "5432"),
+        }
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(Path(tempfile.gettempdir()) / "kinetik-bench.sqlite3"),
+            # What the README recommends for SQLite with several processes.
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+
+KINETIK = {"INTERVAL": os.environ.get("KINETIK_BENCH_INTERVAL", "1s")}
