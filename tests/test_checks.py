@@ -8,7 +8,7 @@ from django_kinetik.conf import get_settings
 
 
 def kinetik_messages():
-    return {message.id: message.msg for message in run_checks() if message.id.startswith("kinetik.")}
+    return {message.id: message.msg for message in run_checks(tags=["kinetik"]) if message.id.startswith("kinetik.")}
 
 
 @pytest.mark.parametrize(
@@ -47,6 +47,7 @@ def test_reading_an_invalid_configuration_raises_improperly_configured():
             get_settings()
 
 
+@pytest.mark.django_db
 def test_manage_py_check_reports_the_error(capsys):
     from django.core.management.base import SystemCheckError
 
