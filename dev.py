@@ -5,7 +5,8 @@
     python3 dev.py test    run the whole test suite on SQLite and PostgreSQL
 
 ``test`` runs the oldest and newest supported Django (5.2 on Python 3.11, 6.1 on
-Python 3.13); ``test --all`` runs the whole tox matrix. Extra arguments after
+Python 3.13) on SQLite and PostgreSQL, and 5.2 on MariaDB; ``test --all`` runs
+the whole tox matrix. Extra arguments after
 ``--`` go to pytest: ``python3 dev.py test -- -k worker -x``.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-DEFAULT_ENVS = ["py311-django52", "py313-django61"]
+DEFAULT_ENVS = ["py311-django52", "py313-django61", "py311-django52-mysql"]
 
 
 def venv_python() -> Path:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Union
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
@@ -117,6 +117,8 @@ def create(
 
 def _save_unique(job: Job, using: str) -> Job | None:
     """Insert ``job`` unless a live job holds its key; return that job instead."""
+    if not connections[using].features.supports_partial_indexes:
+        return _save_unique_with_named_lock(job, using)
     for _ in range(5):
         try:
             with transaction.atomic(using=using):
@@ -133,6 +135,30 @@ def _save_unique(job: Job, using: str) -> Job | None:
                 return existing
             # The holder finished between our insert and our look: try again.
     raise IntegrityError(f"Could not create a job with unique_key={job.unique_key!r}")
+
+
+def _save_unique_with_named_lock(job: Job, using: str) -> Job | None:
+    """MySQL/MariaDB ignore the partial unique constraint: serialise on a named lock.
+
+    The lock covers the look and the insert; inside a caller's longer
+    transaction, another process may not yet see the new job when the lock is
+    released, so there uniqueness holds among committed jobs.
+    """
+    name = f"kinetik:{job.unique_key}"[:64]
+    with connections[using].cursor() as cursor:
+        cursor.execute("SELECT GET_LOCK(%s, 30)", [name])
+        try:
+            existing = (
+                Job.objects.using(using)
+                .filter(unique_key=job.unique_key, status__in=LIVE_STATUSES)
+                .first()
+            )
+            if existing is not None:
+                return existing
+            job.save(using=using, force_insert=True)
+            return None
+        finally:
+            cursor.execute("SELECT RELEASE_LOCK(%s)", [name])
 
 
 def create_many(
