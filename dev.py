@@ -32,7 +32,7 @@ def venv_python() -> Path:
 
 def ensure_venv(*requirements: str) -> Path:
     """A virtualenv in .venv with the project and ``requirements`` installed, kept up to date."""
-    wanted = hashlib.sha256(((ROOT / "pyproject.toml").read_bytes() + repr(requirements).encode())).hexdigest()
+    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + repr(requirements).encode()).hexdigest()
     stamp = VENV / ".installed"
     if stamp.exists() and stamp.read_text() == wanted and venv_python().exists():
         return venv_python()
@@ -48,8 +48,9 @@ def ensure_venv(*requirements: str) -> Path:
 
 def pip(arguments: list[str]) -> None:
     """``pip install``, quiet unless it fails."""
-    done = subprocess.run([str(venv_python()), "-m", "pip", "install", "-q", *arguments],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(venv_python()), "-m", "pip", "install", "-q", *arguments], capture_output=True, text=True
+    )
     if done.returncode:
         sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(f"pip install {' '.join(arguments)} failed (exit {done.returncode})")
@@ -81,7 +82,7 @@ def demo(args: list[str]) -> int:
 def test(args: list[str]) -> int:
     everything = "--all" in args
     args = [arg for arg in args if arg != "--all"]
-    pytest_args = args[args.index("--") + 1:] if "--" in args else []
+    pytest_args = args[args.index("--") + 1 :] if "--" in args else []
     python = ensure_venv("tox>=4.22")
     env = dict(os.environ, PATH=interpreter_path())
     command = [str(python), "-m", "tox", "run"]

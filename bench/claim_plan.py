@@ -61,8 +61,7 @@ def main() -> None:
             [args.queued],
         )
         cursor.execute(f"ANALYZE {table}")
-    print(f"filled {args.finished:,} finished + {args.queued:,} queued jobs "
-          f"in {time.perf_counter() - started:.1f}s\n")
+    print(f"filled {args.finished:,} finished + {args.queued:,} queued jobs in {time.perf_counter() - started:.1f}s\n")
 
     now = timezone.now()
     params = [now, 1, now, "bench", ["bench.noop"], 10]
@@ -79,8 +78,10 @@ def main() -> None:
             cursor.fetchall()
             timings.append((time.perf_counter() - started) * 1000)
             transaction.set_rollback(True)
-    print(f"\nclaim of 10 jobs: median {statistics.median(timings):.3f} ms over 200 runs "
-          f"with {args.finished:,} finished jobs in the table")
+    print(
+        f"\nclaim of 10 jobs: median {statistics.median(timings):.3f} ms over 200 runs "
+        f"with {args.finished:,} finished jobs in the table"
+    )
 
 
 if __name__ == "__main__":

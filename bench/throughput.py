@@ -26,10 +26,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_in_child(database: str, args: argparse.Namespace) -> None:
-    env = dict(os.environ, KINETIK_BENCH_DB=database, DJANGO_SETTINGS_MODULE="bench.settings",
-               PYTHONPATH=str(ROOT))
-    command = [sys.executable, __file__, "--child", "--db", database, "--jobs", str(args.jobs),
-               "--samples", str(args.samples)]
+    env = dict(os.environ, KINETIK_BENCH_DB=database, DJANGO_SETTINGS_MODULE="bench.settings", PYTHONPATH=str(ROOT))
+    command = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--db",
+        database,
+        "--jobs",
+        str(args.jobs),
+        "--samples",
+        str(args.samples),
+    ]
     subprocess.run(command, env=env, cwd=ROOT, check=True)
 
 
@@ -40,8 +48,9 @@ def prepare_database(database: str) -> None:
         import psycopg
 
         options = settings.DATABASES["default"]
-        with psycopg.connect(host=options["HOST"], port=options["PORT"], user=options["USER"],
-                             dbname="postgres", autocommit=True) as connection:
+        with psycopg.connect(
+            host=options["HOST"], port=options["PORT"], user=options["USER"], dbname="postgres", autocommit=True
+        ) as connection:
             connection.execute(f'DROP DATABASE IF EXISTS "{options["NAME"]}" WITH (FORCE)')
             connection.execute(f'CREATE DATABASE "{options["NAME"]}"')
     else:
@@ -55,13 +64,14 @@ def prepare_database(database: str) -> None:
 def worker(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "django", "kinetik_worker", "bench", "-v", "0", *args],
-        cwd=ROOT, env=dict(os.environ),
+        cwd=ROOT,
+        env=dict(os.environ),
     )
 
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def child(args: argparse.Namespace) -> None:
@@ -70,8 +80,9 @@ def child(args: argparse.Namespace) -> None:
     django.setup()
     prepare_database(args.db)
 
-    import django_kinetik as kinetik
     from django.db.models import Max, Min
+
+    import django_kinetik as kinetik
     from django_kinetik.conf import get_settings
     from django_kinetik.models import Job, Worker
 
@@ -143,7 +154,7 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    for database in (["sqlite", "postgres"] if args.db == "both" else [args.db]):
+    for database in ["sqlite", "postgres"] if args.db == "both" else [args.db]:
         run_in_child(database, args)
 
 

@@ -42,18 +42,57 @@ if TYPE_CHECKING:
     from .models import Job, JobLog, JobRun, Status
 
 _LAZY = {
-    **{name: "jobs" for name in (
-        "cancel", "clean", "create", "create_many", "fetch", "get_job", "is_paused",
-        "pause", "resume", "retry", "stats", "tags",
-    )},
+    **{
+        name: "jobs"
+        for name in (
+            "cancel",
+            "clean",
+            "create",
+            "create_many",
+            "fetch",
+            "get_job",
+            "is_paused",
+            "pause",
+            "resume",
+            "retry",
+            "stats",
+            "tags",
+        )
+    },
     **{name: "models" for name in ("Job", "JobLog", "JobRun", "Status")},
 }
 
 __all__ = [
-    "InvalidTransition", "Job", "JobCancelled", "JobError", "JobFailed", "JobLog", "JobNotFound",
-    "JobRun", "KinetikError", "Status", "Task", "TaskDefinitionError", "UnknownTask",
-    "WaitTimeout", "cancel", "clean", "create", "create_many", "define", "fetch", "get_job",
-    "is_paused", "pause", "registry", "resume", "retry", "stats", "tags", "task", "use",
+    "InvalidTransition",
+    "Job",
+    "JobCancelled",
+    "JobError",
+    "JobFailed",
+    "JobLog",
+    "JobNotFound",
+    "JobRun",
+    "KinetikError",
+    "Status",
+    "Task",
+    "TaskDefinitionError",
+    "UnknownTask",
+    "WaitTimeout",
+    "cancel",
+    "clean",
+    "create",
+    "create_many",
+    "define",
+    "fetch",
+    "get_job",
+    "is_paused",
+    "pause",
+    "registry",
+    "resume",
+    "retry",
+    "stats",
+    "tags",
+    "task",
+    "use",
 ]
 
 

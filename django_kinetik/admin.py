@@ -14,7 +14,7 @@ from . import jobs
 from .exceptions import InvalidTransition
 from .models import Job, JobLog, JobRun, Status, TagState, Worker
 
-STATUS_COLOURS = {
+STATUS_COLOURS: dict[str, str] = {
     Status.QUEUED: "#417690",
     Status.DELAYED: "#8a6d3b",
     Status.ACTIVE: "#2a7ae2",
@@ -50,8 +50,18 @@ class JobLogInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("id", "task", "tag", "status_badge", "priority", "attempts", "progress",
-                    "created_at", "run_at", "worker")
+    list_display = (
+        "id",
+        "task",
+        "tag",
+        "status_badge",
+        "priority",
+        "attempts",
+        "progress",
+        "created_at",
+        "run_at",
+        "worker",
+    )
     list_filter = ("status", "tag", "task")
     search_fields = ("=id", "task")
     list_select_related = ("worker",)
@@ -68,7 +78,8 @@ class JobAdmin(admin.ModelAdmin):
     def status_badge(self, job: Job) -> str:
         return format_html(
             '<span style="background:{};color:#fff;padding:1px 8px;border-radius:8px">{}</span>',
-            STATUS_COLOURS.get(job.status, "#555"), job.get_status_display(),
+            STATUS_COLOURS.get(job.status, "#555"),
+            job.get_status_display(),
         )
 
     @admin.display(description="progress")
@@ -76,8 +87,7 @@ class JobAdmin(admin.ModelAdmin):
         percent = job.progress_percent
         if percent is None:
             return "-"
-        return format_html('<progress value="{}" max="100" title="{}%"></progress>',
-                           f"{percent:.0f}", f"{percent:.0f}")
+        return format_html('<progress value="{}" max="100" title="{}%"></progress>', f"{percent:.0f}", f"{percent:.0f}")
 
     def _apply(self, request: HttpRequest, queryset: QuerySet[Job], action: Any, verb: str) -> None:
         changed = skipped = 0
@@ -108,8 +118,7 @@ class JobAdmin(admin.ModelAdmin):
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ("name", "state", "host", "pid", "tags", "concurrency", "started_at",
-                    "last_heartbeat", "jobs_done")
+    list_display = ("name", "state", "host", "pid", "tags", "concurrency", "started_at", "last_heartbeat", "jobs_done")
     list_filter = ("state", "host")
     readonly_fields = [field.name for field in Worker._meta.fields]
 

@@ -29,21 +29,30 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         try:
             import_string(path)
         except ImportError as error:
-            messages.append(Error(
-                f'KINETIK["MIDDLEWARE"] entry {path!r} cannot be imported: {error}.',
-                hint="Give the dotted path of a middleware class.", id="kinetik.E007",
-            ))
+            messages.append(
+                Error(
+                    f'KINETIK["MIDDLEWARE"] entry {path!r} cannot be imported: {error}.',
+                    hint="Give the dotted path of a middleware class.",
+                    id="kinetik.E007",
+                )
+            )
     for name in parsed.tasks:
         if name not in registry:
-            messages.append(Warning(
-                f'KINETIK["TASKS"] has options for {name!r}, but no task has that name.',
-                hint=f"Defined tasks: {', '.join(registry.names()) or 'none'}.", id="kinetik.W001",
-            ))
-    engine = settings.DATABASES.get(parsed.database, {}).get("ENGINE", "")
+            messages.append(
+                Warning(
+                    f'KINETIK["TASKS"] has options for {name!r}, but no task has that name.',
+                    hint=f"Defined tasks: {', '.join(registry.names()) or 'none'}.",
+                    id="kinetik.W001",
+                )
+            )
+    engine = str(settings.DATABASES.get(parsed.database, {}).get("ENGINE", ""))
     if engine.endswith("sqlite3") and sqlite3.sqlite_version_info < (3, 35):
-        messages.append(Error(
-            f"The job database is SQLite {sqlite3.sqlite_version}; kinetik needs 3.35 or later "
-            f"(for UPDATE ... RETURNING).",
-            hint="Use a Python built with a newer SQLite, or PostgreSQL.", id="kinetik.E008",
-        ))
+        messages.append(
+            Error(
+                f"The job database is SQLite {sqlite3.sqlite_version}; kinetik needs 3.35 or later "
+                f"(for UPDATE ... RETURNING).",
+                hint="Use a Python built with a newer SQLite, or PostgreSQL.",
+                id="kinetik.E008",
+            )
+        )
     return messages

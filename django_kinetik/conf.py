@@ -81,8 +81,9 @@ def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
             continue
         if seconds < _MINIMUM[key]:
             problems.append(
-                Problem("kinetik.E003", f'KINETIK["{key}"] is too short: {raw[key]!r}.',
-                        f"Use at least {_MINIMUM[key]:g}s.")
+                Problem(
+                    "kinetik.E003", f'KINETIK["{key}"] is too short: {raw[key]!r}.', f"Use at least {_MINIMUM[key]:g}s."
+                )
             )
             continue
         values[attribute] = seconds
@@ -92,8 +93,11 @@ def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
             problems.append(_wrong_type("DATABASE", "a database alias (str)", database))
         elif database not in settings.DATABASES:
             problems.append(
-                Problem("kinetik.E005", f'KINETIK["DATABASE"] is {database!r}, which is not in DATABASES.',
-                        f"Use one of {', '.join(settings.DATABASES)}.")
+                Problem(
+                    "kinetik.E005",
+                    f'KINETIK["DATABASE"] is {database!r}, which is not in DATABASES.',
+                    f"Use one of {', '.join(settings.DATABASES)}.",
+                )
             )
         else:
             values["database"] = database

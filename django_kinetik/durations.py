@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import Union
 
 from django.utils import timezone
 
-DurationLike = Union[int, float, str, timedelta]
-DelayLike = Union[DurationLike, datetime, None]
+DurationLike = int | float | str | timedelta
+DelayLike = DurationLike | datetime | None
 
 _UNITS = {
     "ms": 0.001,

@@ -43,8 +43,7 @@ class InvalidTransition(KinetikError):
     def __init__(self, job: Job, action: str, allowed: tuple[str, ...]) -> None:
         self.job = job
         super().__init__(
-            f"Cannot {action} job {job.pk}: it is {job.status}; only "
-            f"{' or '.join(allowed)} jobs can be {action}ed."
+            f"Cannot {action} job {job.pk}: it is {job.status}; only {' or '.join(allowed)} jobs can be {action}ed."
             if action != "cancel"
             else f"Cannot cancel job {job.pk}: it is already {job.status}."
         )
@@ -80,6 +79,4 @@ class WaitTimeout(KinetikError, TimeoutError):
 
     def __init__(self, job: Job, timeout: float, status: Any) -> None:
         self.job = job
-        super().__init__(
-            f"Job {job.pk} ({job.task}) did not finish within {timeout:g}s; it is {status}."
-        )
+        super().__init__(f"Job {job.pk} ({job.task}) did not finish within {timeout:g}s; it is {status}.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Union
+from typing import Any
 
 from django.db import IntegrityError, connections, transaction
 from django.db.models import Count, QuerySet
@@ -25,8 +25,8 @@ from .priorities import PriorityLike, parse_priority
 from .registry import Task, registry
 from .signals import emit, job_cancelled, job_created
 
-TaskRef = Union[Task, str]
-JobRef = Union[Job, int]
+TaskRef = Task | str
+JobRef = Job | int
 
 
 def _using() -> str:
@@ -46,7 +46,11 @@ def _resolve_task(task: TaskRef, tag: str | None) -> tuple[str, Task | None]:
 
 
 def _prepare(
-    task: TaskRef, *, delay: DelayLike, priority: PriorityLike | None, tag: str | None,
+    task: TaskRef,
+    *,
+    delay: DelayLike,
+    priority: PriorityLike | None,
+    tag: str | None,
     options: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Validate everything about the jobs to create before anything is written."""
@@ -126,11 +130,7 @@ def _save_unique(job: Job, using: str) -> Job | None:
             return None
         except IntegrityError:
             job.pk = None
-            existing = (
-                Job.objects.using(using)
-                .filter(unique_key=job.unique_key, status__in=LIVE_STATUSES)
-                .first()
-            )
+            existing = Job.objects.using(using).filter(unique_key=job.unique_key, status__in=LIVE_STATUSES).first()
             if existing is not None:
                 return existing
             # The holder finished between our insert and our look: try again.
@@ -148,11 +148,7 @@ def _save_unique_with_named_lock(job: Job, using: str) -> Job | None:
     with connections[using].cursor() as cursor:
         cursor.execute("SELECT GET_LOCK(%s, 30)", [name])
         try:
-            existing = (
-                Job.objects.using(using)
-                .filter(unique_key=job.unique_key, status__in=LIVE_STATUSES)
-                .first()
-            )
+            existing = Job.objects.using(using).filter(unique_key=job.unique_key, status__in=LIVE_STATUSES).first()
             if existing is not None:
                 return existing
             job.save(using=using, force_insert=True)
@@ -254,8 +250,10 @@ def clean(
     if tags is not None:
         queryset = queryset.filter(tag__in=[tags] if isinstance(tags, str) else list(tags))
     if older_than is not None:
-        cutoff = older_than if isinstance(older_than, datetime) else (
-            timezone.now() - timedelta(seconds=parse_duration(older_than, what="older_than"))
+        cutoff = (
+            older_than
+            if isinstance(older_than, datetime)
+            else (timezone.now() - timedelta(seconds=parse_duration(older_than, what="older_than")))
         )
         queryset = queryset.filter(finished_at__lt=cutoff)
     deleted = 0
@@ -271,8 +269,7 @@ def _finished_statuses(status: str | Sequence[str] | None) -> list[str]:
     for value in statuses:
         if value not in FINISHED_STATUSES:
             raise ValueError(
-                f"clean() only deletes finished jobs; status {value!r} is not one of "
-                f"{', '.join(FINISHED_STATUSES)}"
+                f"clean() only deletes finished jobs; status {value!r} is not one of {', '.join(FINISHED_STATUSES)}"
             )
     return statuses
 
@@ -307,10 +304,7 @@ def stats() -> dict[str, Any]:
     by_status: dict[str, int] = {value: 0 for value in Status.values}
     by_task: dict[str, dict[str, int]] = {}
     by_tag: dict[str, dict[str, int]] = {}
-    rows = (
-        Job.objects.using(_using()).order_by()
-        .values_list("task", "tag", "status").annotate(count=Count("id"))
-    )
+    rows = Job.objects.using(_using()).order_by().values_list("task", "tag", "status").annotate(count=Count("id"))
     for task, tag, status, count in rows:
         by_status[status] = by_status.get(status, 0) + count
         by_task.setdefault(task, {})
@@ -338,7 +332,8 @@ def resume(tag: str) -> None:
 
 def _set_paused(tag: str, paused: bool) -> None:
     TagState.objects.using(_using()).update_or_create(
-        tag=parse_tag(tag), defaults={"paused": paused, "changed_at": timezone.now()},
+        tag=parse_tag(tag),
+        defaults={"paused": paused, "changed_at": timezone.now()},
     )
 
 

@@ -47,8 +47,7 @@ def _copy(value: Any, path: str) -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise TypeError(
-                    f"{path} has a key {key!r} of type {type(key).__name__}; "
-                    f"JSON object keys must be strings"
+                    f"{path} has a key {key!r} of type {type(key).__name__}; JSON object keys must be strings"
                 )
             copied[key] = _copy(item, f"{path}[{key!r}]")
         return copied
@@ -57,6 +56,5 @@ def _copy(value: Any, path: str) -> Any:
     kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
     hint = " (for example with .isoformat())" if hasattr(value, "isoformat") else ""
     raise TypeError(
-        f"{path} is a {kind}, which is not JSON-serialisable; "
-        f"convert it to a string, number, list or dict first{hint}"
+        f"{path} is a {kind}, which is not JSON-serialisable; convert it to a string, number, list or dict first{hint}"
     )

@@ -86,7 +86,8 @@ class Job(models.Model):
     error_code = models.CharField(max_length=100, blank=True)
     #: attempts started since the job was created (or last retried by hand)
     attempts = models.PositiveIntegerField(default=0)
-    unique_key = models.CharField(max_length=200, null=True, blank=True)
+    # NULL, not "", for "no key": the partial unique constraint ignores NULLs.
+    unique_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     run_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -97,8 +98,12 @@ class Job(models.Model):
     # No database constraint: claims would otherwise take a KEY SHARE lock on the
     # worker row for every job they touch, and worker rows may be purged.
     worker = models.ForeignKey(
-        Worker, null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="jobs",
+        Worker,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="jobs",
     )
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
@@ -115,11 +120,14 @@ class Job(models.Model):
             ),
             # Promoting delayed jobs whose time has come.
             models.Index(
-                fields=["status", "run_at"], condition=Q(status=Status.DELAYED), name="kinetik_job_due",
+                fields=["status", "run_at"],
+                condition=Q(status=Status.DELAYED),
+                name="kinetik_job_due",
             ),
             # Heartbeats and lease recovery look only at running jobs.
             models.Index(
-                fields=["status", "lease_expires_at"], condition=Q(status=Status.ACTIVE),
+                fields=["status", "lease_expires_at"],
+                condition=Q(status=Status.ACTIVE),
                 name="kinetik_job_leases",
             ),
             # Status filters, counts and cleaning by age.
@@ -158,7 +166,8 @@ class Job(models.Model):
     def _transition(self, from_statuses: tuple[str, ...], **changes: Any) -> bool:
         """Apply ``changes`` only if the job is still in ``from_statuses``; refresh self."""
         updated = (
-            type(self)._default_manager.using(self._state.db)
+            type(self)
+            ._default_manager.using(self._state.db)
             .filter(pk=self.pk, status__in=from_statuses)
             .update(**changes)
         )
@@ -172,7 +181,10 @@ class Job(models.Model):
         """
         now = timezone.now()
         return self._transition(
-            LIVE_STATUSES, status=Status.CANCELLED, finished_at=now, lease_expires_at=None,
+            LIVE_STATUSES,
+            status=Status.CANCELLED,
+            finished_at=now,
+            lease_expires_at=None,
         )
 
     def retry(self) -> bool:
@@ -183,8 +195,15 @@ class Job(models.Model):
         """
         return self._transition(
             (Status.FAILED, Status.TIMEOUT, Status.CANCELLED),
-            status=Status.QUEUED, attempts=0, run_at=timezone.now(), finished_at=None,
-            result=None, error="", error_code="", worker=None, lease_expires_at=None,
+            status=Status.QUEUED,
+            attempts=0,
+            run_at=timezone.now(),
+            finished_at=None,
+            result=None,
+            error="",
+            error_code="",
+            worker=None,
+            lease_expires_at=None,
         )
 
     def wait(self, timeout: Any = None, poll: float = 0.05) -> Any:
@@ -205,8 +224,12 @@ class JobRun(models.Model):
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs", db_index=False)
     attempt = models.PositiveIntegerField()
     worker = models.ForeignKey(
-        Worker, null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_constraint=False, related_name="runs",
+        Worker,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name="runs",
     )
     outcome = models.CharField(max_length=12, choices=Outcome.choices)
     started_at = models.DateTimeField()

@@ -52,9 +52,7 @@ def parse_tag(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"tag must be a string, not {type(value).__name__}")
     if not value or len(value) > 100 or any(c.isspace() or c == "," for c in value):
-        raise ValueError(
-            f"tag {value!r} is not valid; use 1 to 100 characters without spaces or commas"
-        )
+        raise ValueError(f"tag {value!r} is not valid; use 1 to 100 characters without spaces or commas")
     return value
 
 
@@ -100,9 +98,7 @@ def parse_options(raw: Mapping[str, Any], *, where: str) -> dict[str, Any]:
     for name, value in raw.items():
         parser = _PARSERS.get(name)
         if parser is None:
-            raise TypeError(
-                f"{where}: unknown option {name!r}; known options are {', '.join(OPTION_NAMES)}"
-            )
+            raise TypeError(f"{where}: unknown option {name!r}; known options are {', '.join(OPTION_NAMES)}")
         try:
             parsed[name] = parser(value)
         except (TypeError, ValueError) as error:

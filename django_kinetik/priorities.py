@@ -6,9 +6,7 @@ priority and a ``django.tasks`` priority mean the same thing.
 
 from __future__ import annotations
 
-from typing import Union
-
-PriorityLike = Union[int, str]
+PriorityLike = int | str
 
 LEVELS: dict[str, int] = {
     "low": -10,

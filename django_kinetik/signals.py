@@ -43,6 +43,8 @@ def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:
         if isinstance(response, Exception):
             name = getattr(receiver, "__qualname__", repr(receiver))
             logger.error(
-                "Signal receiver %s raised %r; the job is not affected.", name, response,
+                "Signal receiver %s raised %r; the job is not affected.",
+                name,
+                response,
                 exc_info=(type(response), response, response.__traceback__),
             )

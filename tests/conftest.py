@@ -68,8 +68,10 @@ def temp_task():
 
     def define(name, action=None, **options):
         if action is None:
+
             def action(job):
                 return None
+
         task = kinetik.task(name, **options)(action)
         defined.append(task.name)
         return task
@@ -84,8 +86,18 @@ def received():
     """Every kinetik signal sent during the test, as (signal name, kwargs)."""
     log = []
     receivers = []
-    for name in ("job_created", "job_started", "job_progress", "job_log", "job_completed",
-                 "job_failed", "job_timeout", "job_cancelled", "job_retrying", "queue_empty"):
+    for name in (
+        "job_created",
+        "job_started",
+        "job_progress",
+        "job_log",
+        "job_completed",
+        "job_failed",
+        "job_timeout",
+        "job_cancelled",
+        "job_retrying",
+        "queue_empty",
+    ):
         signal = getattr(signals, name)
 
         def receiver(sender, _name=name, **kwargs):
@@ -115,7 +127,11 @@ def start_worker():
     def start(*args):
         process = subprocess.Popen(
             [sys.executable, "-m", "django", "kinetik_worker", *args],
-            cwd=ROOT, env=worker_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=ROOT,
+            env=worker_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         processes.append(process)
         return process

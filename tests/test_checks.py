@@ -16,7 +16,7 @@ def kinetik_messages():
     [
         (["not", "a", "dict"], "kinetik.E001", "must be a dict"),
         ({"INTERVALL": "1s"}, "kinetik.E002", "unknown key 'INTERVALL'"),
-        ({"LEASE": "a while"}, "kinetik.E003", 'KINETIK["LEASE"] \'a while\' is not a duration'),
+        ({"LEASE": "a while"}, "kinetik.E003", "KINETIK[\"LEASE\"] 'a while' is not a duration"),
         ({"INTERVAL": "-1s"}, "kinetik.E003", "cannot be negative"),
         ({"LEASE": "10ms"}, "kinetik.E003", "too short"),
         ({"MIDDLEWARE": "one.path"}, "kinetik.E004", "must be a list of dotted paths"),
@@ -35,8 +35,14 @@ def test_check_names_each_bad_setting(setting, check_id, text):
 
 
 def test_a_valid_configuration_has_no_messages():
-    with override_settings(KINETIK={"INTERVAL": "2s", "LEASE": "1m", "TASKS": {"test.echo": {"retries": 2}},
-                                    "MIDDLEWARE": ["django_kinetik.middleware.TimingMiddleware"]}):
+    with override_settings(
+        KINETIK={
+            "INTERVAL": "2s",
+            "LEASE": "1m",
+            "TASKS": {"test.echo": {"retries": 2}},
+            "MIDDLEWARE": ["django_kinetik.middleware.TimingMiddleware"],
+        }
+    ):
         assert kinetik_messages() == {}
         assert get_settings().lease == 60
 

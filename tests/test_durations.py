@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -8,8 +8,17 @@ from django_kinetik.durations import parse_duration, run_at_for
 @pytest.mark.parametrize(
     ("value", "seconds"),
     [
-        ("10ms", 0.01), ("30s", 30), ("45m", 2700), ("2h", 7200), ("6d", 518400),
-        ("1h30m", 5400), (" 2 h ", 7200), ("1.5s", 1.5), (1500, 1.5), (0, 0), ("250", 0.25),
+        ("10ms", 0.01),
+        ("30s", 30),
+        ("45m", 2700),
+        ("2h", 7200),
+        ("6d", 518400),
+        ("1h30m", 5400),
+        (" 2 h ", 7200),
+        ("1.5s", 1.5),
+        (1500, 1.5),
+        (0, 0),
+        ("250", 0.25),
         (timedelta(minutes=2), 120),
     ],
 )
@@ -36,7 +45,7 @@ def test_wrong_types_are_a_type_error(value):
 
 
 def test_a_datetime_delay_runs_at_that_time_and_a_past_one_now():
-    now = datetime(2026, 1, 1, 12, tzinfo=dt_timezone.utc)
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
     later = now + timedelta(hours=1)
     assert run_at_for(later, now) == later
     assert run_at_for(now - timedelta(days=1), now) == now

@@ -31,8 +31,7 @@ def test_retry_queues_a_failed_job_with_a_fresh_set_of_attempts():
     job = JobFactory(status=Status.FAILED, attempts=4, error="boom", error_code="X")
     JobRunFactory(job=job, outcome="failed")
     retried = kinetik.retry(job.pk)
-    assert (retried.status, retried.attempts, retried.error, retried.error_code) == (
-        Status.QUEUED, 0, "", "")
+    assert (retried.status, retried.attempts, retried.error, retried.error_code) == (Status.QUEUED, 0, "", "")
     assert retried.runs.count() == 1  # the history stays
     with pytest.raises(kinetik.InvalidTransition, match="only failed or timeout or cancelled"):
         kinetik.retry(job)
@@ -107,9 +106,9 @@ def test_kinetik_jobs_shows_status_counts_by_task(capsys):
     lines = capsys.readouterr().out.splitlines()
     header = lines[0].split()
     assert header[:3] == ["TASK", "QUEUED", "DELAYED"]
-    mail = dict(zip(header, next(line for line in lines if line.startswith("mail.send")).split()))
+    mail = dict(zip(header, next(line for line in lines if line.startswith("mail.send")).split(), strict=True))
     assert (mail["QUEUED"], mail["COMPLETED"], mail["TOTAL"]) == ("2", "1", "3")
-    total = dict(zip(header, lines[-1].split()))
+    total = dict(zip(header, lines[-1].split(), strict=True))
     assert (total["TASK"], total["FAILED"], total["TOTAL"]) == ("(all)", "1", "4")
 
 

@@ -11,11 +11,23 @@ def action(job):
 
 
 def test_decorator_and_chainable_form_build_the_same_definition(temp_task):
-    decorated = temp_task("mail.decorated", action, tag="mail", timeout="30s", retries=3,
-                          retry_delay="1m", backoff="exponential", priority="high")
+    decorated = temp_task(
+        "mail.decorated",
+        action,
+        tag="mail",
+        timeout="30s",
+        retries=3,
+        retry_delay="1m",
+        backoff="exponential",
+        priority="high",
+    )
     chained = (
-        kinetik.define("mail.chained").tag("mail").timeout("30s")
-        .retry(3, delay="1m", backoff="exponential").priority("high").action(action)
+        kinetik.define("mail.chained")
+        .tag("mail")
+        .timeout("30s")
+        .retry(3, delay="1m", backoff="exponential")
+        .priority("high")
+        .action(action)
     )
     try:
         assert chained.options == decorated.options
@@ -101,4 +113,4 @@ def test_kinetik_tasks_lists_name_tag_description_and_options(capsys):
     out = capsys.readouterr().out
     line = next(line for line in out.splitlines() if line.startswith("test.flaky"))
     assert "alpha" in line and "3 (fixed 0ms)" in line
-    assert "Records each execution" in next(l for l in out.splitlines() if l.startswith("test.count"))
+    assert "Records each execution" in next(row for row in out.splitlines() if row.startswith("test.count"))

@@ -55,11 +55,20 @@ def test_retries_give_each_attempt_its_own_history(run_worker, received):
     assert job.status == Status.COMPLETED
     assert job.result == {"attempt": 3}
     assert list(job.runs.values_list("attempt", "outcome", "error")) == [
-        (1, "failed", "attempt 1 failed"), (2, "failed", "attempt 2 failed"), (3, "completed", ""),
+        (1, "failed", "attempt 1 failed"),
+        (2, "failed", "attempt 2 failed"),
+        (3, "completed", ""),
     ]
     events = [name for name, _ in received if name != "queue_empty"]
-    assert events == ["job_created", "job_started", "job_retrying", "job_started", "job_retrying",
-                      "job_started", "job_completed"]
+    assert events == [
+        "job_created",
+        "job_started",
+        "job_retrying",
+        "job_started",
+        "job_retrying",
+        "job_started",
+        "job_completed",
+    ]
 
 
 def test_retries_stop_after_retries_plus_one_attempts(run_worker):
@@ -188,7 +197,8 @@ def test_log_and_progress_are_recorded_and_signalled(run_worker, received):
     run_worker()
     job.refresh_from_db()
     assert list(JobLog.objects.filter(job=job).values_list("message", "data", "attempt")) == [
-        ("starting", {"rows": 3}, 1), ("done", None, 1),
+        ("starting", {"rows": 3}, 1),
+        ("done", None, 1),
     ]
     assert (job.progress_current, job.progress_total, job.progress_data) == (3, 3, {"row": 3})
     progress = [(kw["current"], kw["total"]) for name, kw in received if name == "job_progress"]
@@ -263,8 +273,9 @@ class Exploding:
 
 
 def test_middleware_from_settings_and_use_wrap_every_execution(run_worker):
-    with override_settings(KINETIK={"MIDDLEWARE": ["tests.test_worker.Tagging",
-                                                   "django_kinetik.middleware.TimingMiddleware"]}):
+    with override_settings(
+        KINETIK={"MIDDLEWARE": ["tests.test_worker.Tagging", "django_kinetik.middleware.TimingMiddleware"]}
+    ):
         job = kinetik.create("test.echo")
         run_worker()
     job.refresh_from_db()

@@ -57,9 +57,7 @@ class Backend(abc.ABC):
         """Mark a worker offline."""
 
     @abc.abstractmethod
-    def claim(
-        self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, lease: float
-    ) -> list[Job]:
+    def claim(self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, lease: float) -> list[Job]:
         """Atomically take up to ``limit`` queued jobs of ``tag`` whose task is in ``tasks``.
 
         Taken jobs are ``active``, leased to ``worker_id`` for ``lease`` seconds,

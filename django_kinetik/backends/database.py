@@ -114,16 +114,28 @@ class DatabaseBackend(Backend):
     def register_worker(self, info: WorkerInfo) -> int:
         now = timezone.now()
         worker = Worker.objects.using(self.alias).create(
-            name=info.name, host=info.host, pid=info.pid, tags=list(info.tags),
-            concurrency=info.concurrency, started_at=now, last_heartbeat=now,
+            name=info.name,
+            host=info.host,
+            pid=info.pid,
+            tags=list(info.tags),
+            concurrency=info.concurrency,
+            started_at=now,
+            last_heartbeat=now,
         )
         return worker.pk
 
     def retire_worker(self, worker_id: int, jobs_done: int) -> None:
         now = timezone.now()
         self._retrying_locks(
-            lambda: Worker.objects.using(self.alias).filter(pk=worker_id).update(
-                state=Worker.State.OFFLINE, stopped_at=now, last_heartbeat=now, jobs_done=jobs_done,
+            lambda: (
+                Worker.objects.using(self.alias)
+                .filter(pk=worker_id)
+                .update(
+                    state=Worker.State.OFFLINE,
+                    stopped_at=now,
+                    last_heartbeat=now,
+                    jobs_done=jobs_done,
+                )
             )
         )
 
@@ -132,7 +144,8 @@ class DatabaseBackend(Backend):
 
         def beat() -> None:
             Worker.objects.using(self.alias).filter(pk=worker_id).update(
-                last_heartbeat=now, jobs_done=jobs_done,
+                last_heartbeat=now,
+                jobs_done=jobs_done,
             )
             self._jobs().filter(status=Status.ACTIVE, worker_id=worker_id).update(
                 lease_expires_at=now + timedelta(seconds=lease),
@@ -141,15 +154,11 @@ class DatabaseBackend(Backend):
         self._retrying_locks(beat)
 
     def paused_tags(self) -> set[str]:
-        return set(
-            TagState.objects.using(self.alias).filter(paused=True).values_list("tag", flat=True)
-        )
+        return set(TagState.objects.using(self.alias).filter(paused=True).values_list("tag", flat=True))
 
     # -- the hot path ------------------------------------------------------
 
-    def claim(
-        self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, lease: float
-    ) -> list[Job]:
+    def claim(self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, lease: float) -> list[Job]:
         if limit <= 0 or not tasks:
             return []
         now = timezone.now()
@@ -168,8 +177,13 @@ class DatabaseBackend(Backend):
         return jobs
 
     def _claim_with_orm(
-        self, worker_id: int, tag: str, tasks: Sequence[str], limit: int,
-        now: datetime, expires: datetime,
+        self,
+        worker_id: int,
+        tag: str,
+        tasks: Sequence[str],
+        limit: int,
+        now: datetime,
+        expires: datetime,
     ) -> list[Job]:
         with transaction.atomic(using=self.alias):
             ids = list(
@@ -182,9 +196,15 @@ class DatabaseBackend(Backend):
             if not ids:
                 return []
             self._jobs().filter(id__in=ids).update(
-                status=Status.ACTIVE, attempts=F("attempts") + 1, started_at=now,
-                finished_at=None, worker_id=worker_id, lease_expires_at=expires,
-                progress_current=None, progress_total=None, progress_data=None,
+                status=Status.ACTIVE,
+                attempts=F("attempts") + 1,
+                started_at=now,
+                finished_at=None,
+                worker_id=worker_id,
+                lease_expires_at=expires,
+                progress_current=None,
+                progress_total=None,
+                progress_data=None,
             )
         return list(self._jobs().filter(id__in=ids))
 
@@ -196,9 +216,7 @@ class DatabaseBackend(Backend):
         now = timezone.now()
         if due is None or due > now:
             return due
-        self._retrying_locks(
-            lambda: delayed.filter(run_at__lte=now).update(status=Status.QUEUED)
-        )
+        self._retrying_locks(lambda: delayed.filter(run_at__lte=now).update(status=Status.QUEUED))
         return delayed.aggregate(next=Min("run_at"))["next"]
 
     def settle(self, job: Job, settlement: Settlement) -> bool:
@@ -216,15 +234,27 @@ class DatabaseBackend(Backend):
         def write() -> bool:
             # The UPDATE comes first so SQLite takes the write lock before any read.
             with transaction.atomic(using=self.alias):
-                updated = self._jobs().filter(
-                    pk=job.pk, status=Status.ACTIVE, worker_id=job.worker_id, attempts=job.attempts,
-                ).update(**changes)
+                updated = (
+                    self._jobs()
+                    .filter(
+                        pk=job.pk,
+                        status=Status.ACTIVE,
+                        worker_id=job.worker_id,
+                        attempts=job.attempts,
+                    )
+                    .update(**changes)
+                )
                 if updated:
                     JobRun.objects.using(self.alias).create(
-                        job_id=job.pk, attempt=job.attempts, worker_id=job.worker_id,
-                        outcome=settlement.outcome, started_at=job.started_at,
-                        finished_at=settlement.finished_at, error=settlement.error,
-                        error_code=settlement.error_code, traceback=settlement.traceback,
+                        job_id=job.pk,
+                        attempt=job.attempts,
+                        worker_id=job.worker_id,
+                        outcome=settlement.outcome,
+                        started_at=job.started_at or settlement.finished_at,
+                        finished_at=settlement.finished_at,
+                        error=settlement.error,
+                        error_code=settlement.error_code,
+                        traceback=settlement.traceback,
                     )
             return bool(updated)
 
@@ -242,8 +272,7 @@ class DatabaseBackend(Backend):
         # Read first, outside the transaction, then write row by row with a
         # guard: a job that finishes meanwhile is simply not put back.
         running = list(
-            self._jobs().filter(status=Status.ACTIVE, worker_id=worker_id)
-            .values_list("id", "attempts", "started_at")
+            self._jobs().filter(status=Status.ACTIVE, worker_id=worker_id).values_list("id", "attempts", "started_at")
         )
 
         def put_back() -> list[int]:
@@ -251,19 +280,30 @@ class DatabaseBackend(Backend):
             with transaction.atomic(using=self.alias):
                 for job_id, attempts, started_at in running:
                     # The interrupted attempt does not count against the job's retries.
-                    if self._jobs().filter(
-                        id=job_id, status=Status.ACTIVE, worker_id=worker_id, attempts=attempts,
-                    ).update(
-                        status=Status.QUEUED, attempts=F("attempts") - 1, lease_expires_at=None,
-                        run_at=now,
+                    if (
+                        self._jobs()
+                        .filter(
+                            id=job_id,
+                            status=Status.ACTIVE,
+                            worker_id=worker_id,
+                            attempts=attempts,
+                        )
+                        .update(
+                            status=Status.QUEUED,
+                            attempts=F("attempts") - 1,
+                            lease_expires_at=None,
+                            run_at=now,
+                        )
                     ):
                         requeued.append(job_id)
                         JobRun.objects.using(self.alias).create(
-                            job_id=job_id, attempt=attempts, worker_id=worker_id,
-                            outcome=Outcome.INTERRUPTED, started_at=started_at or now,
+                            job_id=job_id,
+                            attempt=attempts,
+                            worker_id=worker_id,
+                            outcome=Outcome.INTERRUPTED,
+                            started_at=started_at or now,
                             finished_at=now,
-                            error="The worker stopped before the job finished; "
-                            "it was put back in the queue.",
+                            error="The worker stopped before the job finished; it was put back in the queue.",
                         )
             return requeued
 

@@ -11,15 +11,15 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(value) for value in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in cells:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, row)]
+        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=False)]
 
     def line(values: Sequence[str], raw: Sequence[Any] | None = None) -> str:
         parts = []
-        for index, (value, width) in enumerate(zip(values, widths)):
+        for index, (value, width) in enumerate(zip(values, widths, strict=False)):
             numeric = raw is not None and isinstance(raw[index], (int, float))
             parts.append(value.rjust(width) if numeric else value.ljust(width))
         return "  ".join(parts).rstrip()
 
     output = [line(headers), line(["-" * width for width in widths])]
-    output += [line(cell_row, raw_row) for cell_row, raw_row in zip(cells, rows)]
+    output += [line(cell_row, raw_row) for cell_row, raw_row in zip(cells, rows, strict=True)]
     return "\n".join(output)

@@ -58,7 +58,11 @@ class JobContext:
         if self._ignored("a log line"):
             return
         JobLog.objects.using(self._alias).create(
-            job_id=self.id, attempt=self.attempt, created_at=timezone.now(), message=message, data=data,
+            job_id=self.id,
+            attempt=self.attempt,
+            created_at=timezone.now(),
+            message=message,
+            data=data,
         )
         emit(job_log, Job, job=self.model, task=self.definition, message=message, data=data)
 
@@ -71,13 +75,12 @@ class JobContext:
             data = ensure_json(data, what="progress data")
         if self._ignored("progress"):
             return
-        Job.objects.using(self._alias).filter(
-            pk=self.id, status=Status.ACTIVE, attempts=self.attempt
-        ).update(progress_current=current, progress_total=total, progress_data=data)
+        Job.objects.using(self._alias).filter(pk=self.id, status=Status.ACTIVE, attempts=self.attempt).update(
+            progress_current=current, progress_total=total, progress_data=data
+        )
         self.model.progress_current, self.model.progress_total = current, total
         self.model.progress_data = data
-        emit(job_progress, Job, job=self.model, task=self.definition,
-             current=current, total=total, data=data)
+        emit(job_progress, Job, job=self.model, task=self.definition, current=current, total=total, data=data)
 
     def __repr__(self) -> str:
         return f"<JobContext {self.task!r} #{self.id} attempt {self.attempt}>"

@@ -17,12 +17,12 @@ from django.db import connections
 from django.utils import timezone
 
 from ..backends.base import Backend, Settlement
+from ..backoff import retry_delay
 from ..jsondata import ensure_json
 from ..middleware import MiddlewareFactory, build_chain
 from ..models import Job, Outcome, Status
 from ..options import RUN_OPTION_NAMES, TaskOptions
 from ..registry import Task, registry
-from ..backoff import retry_delay
 from ..signals import emit, job_completed, job_failed, job_retrying, job_started
 from .context import JobContext
 
@@ -79,11 +79,13 @@ class Executor:
         emit(job_started, Job, job=job, task=task)
         try:
             result = ensure_json(self._chain(context), what="the task's return value")
-        except Exception as error:  # noqa: BLE001 - any error in user code fails the job
+        except Exception as error:
             settlement = self._failure(job, task, error)
         else:
             settlement = Settlement(
-                status=Status.COMPLETED, outcome=Outcome.COMPLETED, result=result,
+                status=Status.COMPLETED,
+                outcome=Outcome.COMPLETED,
+                result=result,
                 finished_at=timezone.now(),
             )
         finally:
@@ -92,7 +94,9 @@ class Executor:
         if not self.backend.settle(job, settlement):
             logger.warning(
                 "Job %s (%s) was cancelled or taken back while it ran; its outcome (%s) was discarded.",
-                job.pk, job.task, settlement.outcome,
+                job.pk,
+                job.task,
+                settlement.outcome,
             )
             return settlement
         self._announce(job, task, settlement)
@@ -114,7 +118,8 @@ class Executor:
             delay = retry_delay(options, job.attempts)
             return Settlement(
                 status=Status.DELAYED if delay > 0 else Status.QUEUED,
-                run_at=now + timedelta(seconds=delay), **details,
+                run_at=now + timedelta(seconds=delay),
+                **details,
             )
         return Settlement(status=Status.FAILED, **details)
 
@@ -126,7 +131,11 @@ class Executor:
         elif status in (Status.QUEUED, Status.DELAYED):
             logger.info(
                 "Job %s (%s) failed attempt %s (%s); retrying at %s.",
-                job.pk, job.task, job.attempts, settlement.error, settlement.run_at,
+                job.pk,
+                job.task,
+                job.attempts,
+                settlement.error,
+                settlement.run_at,
             )
             emit(job_retrying, Job, job=job, task=task, error=settlement.error, run_at=settlement.run_at)
         else:

@@ -21,9 +21,7 @@ logger = logging.getLogger("django_kinetik.worker")
 class Heartbeat:
     """Calls ``backend.heartbeat`` every ``every`` seconds until stopped."""
 
-    def __init__(
-        self, backend: Backend, worker_id: int, lease: float, jobs_done: Callable[[], int]
-    ) -> None:
+    def __init__(self, backend: Backend, worker_id: int, lease: float, jobs_done: Callable[[], int]) -> None:
         self.backend = backend
         self.worker_id = worker_id
         self.lease = lease
@@ -44,7 +42,7 @@ class Heartbeat:
             while not self._stopped.wait(self.every):
                 try:
                     self.beat()
-                except Exception:  # noqa: BLE001 - keep beating through database hiccups
+                except Exception:
                     logger.exception("Heartbeat failed; retrying in %.1fs.", self.every)
                     connections.close_all()
         finally:

@@ -74,9 +74,7 @@ class Worker:
         self.interval = settings.interval if interval is None else interval
         self.burst = burst
         self.max_jobs = max_jobs
-        self.shutdown_timeout = (
-            settings.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
-        )
+        self.shutdown_timeout = settings.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
         self.lease = settings.lease
         self.backend = backend or get_backend()
         self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -112,7 +110,7 @@ class Worker:
     def _install_signal_handlers(self) -> dict[int, object]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous = {}
+        previous: dict[int, object] = {}
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous[signum] = signal.signal(signum, self._on_signal)
         return previous
@@ -130,8 +128,9 @@ class Worker:
         if not self.tags:
             raise ImproperlyConfigured("The worker has no tags to serve.")
         self.worker_id = self.backend.register_worker(
-            WorkerInfo(name=self.name, host=socket.gethostname(), pid=os.getpid(),
-                       tags=self.tags, concurrency=self.concurrency)
+            WorkerInfo(
+                name=self.name, host=socket.gethostname(), pid=os.getpid(), tags=self.tags, concurrency=self.concurrency
+            )
         )
         executor = Executor(self.backend, self._alias, self._middleware)
         pool = ThreadPool(self.concurrency, executor.execute, self._job_done, name="kinetik-job")
@@ -139,7 +138,10 @@ class Worker:
         heartbeat.start()
         previous_handlers = self._install_signal_handlers()
         logger.info(
-            "Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency,
+            "Worker %s serving %s with %d thread(s).",
+            self.name,
+            ", ".join(self.tags),
+            self.concurrency,
         )
         try:
             self._serve(pool, tasks)
@@ -225,8 +227,9 @@ class Worker:
     def _shut_down(self, pool: ThreadPool, heartbeat: Heartbeat) -> int:
         deadline = time.monotonic() + self.shutdown_timeout
         if self._running:
-            logger.info("Worker %s waiting up to %gs for %d running job(s).",
-                        self.name, self.shutdown_timeout, self._running)
+            logger.info(
+                "Worker %s waiting up to %gs for %d running job(s).", self.name, self.shutdown_timeout, self._running
+            )
         while self._running and not self._forced.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
@@ -242,8 +245,9 @@ class Worker:
         pool.stop(timeout=0 if self._running else 5)
         if self._running:
             requeued = self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
-            logger.warning("Worker %s put %d unfinished job(s) back in the queue: %s",
-                           self.name, len(requeued), requeued)
+            logger.warning(
+                "Worker %s put %d unfinished job(s) back in the queue: %s", self.name, len(requeued), requeued
+            )
         self.backend.retire_worker(self.worker_id, self.jobs_done)  # type: ignore[arg-type]
         logger.info("Worker %s stopped after %d job(s).", self.name, self.jobs_done)
         return 0

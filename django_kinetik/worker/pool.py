@@ -22,15 +22,12 @@ logger = logging.getLogger("django_kinetik.worker")
 class ThreadPool:
     """``size`` threads running ``handle(job)``; ``on_done(job)`` after each job."""
 
-    def __init__(
-        self, size: int, handle: Callable[[Job], object], on_done: Callable[[Job], None], name: str
-    ) -> None:
+    def __init__(self, size: int, handle: Callable[[Job], object], on_done: Callable[[Job], None], name: str) -> None:
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._handle = handle
         self._on_done = on_done
         self._threads = [
-            threading.Thread(target=self._serve, name=f"{name}-{index}", daemon=True)
-            for index in range(size)
+            threading.Thread(target=self._serve, name=f"{name}-{index}", daemon=True) for index in range(size)
         ]
         for thread in self._threads:
             thread.start()
@@ -43,9 +40,10 @@ class ThreadPool:
             while (job := self._queue.get()) is not None:
                 try:
                     self._handle(job)
-                except Exception:  # noqa: BLE001 - the thread must outlive any one job
-                    logger.exception("Job %s (%s) could not be settled; its lease will bring it back.",
-                                     job.pk, job.task)
+                except Exception:
+                    logger.exception(
+                        "Job %s (%s) could not be settled; its lease will bring it back.", job.pk, job.task
+                    )
                 finally:
                     self._on_done(job)
         finally:

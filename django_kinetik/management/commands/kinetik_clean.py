@@ -17,9 +17,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--status", action="append", choices=[*FINISHED_STATUSES, "all"],
-                            help="status to delete (repeatable; 'all' = every finished status; "
-                                 "default completed)")
+        parser.add_argument(
+            "--status",
+            action="append",
+            choices=[*FINISHED_STATUSES, "all"],
+            help="status to delete (repeatable; 'all' = every finished status; default completed)",
+        )
         parser.add_argument("--tag", action="append", help="only jobs of this tag (repeatable)")
         parser.add_argument("--older-than", help='only jobs finished longer ago than this, e.g. "7d"')
         parser.add_argument("--batch-size", type=int, default=1000)

@@ -33,21 +33,28 @@ class Command(BaseCommand):
         return super().create_parser(prog_name, subcommand, formatter_class=RawDescriptionHelpFormatter)
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("tags", nargs="*", metavar="TAG",
-                            help="tags to serve, highest priority first (default: $KINETIK_QUEUE, "
-                                 "else every registered tag)")
-        parser.add_argument("-c", "--concurrency", type=int, default=1,
-                            help="jobs run at once, in threads (default 1)")
-        parser.add_argument("-i", "--interval", type=_duration, default=None,
-                            help='how long to wait when every tag is empty, e.g. "500ms" '
-                                 '(default KINETIK["INTERVAL"], 1s)')
-        parser.add_argument("--shutdown-timeout", type=_duration, default=None,
-                            help="on SIGTERM, how long running jobs get to finish "
-                                 '(default KINETIK["SHUTDOWN_TIMEOUT"], 30s)')
-        parser.add_argument("--max-jobs", type=int, default=None,
-                            help="stop after running this many jobs")
-        parser.add_argument("--burst", action="store_true",
-                            help="run what is runnable now, then exit")
+        parser.add_argument(
+            "tags",
+            nargs="*",
+            metavar="TAG",
+            help="tags to serve, highest priority first (default: $KINETIK_QUEUE, else every registered tag)",
+        )
+        parser.add_argument("-c", "--concurrency", type=int, default=1, help="jobs run at once, in threads (default 1)")
+        parser.add_argument(
+            "-i",
+            "--interval",
+            type=_duration,
+            default=None,
+            help='how long to wait when every tag is empty, e.g. "500ms" (default KINETIK["INTERVAL"], 1s)',
+        )
+        parser.add_argument(
+            "--shutdown-timeout",
+            type=_duration,
+            default=None,
+            help='on SIGTERM, how long running jobs get to finish (default KINETIK["SHUTDOWN_TIMEOUT"], 30s)',
+        )
+        parser.add_argument("--max-jobs", type=int, default=None, help="stop after running this many jobs")
+        parser.add_argument("--burst", action="store_true", help="run what is runnable now, then exit")
 
     def handle(self, *args: Any, **options: Any) -> None:
         _configure_logging(options["verbosity"])

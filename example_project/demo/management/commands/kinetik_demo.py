@@ -33,8 +33,9 @@ class Command(BaseCommand):
     help = "Migrate, start a worker and the admin, create demo jobs and show them completing."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--exit", action="store_true",
-                            help="stop once the demo jobs have finished instead of serving the admin")
+        parser.add_argument(
+            "--exit", action="store_true", help="stop once the demo jobs have finished instead of serving the admin"
+        )
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -53,10 +54,13 @@ class Command(BaseCommand):
         port = None
         if not options["exit"]:
             port = _free_port(options["port"])
-            processes.append(subprocess.Popen(
-                [sys.executable, str(MANAGE), "runserver", f"127.0.0.1:{port}", "--noreload"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, str(MANAGE), "runserver", f"127.0.0.1:{port}", "--noreload"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
         try:
             jobs = self._create_jobs()
             finished = self._watch(jobs, timeout=60)
@@ -65,10 +69,12 @@ class Command(BaseCommand):
                 self.stderr.write("Some demo jobs did not finish within 60 seconds.")
                 sys.exit(1)
             if port is not None:
-                self.stdout.write(self.style.SUCCESS(
-                    f"\nThe admin: http://127.0.0.1:{port}/admin/django_kinetik/job/  "
-                    f"(login: admin / admin)\nThe worker keeps running; press Ctrl-C to stop."
-                ))
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"\nThe admin: http://127.0.0.1:{port}/admin/django_kinetik/job/  "
+                        f"(login: admin / admin)\nThe worker keeps running; press Ctrl-C to stop."
+                    )
+                )
                 self._wait_for_interrupt(processes)
         finally:
             for process in processes:
@@ -99,8 +105,7 @@ class Command(BaseCommand):
                     seen[job.pk] = state
                     progress = f" {job.progress_percent:.0f}%" if job.progress_percent is not None else ""
                     self.stdout.write(
-                        f"  job {job.pk:>3} {job.task:<12} [{job.tag}] {job.status}"
-                        f" (attempt {job.attempts}){progress}"
+                        f"  job {job.pk:>3} {job.task:<12} [{job.tag}] {job.status} (attempt {job.attempts}){progress}"
                     )
             if all(job.status in (Status.COMPLETED, Status.FAILED, Status.CANCELLED) for job in rows):
                 return True
@@ -110,9 +115,17 @@ class Command(BaseCommand):
     def _summary(self, jobs: list[Job]) -> None:
         rows = []
         for job in Job.objects.filter(pk__in=[job.pk for job in jobs]).order_by("pk"):
-            rows.append([job.pk, job.task, job.tag, job.status, job.attempts,
-                         f"{job.duration.total_seconds():.2f}s" if job.duration else "-",
-                         str(job.result if job.result is not None else job.error)[:50]])
+            rows.append(
+                [
+                    job.pk,
+                    job.task,
+                    job.tag,
+                    job.status,
+                    job.attempts,
+                    f"{job.duration.total_seconds():.2f}s" if job.duration else "-",
+                    str(job.result if job.result is not None else job.error)[:50],
+                ]
+            )
         self.stdout.write("\n" + render_table(["ID", "TASK", "TAG", "STATUS", "ATTEMPTS", "RAN", "RESULT"], rows))
         report = next(job for job in jobs if job.task == "demo.report")
         lines = JobLog.objects.filter(job_id=report.pk).values_list("message", flat=True)
