@@ -2,8 +2,8 @@
 
 How a claim stays correct and fast (the plan is shown in ``docs/claiming.md``):
 
-* PostgreSQL: ``UPDATE ... FROM (SELECT id ... FOR UPDATE SKIP LOCKED LIMIT n)
-  RETURNING``. One round trip. Concurrent workers skip each other's locked rows
+* PostgreSQL: ``UPDATE ... WHERE id = ANY(ARRAY(SELECT id ... LIMIT n FOR
+  UPDATE SKIP LOCKED)) RETURNING``. One round trip. Concurrent workers skip each other's locked rows
   instead of queueing behind them, and the row lock makes PostgreSQL re-check
   ``status = 'queued'`` on the current row version, so a job is taken once.
   The partial index ``kinetik_job_claim`` (status, tag, priority DESC, run_at,
@@ -38,19 +38,22 @@ T = TypeVar("T")
 _JOB_TABLE = Job._meta.db_table
 _RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data = NULL"
 
+# ``id = ANY(ARRAY(subquery))`` rather than a join on the picked ids: a join
+# makes the planner probe the ends of the primary-key index for its estimates,
+# and in a busy queue those ends are full of dead row versions (planning took
+# ~5 ms per claim mid-drain; this form plans in ~0.15 ms).
 _POSTGRES_CLAIM = f"""
-UPDATE {_JOB_TABLE} AS job
-SET status = 'active', attempts = job.attempts + 1, started_at = %s, finished_at = NULL,
+UPDATE {_JOB_TABLE}
+SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
     worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
-FROM (
+WHERE id = ANY(ARRAY(
     SELECT id FROM {_JOB_TABLE}
     WHERE status = 'queued' AND tag = %s AND task = ANY(%s)
     ORDER BY priority DESC, run_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
-) AS picked
-WHERE job.id = picked.id
-RETURNING job.*
+))
+RETURNING *
 """
 
 _SQLITE_CLAIM = f"""
