@@ -70,6 +70,22 @@ class Worker(models.Model):
         return self.name
 
 
+def worker_reference(related_name: str) -> models.ForeignKey:
+    """A link to the worker that ran something.
+
+    No database constraint: claims would otherwise take a KEY SHARE lock on the
+    worker row for every job they touch, and worker rows may be purged.
+    """
+    return models.ForeignKey(
+        Worker,
+        null=True,
+        blank=True,
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
+        related_name=related_name,
+    )
+
+
 class Job(models.Model):
     """One unit of work: a task name, its JSON data, and where it is in its life."""
 
@@ -95,16 +111,7 @@ class Job(models.Model):
     progress_current = models.FloatField(null=True, blank=True)
     progress_total = models.FloatField(null=True, blank=True)
     progress_data = models.JSONField(null=True, blank=True)
-    # No database constraint: claims would otherwise take a KEY SHARE lock on the
-    # worker row for every job they touch, and worker rows may be purged.
-    worker = models.ForeignKey(
-        Worker,
-        null=True,
-        blank=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        related_name="jobs",
-    )
+    worker = worker_reference("jobs")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -223,14 +230,7 @@ class JobRun(models.Model):
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="runs", db_index=False)
     attempt = models.PositiveIntegerField()
-    worker = models.ForeignKey(
-        Worker,
-        null=True,
-        blank=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        related_name="runs",
-    )
+    worker = worker_reference("runs")
     outcome = models.CharField(max_length=12, choices=Outcome.choices)
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField()

@@ -328,33 +328,30 @@ def test_max_jobs_stops_the_worker_after_that_many(run_worker):
     assert Job.objects.filter(status=Status.QUEUED).count() == 3
 
 
-def test_stop_lets_running_jobs_finish(run_worker):
+def stop_once_a_job_started(**options):
+    """Run a worker in a thread, stop it as soon as a job is running, wait for it."""
     from django_kinetik.worker import Worker as KinetikWorker
 
-    job = kinetik.create("test.sleep", {"seconds": 0.5})
-    worker = KinetikWorker(interval=0.01)
+    worker = KinetikWorker(interval=0.01, **options)
     thread = threading.Thread(target=worker.run)
     thread.start()
     while not test_tasks.ran:
         time.sleep(0.01)
     worker.stop()
     thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_stop_lets_running_jobs_finish():
+    job = kinetik.create("test.sleep", {"seconds": 0.5})
+    stop_once_a_job_started()
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
 
 
 def test_unfinished_jobs_go_back_to_the_queue_after_the_shutdown_timeout():
-    from django_kinetik.worker import Worker as KinetikWorker
-
     job = kinetik.create("test.sleep", {"seconds": 3})
-    worker = KinetikWorker(interval=0.01, shutdown_timeout=0.2)
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    while not test_tasks.ran:
-        time.sleep(0.01)
-    worker.stop()
-    thread.join(timeout=5)
+    stop_once_a_job_started(shutdown_timeout=0.2)
     job.refresh_from_db()
     assert (job.status, job.attempts) == (Status.QUEUED, 0)
-    run = job.runs.get()
-    assert run.outcome == "interrupted"
+    assert job.runs.get().outcome == "interrupted"
