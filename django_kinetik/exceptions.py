@@ -49,6 +49,10 @@ class InvalidTransition(KinetikError):
         )
 
 
+class JobTimeout(KinetikError):
+    """A run took longer than its timeout (recorded on the job; used by ``retry_on``)."""
+
+
 class JobError(KinetikError):
     """Base of the outcomes :meth:`Job.wait` raises for a job that did not complete."""
 

@@ -59,7 +59,10 @@ def _prepare(
     run_options = parse_options(options, where=where)
     unknown = set(run_options) - set(RUN_OPTION_NAMES)
     if unknown:
-        raise TypeError(f"{where}: pass {', '.join(sorted(unknown))} as keyword arguments of create itself")
+        raise TypeError(
+            f"{where}: {', '.join(sorted(unknown))} cannot be set for one job; "
+            f"set it on the task or in KINETIK['TASKS']"
+        )
     defaults = definition.effective_options() if definition else None
     now = timezone.now()
     run_at = run_at_for(delay, now)

@@ -50,6 +50,7 @@ class Worker(models.Model):
         ONLINE = "online"
         STOPPING = "stopping"
         OFFLINE = "offline"
+        LOST = "lost"  # stopped heart-beating without saying goodbye
 
     name = models.CharField(max_length=200, unique=True)
     host = models.CharField(max_length=200)
@@ -61,6 +62,8 @@ class Worker(models.Model):
     last_heartbeat = models.DateTimeField(default=timezone.now)
     stopped_at = models.DateTimeField(null=True, blank=True)
     jobs_done = models.PositiveBigIntegerField(default=0)
+    #: threads still running a job that timed out (thread pools cannot kill them)
+    runaway_threads = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["-started_at"]
@@ -102,6 +105,8 @@ class Job(models.Model):
     error_code = models.CharField(max_length=100, blank=True)
     #: attempts started since the job was created (or last retried by hand)
     attempts = models.PositiveIntegerField(default=0)
+    #: runs lost with their worker (lease expired) and queued again
+    ghosts = models.PositiveSmallIntegerField(default=0)
     # NULL, not "", for "no key": the partial unique constraint ignores NULLs.
     unique_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     run_at = models.DateTimeField(default=timezone.now)
@@ -204,6 +209,7 @@ class Job(models.Model):
             (Status.FAILED, Status.TIMEOUT, Status.CANCELLED),
             status=Status.QUEUED,
             attempts=0,
+            ghosts=0,
             run_at=timezone.now(),
             finished_at=None,
             result=None,

@@ -36,6 +36,15 @@ class TaskOptions:
     #: seconds before the first retry; later ones follow ``backoff``
     retry_delay: float = 10.0
     backoff: str = "fixed"
+    #: no retry waits longer than this (seconds); ``None`` means no cap
+    retry_max_delay: float | None = 3600.0
+    #: each retry's wait is spread by up to this fraction either way (0.1 = ±10%)
+    retry_jitter: float = 0.0
+    #: retry only these exception types (classes or dotted paths); empty = any exception
+    retry_on: tuple[type[BaseException] | str, ...] = ()
+    #: how often a run whose worker vanished (lease expired) is queued again
+    #: before the job fails as "lost"
+    ghost_retries: int = 3
 
     @property
     def max_attempts(self) -> int:
@@ -65,31 +74,72 @@ def parse_timeout(value: Any) -> float | None:
     return seconds
 
 
-def parse_retries(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"retries must be an integer, not {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"retries cannot be negative: {value}")
-    return value
-
-
 def parse_backoff(value: Any) -> str:
     if value not in BACKOFFS:
         raise ValueError(f"backoff {value!r} is not one of {', '.join(BACKOFFS)}")
     return str(value)
 
 
+def parse_jitter(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"retry_jitter must be a fraction from 0 to 1, not {type(value).__name__}")
+    if not 0 <= value <= 1:
+        raise ValueError(f"retry_jitter must be from 0 to 1 (a fraction of the delay), not {value}")
+    return float(value)
+
+
+def parse_max_delay(value: Any) -> float | None:
+    if value is None:
+        return None
+    return parse_duration(value, what="retry_max_delay")
+
+
+def parse_retry_on(value: Any) -> tuple[type[BaseException] | str, ...]:
+    items = value if isinstance(value, (list, tuple)) else (value,)
+    for item in items:
+        if isinstance(item, str):
+            if "." not in item:
+                raise ValueError(f"retry_on entry {item!r} must be a dotted path such as 'requests.Timeout'")
+        elif not (isinstance(item, type) and issubclass(item, BaseException)):
+            raise TypeError(f"retry_on entries must be exception classes or dotted paths, not {item!r}")
+    return tuple(items)
+
+
+def parse_count(name: str) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{name} cannot be negative: {value}")
+        return value
+
+    return parse
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "tag": parse_tag,
     "priority": parse_priority,
     "timeout": parse_timeout,
-    "retries": parse_retries,
+    "retries": parse_count("retries"),
     "retry_delay": lambda value: parse_duration(value, what="retry_delay"),
     "backoff": parse_backoff,
+    "retry_max_delay": parse_max_delay,
+    "retry_jitter": parse_jitter,
+    "retry_on": parse_retry_on,
+    "ghost_retries": parse_count("ghost_retries"),
 }
 OPTION_NAMES = tuple(_PARSERS)
-#: options a job keeps in its ``options`` column and resolves when it runs
-RUN_OPTION_NAMES = ("timeout", "retries", "retry_delay", "backoff")
+#: options ``create`` may override for one job; kept as JSON in its ``options``
+#: column and resolved when it runs (``retry_on`` holds classes: task-level only)
+RUN_OPTION_NAMES = (
+    "timeout",
+    "retries",
+    "retry_delay",
+    "backoff",
+    "retry_max_delay",
+    "retry_jitter",
+    "ghost_retries",
+)
 
 
 def parse_options(raw: Mapping[str, Any], *, where: str) -> dict[str, Any]:

@@ -83,19 +83,19 @@ def test_retry_delay_and_backoff_decide_when_the_next_attempt_runs(run_worker, t
     def always_fails(job):
         raise RuntimeError("nope")
 
-    temp_task("backoff.task", always_fails, tag="alpha", retries=5, retry_delay="1h", backoff="exponential")
+    temp_task("backoff.task", always_fails, tag="alpha", retries=5, retry_delay="10m", backoff="exponential")
     job = kinetik.create("backoff.task")
     run_worker()
     job.refresh_from_db()
     assert job.status == Status.DELAYED  # waiting to retry
     first_wait = job.run_at - job.runs.get().finished_at
-    assert abs(first_wait.total_seconds() - 3600) < 1
-    # Pretend the hour passed; the second retry waits twice as long.
+    assert abs(first_wait.total_seconds() - 600) < 1
+    # Pretend the time passed; the second retry waits twice as long.
     Job.objects.filter(pk=job.pk).update(run_at=timezone.now())
     run_worker()
     job.refresh_from_db()
     second_wait = job.run_at - job.runs.last().finished_at
-    assert abs(second_wait.total_seconds() - 7200) < 1
+    assert abs(second_wait.total_seconds() - 1200) < 1
 
 
 def test_create_options_override_retries(run_worker):

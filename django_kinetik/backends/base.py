@@ -32,6 +32,9 @@ class Settlement:
     traceback: str = ""
     #: when a retried job runs next
     run_at: datetime | None = None
+    #: settled by another worker because the lease expired: only applies if it
+    #: still is expired, and a re-queued job counts a ghost instead of an attempt
+    lost: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,8 +80,30 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def heartbeat(self, worker_id: int, lease: float, jobs_done: int) -> None:
-        """Say the worker is alive and extend the leases of its running jobs."""
+    def was_settled(self, job: Job, settlement: Settlement) -> bool:
+        """Whether ``settlement`` for this attempt is already recorded.
+
+        After a settle whose connection dropped, this tells "it committed"
+        from "it never happened".
+        """
+
+    @abc.abstractmethod
+    def heartbeat(self, worker_id: int, lease: float, running: Sequence[int], stats: dict[str, int]) -> None:
+        """Say the worker is alive and extend the leases of the jobs it is running.
+
+        Only ``running`` jobs are renewed: a job claimed by a statement whose
+        answer never arrived (the connection dropped) is not running here, so
+        its lease runs out and another worker takes it back. ``stats`` updates
+        the worker row (``jobs_done``, ``runaway_threads``).
+        """
+
+    @abc.abstractmethod
+    def expired_leases(self, limit: int) -> list[Job]:
+        """Running jobs whose lease has run out, oldest first."""
+
+    @abc.abstractmethod
+    def mark_lost_workers(self, silent_for: float) -> int:
+        """Mark workers that have not heart-beaten for ``silent_for`` seconds as lost."""
 
     @abc.abstractmethod
     def requeue_unfinished(self, worker_id: int) -> list[int]:

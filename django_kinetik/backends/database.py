@@ -142,19 +142,35 @@ class DatabaseBackend(Backend):
             )
         )
 
-    def heartbeat(self, worker_id: int, lease: float, jobs_done: int) -> None:
+    def heartbeat(self, worker_id: int, lease: float, running: Sequence[int], stats: dict[str, int]) -> None:
         now = timezone.now()
 
         def beat() -> None:
-            Worker.objects.using(self.alias).filter(pk=worker_id).update(
-                last_heartbeat=now,
-                jobs_done=jobs_done,
-            )
-            self._jobs().filter(status=Status.ACTIVE, worker_id=worker_id).update(
-                lease_expires_at=now + timedelta(seconds=lease),
-            )
+            Worker.objects.using(self.alias).filter(pk=worker_id).update(last_heartbeat=now, **stats)
+            if running:
+                self._jobs().filter(id__in=list(running), status=Status.ACTIVE, worker_id=worker_id).update(
+                    lease_expires_at=now + timedelta(seconds=lease),
+                )
 
         self._retrying_locks(beat)
+
+    def expired_leases(self, limit: int) -> list[Job]:
+        return list(
+            self._jobs()
+            .filter(status=Status.ACTIVE, lease_expires_at__lt=timezone.now())
+            .select_related("worker")
+            .order_by("lease_expires_at")[:limit]
+        )
+
+    def mark_lost_workers(self, silent_for: float) -> int:
+        cutoff = timezone.now() - timedelta(seconds=silent_for)
+        return self._retrying_locks(
+            lambda: (
+                Worker.objects.using(self.alias)
+                .filter(state__in=(Worker.State.ONLINE, Worker.State.STOPPING), last_heartbeat__lt=cutoff)
+                .update(state=Worker.State.LOST)
+            )
+        )
 
     def paused_tags(self) -> set[str]:
         return set(TagState.objects.using(self.alias).filter(paused=True).values_list("tag", flat=True))
@@ -229,24 +245,28 @@ class DatabaseBackend(Backend):
             "error": settlement.error,
             "error_code": settlement.error_code,
         }
-        if settlement.status in (Status.QUEUED, Status.DELAYED):
+        guard: dict[str, Any] = {
+            "pk": job.pk,
+            "status": Status.ACTIVE,
+            "worker_id": job.worker_id,
+            "attempts": job.attempts,
+        }
+        requeued = settlement.status in (Status.QUEUED, Status.DELAYED)
+        if requeued:
             changes.update(run_at=settlement.run_at or settlement.finished_at, finished_at=None)
         else:
             changes.update(result=settlement.result, finished_at=settlement.finished_at)
+        if settlement.lost:
+            # Only while the lease is still expired: a late heartbeat wins.
+            guard["lease_expires_at__lt"] = settlement.finished_at
+            if requeued:
+                # A ghost run is not an attempt; it is counted separately.
+                changes.update(attempts=F("attempts") - 1, ghosts=F("ghosts") + 1)
 
         def write() -> bool:
             # The UPDATE comes first so SQLite takes the write lock before any read.
             with transaction.atomic(using=self.alias):
-                updated = (
-                    self._jobs()
-                    .filter(
-                        pk=job.pk,
-                        status=Status.ACTIVE,
-                        worker_id=job.worker_id,
-                        attempts=job.attempts,
-                    )
-                    .update(**changes)
-                )
+                updated = self._jobs().filter(**guard).update(**changes)
                 if updated:
                     JobRun.objects.using(self.alias).create(
                         job_id=job.pk,
@@ -264,8 +284,17 @@ class DatabaseBackend(Backend):
         settled = self._retrying_locks(write)
         if settled:
             for name, value in changes.items():
-                setattr(job, name, value)
+                if not hasattr(value, "resolve_expression"):
+                    setattr(job, name, value)
         return settled
+
+    def was_settled(self, job: Job, settlement: Settlement) -> bool:
+        """Whether this attempt's end is already recorded (a settle whose answer was lost)."""
+        return (
+            JobRun.objects.using(self.alias)
+            .filter(job_id=job.pk, attempt=job.attempts, worker_id=job.worker_id, outcome=settlement.outcome)
+            .exists()
+        )
 
     def requeue_unfinished(self, worker_id: int) -> list[int]:
         from ..models import Outcome

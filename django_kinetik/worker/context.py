@@ -44,6 +44,11 @@ class JobContext:
         """Called when the attempt is over: later log and progress calls are ignored."""
         self._closed = True
 
+    @property
+    def closed(self) -> bool:
+        """True once the attempt is over (settled, timed out or given up)."""
+        return self._closed
+
     def _ignored(self, what: str) -> bool:
         if self._closed:
             logger.warning("Job %s wrote %s after its attempt ended; ignored.", self.id, what)

@@ -8,25 +8,27 @@ from __future__ import annotations
 
 import inspect
 import logging
-import traceback
-from datetime import timedelta
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import async_to_sync
-from django.db import connections
-from django.utils import timezone
+from django.db import DatabaseError, InterfaceError, connections
 
 from ..backends.base import Backend, Settlement
-from ..backoff import retry_delay
 from ..jsondata import ensure_json
 from ..middleware import MiddlewareFactory, build_chain
-from ..models import Job, Outcome, Status
-from ..options import RUN_OPTION_NAMES, TaskOptions
+from ..models import Job, Status
+from ..options import TaskOptions
 from ..registry import Task, registry
-from ..signals import emit, job_completed, job_failed, job_retrying, job_started
+from ..signals import emit, job_completed, job_failed, job_retrying, job_started, job_timeout
+from . import outcomes
 from .context import JobContext
 
 logger = logging.getLogger("django_kinetik.worker")
+
+#: errors that mean "the database is unreachable right now", not "this job is wrong"
+DATABASE_ERRORS = (DatabaseError, InterfaceError)
 
 
 def _call_action(job: JobContext) -> Any:
@@ -34,12 +36,6 @@ def _call_action(job: JobContext) -> Any:
     if inspect.iscoroutinefunction(action):
         return async_to_sync(action)(job)
     return action(job)
-
-
-def run_options(task: Task, job: Job) -> TaskOptions:
-    """The options one job runs with: task defaults < settings < create() options."""
-    overrides = {name: value for name, value in job.options.items() if name in RUN_OPTION_NAMES}
-    return task.effective_options().merged(overrides, where=f"job {job.pk} options")
 
 
 def tidy_connections() -> None:
@@ -53,84 +49,138 @@ def tidy_connections() -> None:
     for connection in connections.all(initialized_only=True):
         if connection.connection is None:
             continue
-        if not connection.get_autocommit() and not connection.in_atomic_block:
-            # The job turned autocommit off and left a transaction open.
-            connection.rollback()
-            connection.set_autocommit(True)
-        if connection.errors_occurred:
-            if connection.is_usable():
-                connection.errors_occurred = False
-            else:
-                connection.close()
+        try:
+            if not connection.get_autocommit() and not connection.in_atomic_block:
+                # The job turned autocommit off and left a transaction open.
+                connection.rollback()
+                connection.set_autocommit(True)
+            if connection.errors_occurred:
+                if connection.is_usable():
+                    connection.errors_occurred = False
+                else:
+                    connection.close()
+        except DATABASE_ERRORS:
+            connection.close()
+
+
+@dataclass(eq=False)
+class RunningJob:
+    """A claimed job while this worker runs it."""
+
+    job: Job
+    task: Task
+    options: TaskOptions
+    context: JobContext
+    #: time.monotonic() after which the run is timed out (None: no limit)
+    deadline: float | None
+    started: float = field(default_factory=time.monotonic)
 
 
 class Executor:
     """Executes claimed jobs through the middleware chain and settles them."""
 
-    def __init__(self, backend: Backend, alias: str, middleware: list[MiddlewareFactory]) -> None:
+    def __init__(
+        self, backend: Backend, alias: str, middleware: list[MiddlewareFactory], *, lease: float = 60.0
+    ) -> None:
         self.backend = backend
         self.alias = alias
+        self.lease = lease
         self._chain = build_chain(_call_action, middleware)
 
-    def execute(self, job: Job) -> Settlement:
-        """Run ``job`` (already claimed and active) and record how it ended."""
+    def start(self, job: Job) -> RunningJob:
+        """Prepare a claimed job to run: its task, options, context and deadline."""
         task = registry.get(job.task)
-        context = JobContext(job, task, self.alias)
+        options = outcomes.run_options(task, job)
+        started = time.monotonic()
+        return RunningJob(
+            job=job,
+            task=task,
+            options=options,
+            context=JobContext(job, task, self.alias),
+            deadline=None if options.timeout is None else started + options.timeout,
+            started=started,
+        )
+
+    def run(self, running: RunningJob) -> Settlement | None:
+        """Run the job's code and record how it ended (unless it was timed out meanwhile)."""
+        job, task = running.job, running.task
         emit(job_started, Job, job=job, task=task)
         try:
-            result = ensure_json(self._chain(context), what="the task's return value")
+            settlement = outcomes.completed(ensure_json(self._chain(running.context), what="the task's return value"))
         except Exception as error:
-            settlement = self._failure(job, task, error)
-        else:
-            settlement = Settlement(
-                status=Status.COMPLETED,
-                outcome=Outcome.COMPLETED,
-                result=result,
-                finished_at=timezone.now(),
-            )
+            settlement = outcomes.failed(job, running.options, error)
         finally:
-            context.close()
             tidy_connections()
-        if not self.backend.settle(job, settlement):
-            logger.warning(
-                "Job %s (%s) was cancelled or taken back while it ran; its outcome (%s) was discarded.",
-                job.pk,
-                job.task,
-                settlement.outcome,
-            )
+        if running.context.closed:
+            # Timed out (or given up) while it ran: its result is not wanted.
+            logger.info("Job %s (%s) returned after it had timed out; result ignored.", job.pk, job.task)
+            return None
+        running.context.close()
+        if self.settle(job, settlement):
+            self.announce(job, task, settlement)
             return settlement
-        self._announce(job, task, settlement)
+        logger.warning(
+            "Job %s (%s) was cancelled or taken back while it ran; its outcome (%s) was discarded.",
+            job.pk,
+            job.task,
+            settlement.outcome,
+        )
+        return None
+
+    def time_out(self, running: RunningJob) -> Settlement | None:
+        """The run passed its deadline: stop listening to it and settle it as timed out."""
+        running.context.close()
+        settlement = outcomes.timed_out(running.job, running.options)
+        if self.settle(running.job, settlement):
+            self.announce(running.job, running.task, settlement)
+            return settlement
+        return None
+
+    def lose(self, job: Job) -> Settlement | None:
+        """Settle a job whose lease ran out (its worker is gone): a ghost run."""
+        task = registry.find(job.task)
+        options = outcomes.run_options(task, job)
+        worker_name = job.worker.name if job.worker is not None else ""
+        settlement = outcomes.lost(job, options, worker_name)
+        if not self.settle(job, settlement):
+            return None  # its worker renewed the lease after all, or another worker got there first
+        logger.warning("Job %s (%s): %s.", job.pk, job.task, settlement.error)
+        self.announce(job, task, settlement)
         return settlement
 
-    def _failure(self, job: Job, task: Task, error: Exception) -> Settlement:
-        now = timezone.now()
-        message = str(error) or type(error).__name__
-        code = getattr(error, "code", None)
-        details: dict[str, Any] = {
-            "outcome": Outcome.FAILED,
-            "finished_at": now,
-            "error": message,
-            "error_code": "" if code is None else str(code)[:100],
-            "traceback": "".join(traceback.format_exception(error)),
-        }
-        options = run_options(task, job)
-        if job.attempts < options.max_attempts:
-            delay = retry_delay(options, job.attempts)
-            return Settlement(
-                status=Status.DELAYED if delay > 0 else Status.QUEUED,
-                run_at=now + timedelta(seconds=delay),
-                **details,
-            )
-        return Settlement(status=Status.FAILED, **details)
+    def settle(self, job: Job, settlement: Settlement) -> bool:
+        """``backend.settle``, riding out a database that is briefly unreachable.
 
-    def _announce(self, job: Job, task: Task, settlement: Settlement) -> None:
+        Tries for up to one lease; after that the job's lease has run out and
+        another worker will take it back, so giving up loses nothing.
+        """
+        deadline = time.monotonic() + self.lease
+        pause = 0.1
+        failed_once = False
+        while True:
+            try:
+                if self.backend.settle(job, settlement):
+                    return True
+                # A retry after a dropped connection may find its own earlier commit.
+                return failed_once and self.backend.was_settled(job, settlement)
+            except DATABASE_ERRORS as error:
+                failed_once = True
+                connections.close_all()
+                if time.monotonic() + pause > deadline:
+                    logger.error("Could not record the end of job %s: %s; its lease will bring it back.", job.pk, error)
+                    return False
+                logger.warning("Database error recording job %s (%s); retrying in %.1fs.", job.pk, error, pause)
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+    def announce(self, job: Job, task: Task | None, settlement: Settlement) -> None:
         status = settlement.status
         if status == Status.COMPLETED:
             logger.info("Job %s (%s) completed.", job.pk, job.task)
             emit(job_completed, Job, job=job, task=task)
         elif status in (Status.QUEUED, Status.DELAYED):
             logger.info(
-                "Job %s (%s) failed attempt %s (%s); retrying at %s.",
+                "Job %s (%s) attempt %s ended (%s); it runs again at %s.",
                 job.pk,
                 job.task,
                 job.attempts,
@@ -138,6 +188,9 @@ class Executor:
                 settlement.run_at,
             )
             emit(job_retrying, Job, job=job, task=task, error=settlement.error, run_at=settlement.run_at)
+        elif status == Status.TIMEOUT:
+            logger.warning("Job %s (%s) %s.", job.pk, job.task, settlement.error)
+            emit(job_timeout, Job, job=job, task=task, error=settlement.error)
         else:
             logger.warning("Job %s (%s) failed: %s", job.pk, job.task, settlement.error)
             emit(job_failed, Job, job=job, task=task, error=settlement.error)

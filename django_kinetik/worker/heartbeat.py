@@ -2,13 +2,17 @@
 
 It runs in its own thread with its own database connection, so a job that
 never yields (a CPU-bound loop, a blocking call) does not stop the worker's
-leases from being renewed.
+leases from being renewed. It beats three times per lease, so a lease
+survives two missed beats; ``silent_for`` tells the worker how long it has
+been since a beat got through, so a worker cut off from the database can stop
+claiming before others start taking its jobs back.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from django.db import connections
@@ -21,33 +25,52 @@ logger = logging.getLogger("django_kinetik.worker")
 class Heartbeat:
     """Calls ``backend.heartbeat`` every ``every`` seconds until stopped."""
 
-    def __init__(self, backend: Backend, worker_id: int, lease: float, jobs_done: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        worker_id: int,
+        lease: float,
+        running: Callable[[], list[int]],
+        stats: Callable[[], dict[str, int]],
+    ) -> None:
         self.backend = backend
         self.worker_id = worker_id
         self.lease = lease
-        # Three beats per lease: a lease survives two missed beats.
-        self.every = max(0.5, min(lease / 3, 10.0))
-        self._jobs_done = jobs_done
+        self.every = max(0.2, min(lease / 3, 10.0))
+        self._running = running
+        self._stats = stats
+        self._last_success = time.monotonic()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kinetik-heartbeat", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
+    def silent_for(self) -> float:
+        """Seconds since the last beat that reached the database."""
+        return time.monotonic() - self._last_success
+
     def beat(self) -> None:
-        self.backend.heartbeat(self.worker_id, self.lease, self._jobs_done())
+        sent = time.monotonic()
+        self.backend.heartbeat(self.worker_id, self.lease, self._running(), self._stats())
+        self._last_success = sent
 
     def _run(self) -> None:
+        failures = 0
         try:
             while not self._stopped.wait(self.every):
                 try:
                     self.beat()
-                except Exception:
-                    logger.exception("Heartbeat failed; retrying in %.1fs.", self.every)
+                    failures = 0
+                except Exception as error:
+                    failures += 1
+                    if failures == 1:
+                        logger.warning("Heartbeat failed (%s); retrying every %.1fs.", error, self.every)
                     connections.close_all()
         finally:
             connections.close_all()
 
     def stop(self) -> None:
         self._stopped.set()
-        self._thread.join(timeout=self.every + 5)
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.every + 5)

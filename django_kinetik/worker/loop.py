@@ -4,8 +4,14 @@ Kinetik's semantics: tags are served in the order given; whenever a slot is
 free the worker asks the first tag for work, then the next, so after every job
 it goes back to the first tag that has work. Only when every tag is empty does
 it wait (``interval``, or until the next delayed job is due) and send
-``queue_empty``. The wait ends early when a running job finishes or a stop is
-requested.
+``queue_empty``. The wait ends early when a running job finishes, a deadline
+passes, or a stop is requested.
+
+Besides claiming, every worker keeps the queue honest: it times out runs that
+pass their limit, takes back jobs whose worker stopped renewing their lease
+(ghost runs), and marks silent workers lost. A database that goes away is
+waited out with backoff; nothing is settled twice, since every settle is
+guarded by the attempt it belongs to.
 
 Shutdown order (SIGTERM/SIGINT, or :meth:`Worker.stop`): stop claiming; keep
 the heartbeat going while running jobs get ``shutdown_timeout`` to finish; put
@@ -35,14 +41,19 @@ from ..middleware import middleware_factories
 from ..models import Job
 from ..registry import registry
 from ..signals import emit, queue_empty
-from .execution import Executor
+from .execution import DATABASE_ERRORS, Executor, RunningJob
 from .heartbeat import Heartbeat
+from .memory import resident_memory
 from .pool import ThreadPool
 
 logger = logging.getLogger("django_kinetik.worker")
 
 #: exit status after a second stop signal cut the graceful shutdown short
 EXIT_FORCED = 1
+#: a supervised child ended itself to kill a timed-out job's code
+EXIT_REPLACE = 3
+#: a supervised child could not renew its leases and ended itself
+EXIT_FENCED = 4
 
 
 def tags_from_environment() -> list[str]:
@@ -61,8 +72,10 @@ class Worker:
         interval: float | None = None,
         burst: bool = False,
         max_jobs: int | None = None,
+        max_memory: int | None = None,
         shutdown_timeout: float | None = None,
         backend: Backend | None = None,
+        supervised: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, not {concurrency}")
@@ -74,8 +87,10 @@ class Worker:
         self.interval = settings.interval if interval is None else interval
         self.burst = burst
         self.max_jobs = max_jobs
+        self.max_memory = max_memory
         self.shutdown_timeout = settings.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
         self.lease = settings.lease
+        self.supervised = supervised
         self.backend = backend or get_backend()
         self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.worker_id: int | None = None
@@ -84,15 +99,22 @@ class Worker:
 
         self._alias = settings.database
         self._middleware = middleware_factories(settings.middleware)
-        self._running = 0
+        self._running: set[RunningJob] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._forced = threading.Event()
         self._paused: set[str] = set()
-        self._paused_checked = 0.0
-        self._next_due: float = 0.0
         self._idle = False
+        self._fenced = False
+        self._recycle_reason = ""
+        self._database_failures = 0
+        # time.monotonic() marks for work done "every so often"
+        self._next_due = 0.0
+        self._next_paused_check = 0.0
+        self._next_recovery = 0.0
+        self._next_memory_check = 0.0
+        self._recovery_every = max(0.2, min(self.lease / 3, 10.0))
 
     # -- control -----------------------------------------------------------
 
@@ -127,24 +149,18 @@ class Worker:
             )
         if not self.tags:
             raise ImproperlyConfigured("The worker has no tags to serve.")
-        self.worker_id = self.backend.register_worker(
-            WorkerInfo(
-                name=self.name, host=socket.gethostname(), pid=os.getpid(), tags=self.tags, concurrency=self.concurrency
-            )
-        )
-        executor = Executor(self.backend, self._alias, self._middleware)
-        pool = ThreadPool(self.concurrency, executor.execute, self._job_done, name="kinetik-job")
-        heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, lambda: self.jobs_done)
-        heartbeat.start()
         previous_handlers = self._install_signal_handlers()
-        logger.info(
-            "Worker %s serving %s with %d thread(s).",
-            self.name,
-            ", ".join(self.tags),
-            self.concurrency,
-        )
         try:
-            self._serve(pool, tasks)
+            if not self._register():
+                return 0
+            executor = Executor(self.backend, self._alias, self._middleware, lease=self.lease)
+            pool: ThreadPool[RunningJob] = ThreadPool(
+                self.concurrency, lambda running: self._execute(executor, running), name="kinetik-job"
+            )
+            heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._running_ids, self._stats(pool))  # type: ignore[arg-type]
+            heartbeat.start()
+            logger.info("Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency)
+            self._serve(executor, pool, heartbeat, tasks)
             return self._shut_down(pool, heartbeat)
         finally:
             for signum, handler in previous_handlers.items():
@@ -152,46 +168,74 @@ class Worker:
             # This thread's connections: a worker run from a thread must not leave one open.
             connections.close_all()
 
-    def _job_done(self, job: Job) -> None:
-        with self._lock:
-            self._running -= 1
-            self.jobs_done += 1
-        self._wake.set()
+    def _register(self) -> bool:
+        """Record this worker, waiting out a database that is not up yet."""
+        info = WorkerInfo(
+            name=self.name,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            tags=self.tags,
+            concurrency=self.concurrency,
+        )
+        while not self._stopping.is_set():
+            try:
+                self.worker_id = self.backend.register_worker(info)
+                return True
+            except DATABASE_ERRORS as error:
+                self._database_trouble(error)
+        return False
 
-    def _serve(self, pool: ThreadPool, tasks: list[str]) -> None:
+    def _stats(self, pool: ThreadPool[RunningJob]) -> callable:  # type: ignore[valid-type]
+        return lambda: {"jobs_done": self.jobs_done, "runaway_threads": pool.runaways}
+
+    def _running_ids(self) -> list[int]:
+        with self._lock:
+            return [running.job.pk for running in self._running]
+
+    def _execute(self, executor: Executor, running: RunningJob) -> None:
+        """Runs in a pool thread."""
+        try:
+            executor.run(running)
+        finally:
+            with self._lock:
+                if running in self._running:
+                    self._running.discard(running)
+                    self.jobs_done += 1
+            self._wake.set()
+
+    def _serve(self, executor: Executor, pool: ThreadPool[RunningJob], heartbeat: Heartbeat, tasks: list[str]) -> None:
         while not self._stopping.is_set():
             # Clear before looking at the state: a wake-up after this point is kept.
             self._wake.clear()
-            free = self.concurrency - self._running
-            if self.max_jobs is not None:
-                free = min(free, self.max_jobs - self.jobs_claimed)
-                if free <= 0 and self._running == 0:
-                    logger.info("Worker %s ran its %d jobs; stopping.", self.name, self.max_jobs)
-                    return
-            if free <= 0:
-                self._wake.wait(self.interval)
+            self._enforce_timeouts(executor, pool, heartbeat)
+            self._check_fence(heartbeat)
+            try:
+                self._maintain(executor)
+                claimed = self._claim(executor, pool, tasks)
+            except DATABASE_ERRORS as error:
+                self._database_trouble(error)
                 continue
-            self._refresh_paused()
-            self._promote_due()
-            jobs = self._claim(free, tasks)
-            if jobs:
-                self._idle = False
-                with self._lock:
-                    self._running += len(jobs)
-                self.jobs_claimed += len(jobs)
-                for job in jobs:
-                    pool.submit(job)
+            if self._database_failures:
+                logger.warning("Worker %s reached the database again.", self.name)
+                self._database_failures = 0
+            if claimed:
                 continue
-            if self._running == 0:
-                if not self._idle:
-                    self._idle = True
-                    emit(queue_empty, self, tags=list(self.tags))
-                if self.burst:
-                    logger.info("Worker %s found no runnable jobs; burst mode, stopping.", self.name)
-                    return
-            self._wake.wait(self._idle_wait())
+            if self._finished():
+                return
+            self._wake.wait(self._next_wait())
 
-    def _claim(self, free: int, tasks: list[str]) -> list[Job]:
+    def _free_slots(self) -> int:
+        if self._fenced or self._recycle_reason:
+            return 0
+        free = self.concurrency - len(self._running)
+        if self.max_jobs is not None:
+            free = min(free, self.max_jobs - self.jobs_claimed)
+        return free
+
+    def _claim(self, executor: Executor, pool: ThreadPool[RunningJob], tasks: list[str]) -> int:
+        free = self._free_slots()
+        if free <= 0:
+            return 0
         claimed: list[Job] = []
         for tag in self.tags:
             if tag in self._paused:
@@ -199,36 +243,153 @@ class Worker:
             claimed += self.backend.claim(self.worker_id, tag, tasks, free - len(claimed), self.lease)  # type: ignore[arg-type]
             if len(claimed) >= free:
                 break
-        return claimed
+        if claimed:
+            self._idle = False
+            self.jobs_claimed += len(claimed)
+            for job in claimed:
+                running = executor.start(job)
+                with self._lock:
+                    self._running.add(running)
+                pool.submit(running)
+        elif not self._running and not self._idle:
+            self._idle = True
+            emit(queue_empty, self, tags=list(self.tags))
+        return len(claimed)
 
-    def _refresh_paused(self) -> None:
+    def _finished(self) -> bool:
+        """Whether the loop should end now that nothing was claimed."""
+        if self._running:
+            return False
+        if self.max_jobs is not None and self.jobs_claimed >= self.max_jobs:
+            logger.info("Worker %s ran its %d jobs; stopping.", self.name, self.max_jobs)
+            return True
+        if self._recycle_reason:
+            logger.info("Worker %s stopping: %s.", self.name, self._recycle_reason)
+            return True
+        if self.burst and self._free_slots() > 0:
+            logger.info("Worker %s found no runnable jobs; burst mode, stopping.", self.name)
+            return True
+        return False
+
+    def _next_wait(self) -> float:
         now = time.monotonic()
-        if now - self._paused_checked >= self.interval:
+        marks = [now + self.interval, self._next_recovery]
+        if self._free_slots() > 0:
+            marks.append(self._next_due)
+        with self._lock:
+            marks += [running.deadline for running in self._running if running.deadline is not None]
+        return max(0.0, min(marks) - now)
+
+    # -- keeping the queue honest ------------------------------------------
+
+    def _maintain(self, executor: Executor) -> None:
+        now = time.monotonic()
+        if now >= self._next_paused_check:
             self._paused = self.backend.paused_tags()
-            self._paused_checked = now
+            self._next_paused_check = now + self.interval
+        if now >= self._next_due and self._free_slots() > 0:
+            due = self.backend.promote_due(self.tags)
+            # Look again when the next delayed job is due, and at least every
+            # interval, since another process may create one due sooner.
+            wait = self.interval
+            if due is not None:
+                wait = min(wait, max(0.0, (due - timezone.now()).total_seconds()))
+            self._next_due = now + wait
+        if now >= self._next_recovery:
+            self._recover_lost_runs(executor)
+            self._next_recovery = now + self._recovery_every
+        if self.max_memory and now >= self._next_memory_check:
+            self._next_memory_check = now + 1.0
+            used = resident_memory()
+            if used > self.max_memory and not self._recycle_reason:
+                self._recycle_reason = f"memory {used // 2**20} MiB passed --max-memory {self.max_memory // 2**20} MiB"
+                logger.warning(
+                    "Worker %s: %s; finishing running jobs, then recycling.", self.name, self._recycle_reason
+                )
 
-    def _promote_due(self) -> None:
+    def _recover_lost_runs(self, executor: Executor) -> None:
+        """Take back jobs whose worker stopped renewing their lease."""
+        mine = set(self._running_ids())
+        for job in self.backend.expired_leases(limit=100):
+            if job.worker_id == self.worker_id and job.pk in mine:
+                continue  # our own heartbeat is late, not lost
+            executor.lose(job)
+        self.backend.mark_lost_workers(silent_for=self.lease)
+
+    def _enforce_timeouts(self, executor: Executor, pool: ThreadPool[RunningJob], heartbeat: Heartbeat) -> None:
         now = time.monotonic()
-        if now < self._next_due:
+        with self._lock:
+            expired = [r for r in self._running if r.deadline is not None and r.deadline <= now]
+            for running in expired:
+                self._running.discard(running)
+                self.jobs_done += 1
+        if not expired:
             return
-        due = self.backend.promote_due(self.tags)
-        # Look again when the next delayed job is due, and at least every
-        # interval, since another process may create one due sooner.
-        wait = self.interval
-        if due is not None:
-            wait = min(wait, max(0.0, (due - timezone.now()).total_seconds()))
-        self._next_due = now + wait
+        for running in expired:
+            if not self.supervised:
+                pool.abandon(running)  # its thread cannot be killed; a new one takes the slot
+            executor.time_out(running)
+        if self.supervised:
+            # Only ending the process stops the timed-out code for sure.
+            self._exit_now(heartbeat, EXIT_REPLACE, "a job timed out; replacing this process to kill it")
+        logger.warning(
+            "Worker %s: %d job(s) timed out; %d thread(s) still run timed-out code (use --processes for a hard kill).",
+            self.name,
+            len(expired),
+            pool.runaways,
+        )
 
-    def _idle_wait(self) -> float:
-        return max(0.0, min(self.interval, self._next_due - time.monotonic()))
+    def _check_fence(self, heartbeat: Heartbeat) -> None:
+        """Stop taking work when our leases may already have been taken back."""
+        silent = heartbeat.silent_for()
+        fenced = silent > self.lease * 0.75
+        if fenced and not self._fenced:
+            logger.error(
+                "Worker %s has not renewed its leases for %.1fs; it stops claiming until it can.", self.name, silent
+            )
+            if self.supervised:
+                self._exit_now(heartbeat, EXIT_FENCED, "leases could not be renewed")
+        elif self._fenced and not fenced:
+            logger.warning("Worker %s renews its leases again; claiming resumes.", self.name)
+        self._fenced = fenced
+
+    def _database_trouble(self, error: Exception) -> None:
+        self._database_failures += 1
+        pause = min(0.1 * 2 ** min(self._database_failures, 10), 5.0)
+        if self._database_failures == 1 or self._database_failures % 20 == 0:
+            logger.warning(
+                "Worker %s cannot reach the database (%s: %s); retrying in %.1fs.",
+                self.name,
+                type(error).__name__,
+                str(error).strip().splitlines()[0] if str(error) else "",
+                pause,
+            )
+        connections.close_all()
+        self._stopping.wait(pause)
 
     # -- stopping ----------------------------------------------------------
 
-    def _shut_down(self, pool: ThreadPool, heartbeat: Heartbeat) -> int:
+    def _exit_now(self, heartbeat: Heartbeat, status: int, reason: str) -> None:
+        """End a supervised child at once: put other jobs back, then exit (the supervisor replaces it)."""
+        logger.warning("Worker %s exiting: %s.", self.name, reason)
+        heartbeat.stop()
+        try:
+            self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
+            self.backend.retire_worker(self.worker_id, self.jobs_done)  # type: ignore[arg-type]
+        except DATABASE_ERRORS:
+            pass  # the leases bring the jobs back
+        for handler in logging.getLogger("django_kinetik").handlers:
+            handler.flush()
+        os._exit(status)
+
+    def _shut_down(self, pool: ThreadPool[RunningJob], heartbeat: Heartbeat) -> int:
         deadline = time.monotonic() + self.shutdown_timeout
         if self._running:
             logger.info(
-                "Worker %s waiting up to %gs for %d running job(s).", self.name, self.shutdown_timeout, self._running
+                "Worker %s waiting up to %gs for %d running job(s).",
+                self.name,
+                self.shutdown_timeout,
+                len(self._running),
             )
         while self._running and not self._forced.is_set():
             left = deadline - time.monotonic()
@@ -242,12 +403,23 @@ class Worker:
         heartbeat.stop()
         # Threads still inside a job exit (closing their connections) once it
         # returns; its outcome will be discarded, since the job is put back.
-        pool.stop(timeout=0 if self._running else 5)
-        if self._running:
-            requeued = self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
-            logger.warning(
-                "Worker %s put %d unfinished job(s) back in the queue: %s", self.name, len(requeued), requeued
-            )
-        self.backend.retire_worker(self.worker_id, self.jobs_done)  # type: ignore[arg-type]
+        unfinished = bool(self._running)
+        with self._lock:
+            for running in self._running:
+                running.context.close()
+        pool.stop(timeout=0 if unfinished else 5)
+        for attempt in range(5):
+            try:
+                if unfinished:
+                    requeued = self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
+                    logger.warning(
+                        "Worker %s put %d unfinished job(s) back in the queue: %s", self.name, len(requeued), requeued
+                    )
+                self.backend.retire_worker(self.worker_id, self.jobs_done)  # type: ignore[arg-type]
+                break
+            except DATABASE_ERRORS as error:
+                logger.warning("Worker %s could not say goodbye to the database (%s); retrying.", self.name, error)
+                connections.close_all()
+                time.sleep(0.5 * (attempt + 1))
         logger.info("Worker %s stopped after %d job(s).", self.name, self.jobs_done)
         return 0

@@ -1,0 +1,123 @@
+"""How an attempt's end becomes the job's next state.
+
+One place decides, for every way an attempt can end (returned, raised, ran
+out of time, lost with its worker), whether the job is finished, retried
+later, or failed for good, following the task's retry and ghost policies.
+"""
+
+from __future__ import annotations
+
+import traceback
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.utils import timezone
+
+from ..backends.base import Settlement
+from ..backoff import retries_on, retry_delay
+from ..durations import format_seconds
+from ..exceptions import JobTimeout
+from ..models import Job, Outcome, Status
+from ..options import RUN_OPTION_NAMES, TaskOptions
+from ..registry import Task
+
+LOST_CODE = "lost"
+TIMEOUT_CODE = "timeout"
+
+
+def run_options(task: Task | None, job: Job) -> TaskOptions:
+    """The options one job runs with: task defaults < settings < create() options."""
+    overrides = {name: value for name, value in job.options.items() if name in RUN_OPTION_NAMES}
+    base = task.effective_options() if task is not None else TaskOptions()
+    return base.merged(overrides, where=f"job {job.pk} options")
+
+
+def completed(result: Any) -> Settlement:
+    return Settlement(status=Status.COMPLETED, outcome=Outcome.COMPLETED, result=result, finished_at=timezone.now())
+
+
+def failed(job: Job, options: TaskOptions, error: BaseException) -> Settlement:
+    """The code raised ``error``: retry if the policy allows, else fail."""
+    code = getattr(error, "code", None)
+    return _retry_or_end(
+        job,
+        options,
+        error,
+        end_status=Status.FAILED,
+        outcome=Outcome.FAILED,
+        message=str(error) or type(error).__name__,
+        code="" if code is None else str(code)[:100],
+        details="".join(traceback.format_exception(error)),
+    )
+
+
+def timed_out(job: Job, options: TaskOptions) -> Settlement:
+    """The run passed its timeout: retry if the policy allows, else ``timeout``."""
+    limit = format_seconds(options.timeout)
+    error = JobTimeout(f"timed out after {limit}")
+    return _retry_or_end(
+        job,
+        options,
+        error,
+        end_status=Status.TIMEOUT,
+        outcome=Outcome.TIMEOUT,
+        message=str(error),
+        code=TIMEOUT_CODE,
+        details="",
+    )
+
+
+def lost(job: Job, options: TaskOptions, worker_name: str) -> Settlement:
+    """The worker running ``job`` stopped renewing its lease.
+
+    The run becomes a ghost and the job is queued again, without counting
+    against its retries, until ``ghost_retries`` is spent; then it fails "lost".
+    """
+    now = timezone.now()
+    message = (
+        f"lost: worker {worker_name or '?'} stopped renewing its lease (killed, crashed or cut off from the database)"
+    )
+    if job.ghosts < options.ghost_retries:
+        return Settlement(
+            status=Status.QUEUED,
+            outcome=Outcome.LOST,
+            finished_at=now,
+            run_at=now,
+            error=message,
+            error_code=LOST_CODE,
+            lost=True,
+        )
+    return Settlement(
+        status=Status.FAILED,
+        outcome=Outcome.LOST,
+        finished_at=now,
+        error=f"{message}; gave up after {job.ghosts} ghost retries",
+        error_code=LOST_CODE,
+        lost=True,
+    )
+
+
+def _retry_or_end(
+    job: Job,
+    options: TaskOptions,
+    error: BaseException,
+    *,
+    end_status: Status,
+    outcome: Outcome,
+    message: str,
+    code: str,
+    details: str,
+) -> Settlement:
+    now = timezone.now()
+    fields: dict[str, Any] = {
+        "outcome": outcome,
+        "finished_at": now,
+        "error": message,
+        "error_code": code,
+        "traceback": details,
+    }
+    if job.attempts < options.max_attempts and retries_on(options, error):
+        delay = retry_delay(options, job.attempts)
+        run_at: datetime = now + timedelta(seconds=delay)
+        return Settlement(status=Status.DELAYED if delay > 0 else Status.QUEUED, run_at=run_at, **fields)
+    return Settlement(status=end_status, **fields)
