@@ -292,7 +292,7 @@ class DatabaseBackend(Backend):
         """Whether this attempt's end is already recorded (a settle whose answer was lost)."""
         return (
             JobRun.objects.using(self.alias)
-            .filter(job_id=job.pk, attempt=job.attempts, worker_id=job.worker_id, outcome=settlement.outcome)
+            .filter(job_id=job.pk, attempt=job.attempts, worker=job.worker_id, outcome=settlement.outcome)
             .exists()
         )
 

@@ -28,7 +28,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from django.core.exceptions import ImproperlyConfigured
@@ -185,7 +185,7 @@ class Worker:
                 self._database_trouble(error)
         return False
 
-    def _stats(self, pool: ThreadPool[RunningJob]) -> callable:  # type: ignore[valid-type]
+    def _stats(self, pool: ThreadPool[RunningJob]) -> Callable[[], dict[str, int]]:
         return lambda: {"jobs_done": self.jobs_done, "runaway_threads": pool.runaways}
 
     def _running_ids(self) -> list[int]:
