@@ -45,6 +45,7 @@ from .execution import DATABASE_ERRORS, Executor, RunningJob
 from .heartbeat import Heartbeat
 from .memory import resident_memory
 from .pool import ThreadPool
+from .supervisor import EXIT_RECYCLE, supervisor_gone
 
 logger = logging.getLogger("django_kinetik.worker")
 
@@ -161,7 +162,10 @@ class Worker:
             heartbeat.start()
             logger.info("Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency)
             self._serve(executor, pool, heartbeat, tasks)
-            return self._shut_down(pool, heartbeat)
+            status = self._shut_down(pool, heartbeat)
+            if status == 0 and self.supervised and self._recycle_reason:
+                return EXIT_RECYCLE
+            return status
         finally:
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)  # type: ignore[arg-type]
@@ -209,6 +213,10 @@ class Worker:
             self._wake.clear()
             self._enforce_timeouts(executor, pool, heartbeat)
             self._check_fence(heartbeat)
+            if self.supervised and supervisor_gone():
+                logger.warning("Worker %s: its supervisor is gone; stopping.", self.name)
+                self.stop()
+                break
             try:
                 self._maintain(executor)
                 claimed = self._claim(executor, pool, tasks)
@@ -261,8 +269,7 @@ class Worker:
         if self._running:
             return False
         if self.max_jobs is not None and self.jobs_claimed >= self.max_jobs:
-            logger.info("Worker %s ran its %d jobs; stopping.", self.name, self.max_jobs)
-            return True
+            self._recycle_reason = self._recycle_reason or f"ran its {self.max_jobs} jobs (--max-jobs)"
         if self._recycle_reason:
             logger.info("Worker %s stopping: %s.", self.name, self._recycle_reason)
             return True

@@ -1,20 +1,30 @@
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_kinetik.durations import parse_duration
+from django_kinetik.durations import format_seconds, parse_duration
 from django_kinetik.worker import Worker
+from django_kinetik.worker.memory import parse_memory
+from django_kinetik.worker.supervisor import Supervisor, child_command
 
 
 def _duration(value: str) -> float:
     try:
         return parse_duration(value)
     except (TypeError, ValueError) as error:
-        raise CommandError(str(error)) from None
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _memory(value: str) -> int:
+    try:
+        return parse_memory(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 class Command(BaseCommand):
@@ -24,13 +34,18 @@ class Command(BaseCommand):
         "Examples:\n"
         "  manage.py kinetik_worker                      # every registered tag\n"
         "  manage.py kinetik_worker messaging db.aggregation --concurrency 8\n"
-        "  KINETIK_QUEUE=messaging manage.py kinetik_worker --burst   # drain and exit"
+        "  manage.py kinetik_worker --processes 4 --max-jobs 1000 --max-memory 512MB\n"
+        "  KINETIK_QUEUE=messaging manage.py kinetik_worker --burst   # drain and exit\n\n"
+        "Threads (--concurrency) cannot be killed: a job that passes its timeout is marked\n"
+        "'timeout' and its thread is abandoned. With --processes, the process running it is\n"
+        "killed and replaced (use --concurrency 1 with it for a hard kill that touches\n"
+        "no other job)."
     )
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        from argparse import RawDescriptionHelpFormatter
-
-        return super().create_parser(prog_name, subcommand, formatter_class=RawDescriptionHelpFormatter)
+        return super().create_parser(
+            prog_name, subcommand, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs
+        )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -39,39 +54,78 @@ class Command(BaseCommand):
             metavar="TAG",
             help="tags to serve, highest priority first (default: $KINETIK_QUEUE, else every registered tag)",
         )
-        parser.add_argument("-c", "--concurrency", type=int, default=1, help="jobs run at once, in threads (default 1)")
+        parser.add_argument("-c", "--concurrency", type=int, default=1, help="jobs run at once per process, in threads")
+        parser.add_argument(
+            "-p", "--processes", type=int, default=0, help="run this many worker processes under one supervisor"
+        )
         parser.add_argument(
             "-i",
             "--interval",
             type=_duration,
             default=None,
-            help='how long to wait when every tag is empty, e.g. "500ms" (default KINETIK["INTERVAL"], 1s)',
+            help='wait when every tag is empty, e.g. "500ms" (default KINETIK["INTERVAL"])',
         )
         parser.add_argument(
             "--shutdown-timeout",
             type=_duration,
             default=None,
-            help='on SIGTERM, how long running jobs get to finish (default KINETIK["SHUTDOWN_TIMEOUT"], 30s)',
+            help='on SIGTERM, how long running jobs get to finish (default KINETIK["SHUTDOWN_TIMEOUT"])',
         )
-        parser.add_argument("--max-jobs", type=int, default=None, help="stop after running this many jobs")
+        parser.add_argument(
+            "--max-jobs",
+            type=int,
+            default=None,
+            help="stop after this many jobs (with --processes: replace the process)",
+        )
+        parser.add_argument(
+            "--max-memory",
+            type=_memory,
+            default=None,
+            help='stop when resident memory passes this, e.g. "512MB" (with --processes: replace it)',
+        )
         parser.add_argument("--burst", action="store_true", help="run what is runnable now, then exit")
+        parser.add_argument("--supervised", action="store_true", help=argparse.SUPPRESS)
 
     def handle(self, *args: Any, **options: Any) -> None:
         _configure_logging(options["verbosity"])
-        try:
-            worker = Worker(
-                options["tags"] or None,
-                concurrency=options["concurrency"],
-                interval=options["interval"],
-                burst=options["burst"],
-                max_jobs=options["max_jobs"],
-                shutdown_timeout=options["shutdown_timeout"],
-            )
-        except ValueError as error:
-            raise CommandError(str(error)) from None
-        status = worker.run()
+        if options["processes"] < 0:
+            raise CommandError("--processes cannot be negative")
+        if options["processes"]:
+            status = Supervisor(
+                options["processes"], child_command(_child_arguments(options)), burst=options["burst"]
+            ).run()
+        else:
+            try:
+                worker = Worker(
+                    options["tags"] or None,
+                    concurrency=options["concurrency"],
+                    interval=options["interval"],
+                    burst=options["burst"],
+                    max_jobs=options["max_jobs"],
+                    max_memory=options["max_memory"],
+                    shutdown_timeout=options["shutdown_timeout"],
+                    supervised=options["supervised"],
+                )
+            except ValueError as error:
+                raise CommandError(str(error)) from None
+            status = worker.run()
         if status:
             sys.exit(status)
+
+
+def _child_arguments(options: dict[str, Any]) -> list[str]:
+    arguments = [*options["tags"], "--concurrency", str(options["concurrency"]), "-v", str(options["verbosity"])]
+    if options["interval"] is not None:
+        arguments += ["--interval", format_seconds(options["interval"])]
+    if options["shutdown_timeout"] is not None:
+        arguments += ["--shutdown-timeout", format_seconds(options["shutdown_timeout"])]
+    if options["max_jobs"] is not None:
+        arguments += ["--max-jobs", str(options["max_jobs"])]
+    if options["max_memory"] is not None:
+        arguments += ["--max-memory", f"{options['max_memory'] // 1024}K"]
+    if options["burst"]:
+        arguments.append("--burst")
+    return arguments
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -80,6 +134,6 @@ def _configure_logging(verbosity: int) -> None:
     if logger.handlers:
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s"))
     logger.addHandler(handler)
     logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))
