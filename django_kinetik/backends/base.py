@@ -56,8 +56,8 @@ class Backend(abc.ABC):
         """Record a starting worker; return its id."""
 
     @abc.abstractmethod
-    def retire_worker(self, worker_id: int, jobs_done: int) -> None:
-        """Mark a worker offline."""
+    def retire_worker(self, worker_id: int, stats: dict[str, int]) -> None:
+        """Mark a worker offline, with its final ``stats`` (``jobs_done``, ``runaway_threads``)."""
 
     @abc.abstractmethod
     def claim(self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, lease: float) -> list[Job]:

@@ -127,7 +127,7 @@ class DatabaseBackend(Backend):
         )
         return worker.pk
 
-    def retire_worker(self, worker_id: int, jobs_done: int) -> None:
+    def retire_worker(self, worker_id: int, stats: dict[str, int]) -> None:
         now = timezone.now()
         self._retrying_locks(
             lambda: (
@@ -137,7 +137,7 @@ class DatabaseBackend(Backend):
                     state=Worker.State.OFFLINE,
                     stopped_at=now,
                     last_heartbeat=now,
-                    jobs_done=jobs_done,
+                    **stats,
                 )
             )
         )

@@ -28,7 +28,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import FrameType
 
 from django.core.exceptions import ImproperlyConfigured
@@ -97,6 +97,8 @@ class Worker:
         self.worker_id: int | None = None
         self.jobs_done = 0
         self.jobs_claimed = 0
+        #: after run(): job code (put back or timed out) still runs in this process's threads
+        self.code_still_running = False
 
         self._alias = settings.database
         self._middleware = middleware_factories(settings.middleware)
@@ -110,6 +112,7 @@ class Worker:
         self._fenced = False
         self._recycle_reason = ""
         self._database_failures = 0
+        self._pool: ThreadPool[RunningJob] | None = None
         # time.monotonic() marks for work done "every so often"
         self._next_due = 0.0
         self._next_paused_check = 0.0
@@ -158,7 +161,8 @@ class Worker:
             pool: ThreadPool[RunningJob] = ThreadPool(
                 self.concurrency, lambda running: self._execute(executor, running), name="kinetik-job"
             )
-            heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._running_ids, self._stats(pool))  # type: ignore[arg-type]
+            self._pool = pool
+            heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._running_ids, self._stats)  # type: ignore[arg-type]
             heartbeat.start()
             logger.info("Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency)
             self._serve(executor, pool, heartbeat, tasks)
@@ -189,8 +193,10 @@ class Worker:
                 self._database_trouble(error)
         return False
 
-    def _stats(self, pool: ThreadPool[RunningJob]) -> Callable[[], dict[str, int]]:
-        return lambda: {"jobs_done": self.jobs_done, "runaway_threads": pool.runaways}
+    def _stats(self) -> dict[str, int]:
+        """What the worker row shows about this worker's work."""
+        runaways = self._pool.runaways if self._pool is not None else 0
+        return {"jobs_done": self.jobs_done, "runaway_threads": runaways}
 
     def _running_ids(self) -> list[int]:
         with self._lock:
@@ -382,7 +388,7 @@ class Worker:
         heartbeat.stop()
         try:
             self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
-            self.backend.retire_worker(self.worker_id, self.jobs_done)  # type: ignore[arg-type]
+            self.backend.retire_worker(self.worker_id, self._stats())  # type: ignore[arg-type]
         except DATABASE_ERRORS:
             pass  # the leases bring the jobs back
         for handler in logging.getLogger("django_kinetik").handlers:
@@ -415,18 +421,21 @@ class Worker:
             for running in self._running:
                 running.context.close()
         pool.stop(timeout=0 if unfinished else 5)
+        self.code_still_running = unfinished or pool.runaways > 0
+        logger.info("Worker %s stopped after %d job(s).", self.name, self.jobs_done)
         for attempt in range(5):
             try:
+                self.backend.retire_worker(self.worker_id, self._stats())  # type: ignore[arg-type]
                 if unfinished:
+                    # Last, so the process can end right after: the jobs' code is
+                    # still running in this process until it exits.
                     requeued = self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
                     logger.warning(
                         "Worker %s put %d unfinished job(s) back in the queue: %s", self.name, len(requeued), requeued
                     )
-                self.backend.retire_worker(self.worker_id, self.jobs_done)  # type: ignore[arg-type]
                 break
             except DATABASE_ERRORS as error:
                 logger.warning("Worker %s could not say goodbye to the database (%s); retrying.", self.name, error)
                 connections.close_all()
                 time.sleep(0.5 * (attempt + 1))
-        logger.info("Worker %s stopped after %d job(s).", self.name, self.jobs_done)
         return 0

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from typing import Any
 
@@ -109,6 +110,12 @@ class Command(BaseCommand):
             except ValueError as error:
                 raise CommandError(str(error)) from None
             status = worker.run()
+            if worker.code_still_running:
+                # Jobs put back in the queue (or timed out) still run in threads:
+                # end the process now, before another worker starts them again.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
         if status:
             sys.exit(status)
 
