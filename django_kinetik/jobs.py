@@ -334,10 +334,18 @@ def resume(tag: str) -> None:
 
 
 def _set_paused(tag: str, paused: bool) -> None:
-    TagState.objects.using(_using()).update_or_create(
-        tag=parse_tag(tag),
-        defaults={"paused": paused, "changed_at": timezone.now()},
-    )
+    # Write first, never read-then-write in one transaction: on SQLite that
+    # fails with "database is locked" while a worker is writing.
+    tag = parse_tag(tag)
+    states = TagState.objects.using(_using())
+    changes = {"paused": paused, "changed_at": timezone.now()}
+    if states.filter(tag=tag).update(**changes):
+        return
+    try:
+        with transaction.atomic(using=_using()):
+            states.create(tag=tag, **changes)
+    except IntegrityError:
+        states.filter(tag=tag).update(**changes)
 
 
 def is_paused(tag: str) -> bool:

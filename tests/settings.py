@@ -93,4 +93,9 @@ elif _ENGINE == "sqlite":
 else:
     raise RuntimeError(f"KINETIK_TEST_DB={_ENGINE!r}: use sqlite, postgres or mysql")
 
-KINETIK = {"INTERVAL": "50ms", "LEASE": "10s", "SHUTDOWN_TIMEOUT": "5s"}
+KINETIK = {
+    "INTERVAL": "50ms",
+    # Worker processes started by the fault tests use short leases to recover quickly.
+    "LEASE": os.environ.get("KINETIK_TEST_LEASE", "10s"),
+    "SHUTDOWN_TIMEOUT": "5s",
+}

@@ -4,9 +4,11 @@ import os
 import threading
 import time
 
+from django.db import connection
+
 import django_kinetik as kinetik
 
-from .models import Execution
+from .models import Effect, Execution
 
 #: job ids in the order an in-process worker ran them
 ran: list[int] = []
@@ -88,3 +90,43 @@ def count(job):
 @kinetik.task("test.async", tag="alpha")
 async def async_task(job):
     return {"async": True, "id": job.id}
+
+
+@kinetik.task("test.hang", tag="alpha", timeout="500ms")
+def hang(job):
+    """Sleeps far past its timeout, then tries to report (which must be ignored)."""
+    _record(job)
+    time.sleep(job.data.get("seconds", 3))
+    job.log("too late")
+    job.progress(1, 1)
+    return "too late"
+
+
+@kinetik.task("test.spin", tag="alpha", timeout="1s")
+def spin(job):
+    """Never returns and never yields to anything: only killing the process stops it."""
+    while True:
+        pass
+
+
+@kinetik.task("test.effect", tag="alpha", retries=5, retry_delay=0)
+def effect(job):
+    """The fault-injection job: one side effect per job, runs watched for overlap.
+
+    A PostgreSQL advisory lock keyed by the job id is held for the whole run by
+    this thread's connection; it vanishes with the connection if the process dies.
+    If another run of the same job still holds it, two runs overlapped.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [job.id])
+        locked = cursor.fetchone()[0]
+        try:
+            _, created = Effect.objects.get_or_create(job_id=job.id)
+            Execution.objects.create(
+                job_id=job.id, attempt=job.attempt, pid=os.getpid(), duplicate=not created, overlapped=not locked
+            )
+            time.sleep(job.data.get("seconds", 0))
+        finally:
+            if locked:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [job.id])
+    return job.id
