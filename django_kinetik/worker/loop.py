@@ -311,7 +311,9 @@ class Worker:
         if now >= self._next_recovery:
             self._recover_lost_runs(executor)
             self._next_recovery = now + self._recovery_every
-        if self.max_memory and now >= self._next_memory_check:
+        # Measured after jobs ran (at most once a second): a process that starts
+        # above the limit still runs a job per life instead of recycling forever.
+        if self.max_memory and self.jobs_done and now >= self._next_memory_check:
             self._next_memory_check = now + 1.0
             used = resident_memory()
             if used > self.max_memory and not self._recycle_reason:
