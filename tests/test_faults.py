@@ -1,0 +1,298 @@
+"""Fault injection on PostgreSQL: workers killed, the database restarted, timeout storms, SIGTERMs.
+
+Run with ``-m faults`` (``python3 dev.py test`` runs them in their own tox
+environment). Each test prints what it survived. The jobs' code holds a
+PostgreSQL advisory lock on the job id while it runs, so two runs of one job
+at the same time would be caught, and writes one side effect per job with a
+unique key, so a re-run after a crash shows up as a duplicate attempt rather
+than as a second effect.
+"""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from django.db import InterfaceError, OperationalError, connection
+from django.db.models import Count
+
+import django_kinetik as kinetik
+from django_kinetik.models import Job, JobRun, Status, Worker
+from tests.conftest import IN_CI, ROOT, worker_env
+from tests.testapp.models import Effect, Execution
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
+
+
+class Fleet:
+    """Worker processes started, killed and replaced by a test; output goes to files."""
+
+    def __init__(self, args, lease="2s"):
+        self.args = args
+        self.env = worker_env()
+        self.env["KINETIK_TEST_LEASE"] = lease
+        self.directory = tempfile.mkdtemp(prefix="kinetik-fleet-")
+        self.processes = []
+        self.exits = []
+
+    def start(self):
+        log = open(os.path.join(self.directory, f"worker-{len(self.processes) + len(self.exits)}.log"), "w")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "django", "kinetik_worker", *self.args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        process.log = log
+        self.processes.append(process)
+        return process
+
+    def kill_one(self, signum=signal.SIGKILL):
+        process = random.choice(self.processes)
+        process.send_signal(signum)
+        code = process.wait(timeout=30)
+        process.log.close()
+        self.processes.remove(process)
+        self.exits.append(code)
+        return code
+
+    def stop(self):
+        for process in self.processes:
+            process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            self.exits.append(process.wait(timeout=60))
+            process.log.close()
+        self.processes = []
+
+    def output(self):
+        text = []
+        for name in sorted(os.listdir(self.directory)):
+            with open(os.path.join(self.directory, name)) as log:
+                text.append(log.read())
+        return "\n".join(text)
+
+    def close(self):
+        for process in self.processes:
+            process.kill()
+            process.wait()
+            process.log.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def fleet():
+    fleets = []
+
+    def make(*args, **kwargs):
+        made = Fleet(list(args), **kwargs)
+        fleets.append(made)
+        return made
+
+    yield make
+    for made in fleets:
+        made.close()
+
+
+def query(function, retries=60):
+    """Run ``function`` against the database, waiting out a restart."""
+    for _ in range(retries):
+        try:
+            return function()
+        except (OperationalError, InterfaceError):
+            connection.close()
+            time.sleep(0.5)
+    return function()
+
+
+def restart_postgres():
+    """Restart the local PostgreSQL cluster; False if this machine cannot."""
+    if not shutil.which("pg_ctlcluster") or os.geteuid() != 0:
+        return False
+    clusters = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True).stdout.split()
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", clusters[0], clusters[1], "restart", "-m", "fast"],
+        check=True,
+        capture_output=True,
+    )
+    connection.close()
+    return True
+
+
+def database_connections():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def report(title, figures):
+    width = max(len(name) for name in figures)
+    lines = [f"\n== {title} =="] + [f"  {name.ljust(width)} : {value}" for name, value in figures.items()]
+    print("\n".join(lines))
+
+
+def assert_every_job_done_once(count):
+    executions = Execution.objects
+    assert executions.filter(overlapped=True).count() == 0, "two runs of one job overlapped"
+    assert Effect.objects.count() == count, "a side effect is missing"
+    assert Job.objects.filter(status=Status.COMPLETED).count() == count, "a job did not complete"
+    settled = JobRun.objects.filter(outcome="completed").values("job").annotate(n=Count("id"))
+    assert settled.count() == count and not settled.filter(n__gt=1).exists(), "a job was settled twice"
+
+
+def test_kill_storm_and_a_database_restart_lose_nothing(fleet):
+    total = 20_000
+    kinetik.create_many("test.effect", [{} for _ in range(total)])
+    workers = fleet("alpha", "--concurrency", "2", "-v", "0")
+    for _ in range(4):
+        workers.start()
+    started = time.monotonic()
+    kills = restarts = 0
+    peak_connections = 0
+    next_kill = started + 2.5
+    done = 0
+    while done < total:
+        assert time.monotonic() - started < 300, f"only {done} of {total} jobs done after 300s"
+        time.sleep(0.25)
+        done = query(lambda: Job.objects.filter(status=Status.COMPLETED).count())
+        peak_connections = max(peak_connections, query(database_connections))
+        if time.monotonic() >= next_kill and done < total * 0.9:
+            workers.kill_one(signal.SIGKILL)
+            kills += 1
+            workers.start()
+            next_kill = time.monotonic() + random.uniform(2.0, 3.5)
+        if not restarts and done >= total * 0.4:
+            if restart_postgres():
+                restarts = 1
+            elif IN_CI:
+                pytest.fail("CI must be able to restart PostgreSQL (pg_ctlcluster as root)")
+    elapsed = time.monotonic() - started
+    workers.stop()
+    executions = Execution.objects.count()
+    report(
+        "kill storm",
+        {
+            "jobs": total,
+            "completed": done,
+            "seconds": f"{elapsed:.1f}",
+            "workers SIGKILLed": kills,
+            "PostgreSQL restarts": restarts,
+            "ghost recoveries": JobRun.objects.filter(outcome="lost").count(),
+            "runs that failed (database gone)": JobRun.objects.filter(outcome="failed").count(),
+            "executions": executions,
+            "re-runs": executions - total,
+            "duplicate side effects avoided": Execution.objects.filter(duplicate=True).count(),
+            "overlapping runs": Execution.objects.filter(overlapped=True).count(),
+            "peak database connections": peak_connections,
+        },
+    )
+    assert kills >= 3
+    assert_every_job_done_once(total)
+    assert JobRun.objects.filter(outcome="lost").exists(), "no ghost was recovered: the kills hit nothing"
+    # 4 workers x (2 job threads + main loop + heartbeat) + this test; killed ones must not linger.
+    assert peak_connections <= 4 * 4 + 4
+
+
+def test_timeout_storm_with_threads_keeps_workers_serving(fleet):
+    storm = kinetik.create_many("test.hang", [{"seconds": 3600} for _ in range(20)], retries=1, retry_delay=0)
+    normal = kinetik.create_many("test.effect", [{} for _ in range(300)])
+    workers = fleet("alpha", "--concurrency", "4", "-v", "0")
+    for _ in range(2):
+        workers.start()
+    started = time.monotonic()
+    storm_ids = [job.pk for job in storm]
+    while Job.objects.filter(pk__in=storm_ids, status=Status.TIMEOUT).count() < len(storm_ids):
+        assert time.monotonic() - started < 60, "the timeout storm did not end"
+        time.sleep(0.2)
+    while Job.objects.filter(task="test.effect", status=Status.COMPLETED).count() < len(normal):
+        assert time.monotonic() - started < 90
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    peak_connections = database_connections()
+    time.sleep(1)  # a heartbeat records the runaway threads
+    runaways = sum(Worker.objects.filter(state="online").values_list("runaway_threads", flat=True))
+    workers.stop()
+    report(
+        "timeout storm, threads",
+        {
+            "jobs that never return": len(storm),
+            "timeouts (2 attempts each)": JobRun.objects.filter(outcome="timeout").count(),
+            "normal jobs completed": len(normal),
+            "seconds": f"{elapsed:.1f}",
+            "runaway threads when it ended": runaways,
+            "database connections": peak_connections,
+        },
+    )
+    assert JobRun.objects.filter(outcome="timeout").count() == 2 * len(storm)
+    assert runaways >= 1
+    assert set(workers.exits) == {0}
+
+
+def test_timeout_storm_with_processes_kills_the_code(fleet):
+    storm = kinetik.create_many("test.spin", [{} for _ in range(8)])
+    normal = kinetik.create_many("test.effect", [{} for _ in range(200)])
+    workers = fleet("alpha", "--processes", "2", "-v", "1")
+    workers.start()
+    started = time.monotonic()
+    storm_ids = [job.pk for job in storm]
+    while Job.objects.filter(pk__in=storm_ids, status=Status.TIMEOUT).count() < len(storm_ids):
+        assert time.monotonic() - started < 90, "the timeout storm did not end"
+        time.sleep(0.2)
+    while Job.objects.filter(task="test.effect", status=Status.COMPLETED).count() < len(normal):
+        assert time.monotonic() - started < 120
+        time.sleep(0.2)
+    elapsed = time.monotonic() - started
+    workers.stop()
+    output = workers.output()
+    replaced = output.count("ended itself to kill a timed-out job")
+    report(
+        "timeout storm, processes",
+        {
+            "CPU-bound jobs that never return": len(storm),
+            "timeouts": JobRun.objects.filter(outcome="timeout").count(),
+            "processes replaced to kill them": replaced,
+            "normal jobs completed": len(normal),
+            "seconds": f"{elapsed:.1f}",
+        },
+    )
+    assert replaced == len(storm)
+    assert workers.exits == [0]
+
+
+def test_sigterm_during_a_drain_puts_jobs_back_and_loses_nothing(fleet):
+    total = 3_000
+    kinetik.create_many("test.effect", [{"seconds": 0.02} for _ in range(total)])
+    workers = fleet("alpha", "--concurrency", "2", "--shutdown-timeout", "10ms", "-v", "0")
+    for _ in range(3):
+        workers.start()
+    started = time.monotonic()
+    terms = 0
+    while Job.objects.filter(status=Status.COMPLETED).count() < total:
+        assert time.monotonic() - started < 180
+        time.sleep(1.0)
+        if Job.objects.filter(status=Status.COMPLETED).count() < total * 0.9:
+            assert workers.kill_one(signal.SIGTERM) == 0, "a worker did not exit cleanly on SIGTERM"
+            terms += 1
+            workers.start()
+    elapsed = time.monotonic() - started
+    workers.stop()
+    interrupted = JobRun.objects.filter(outcome="interrupted").count()
+    report(
+        "SIGTERM during a drain",
+        {
+            "jobs": total,
+            "seconds": f"{elapsed:.1f}",
+            "workers stopped with SIGTERM": terms,
+            "runs interrupted and put back": interrupted,
+            "re-runs": Execution.objects.count() - total,
+            "overlapping runs": Execution.objects.filter(overlapped=True).count(),
+        },
+    )
+    assert terms >= 3 and interrupted >= 1
+    assert set(workers.exits) == {0}
+    assert_every_job_done_once(total)
