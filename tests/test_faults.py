@@ -70,7 +70,7 @@ class Fleet:
 
     def stop(self):
         # Let late starters come up first: a stop signal is only handled once they have.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + (0 if "--processes" in self.args else 30)
         while time.monotonic() < deadline:
             online = set(query(lambda: list(Worker.objects.filter(state="online").values_list("pid", flat=True))))
             if all(process.pid in online or process.poll() is not None for process in self.processes):
