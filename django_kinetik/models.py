@@ -142,10 +142,15 @@ class Job(models.Model):
                 condition=Q(status=Status.ACTIVE),
                 name="kinetik_job_leases",
             ),
-            # Status filters, counts and cleaning by age.
-            models.Index(fields=["status", "finished_at"], name="kinetik_job_status"),
-            models.Index(fields=["task", "status"], name="kinetik_job_task"),
-            models.Index(fields=["tag", "status"], name="kinetik_job_tag"),
+            # Cleaning and browsing finished jobs. Partial on purpose: an index
+            # that could also answer the claim (tag/status first, unconditional)
+            # tempts the planner whenever statistics are stale, as after a burst
+            # of new jobs, into reading and sorting the whole backlog per claim.
+            models.Index(
+                fields=["status", "finished_at"],
+                condition=Q(status__in=FINISHED_STATUSES),
+                name="kinetik_job_finished",
+            ),
             models.Index(fields=["created_at"], name="kinetik_job_created"),
         ]
         constraints = [
