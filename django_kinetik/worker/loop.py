@@ -39,8 +39,10 @@ from ..backends import Backend, WorkerInfo, get_backend
 from ..conf import get_settings
 from ..middleware import middleware_factories
 from ..models import Job
+from ..options import TaskOptions
 from ..registry import registry
 from ..signals import emit, queue_empty
+from . import outcomes
 from .execution import DATABASE_ERRORS, Executor, RunningJob
 from .heartbeat import Heartbeat
 from .memory import resident_memory
@@ -250,25 +252,36 @@ class Worker:
         free = self._free_slots()
         if free <= 0:
             return 0
-        claimed: list[Job] = []
+        claimed = 0
         for tag in self.tags:
             if tag in self._paused:
                 continue
-            claimed += self.backend.claim(self.worker_id, tag, tasks, free - len(claimed), self.lease)  # type: ignore[arg-type]
-            if len(claimed) >= free:
+            jobs = self.backend.claim(self.worker_id, tag, tasks, free - claimed, self.lease)  # type: ignore[arg-type]
+            # Started at once, tag by tag: a database error on the next tag must
+            # not strand jobs this claim already took.
+            for job in jobs:
+                self._start(executor, pool, job)
+            claimed += len(jobs)
+            if claimed >= free:
                 break
         if claimed:
             self._idle = False
-            self.jobs_claimed += len(claimed)
-            for job in claimed:
-                running = executor.start(job)
-                with self._lock:
-                    self._running.add(running)
-                pool.submit(running)
         elif not self._running and not self._idle:
             self._idle = True
             emit(queue_empty, self, tags=list(self.tags))
-        return len(claimed)
+        return claimed
+
+    def _start(self, executor: Executor, pool: ThreadPool[RunningJob], job: Job) -> None:
+        self.jobs_claimed += 1
+        try:
+            running = executor.start(job)
+        except Exception as error:
+            logger.exception("Job %s (%s) cannot start.", job.pk, job.task)
+            executor.settle(job, outcomes.failed(job, TaskOptions(), error))
+            return
+        with self._lock:
+            self._running.add(running)
+        pool.submit(running)
 
     def _finished(self) -> bool:
         """Whether the loop should end now that nothing was claimed."""
