@@ -48,7 +48,8 @@ def main() -> None:
         kinetik.create_many("bench.mixed", [{"kind": kinds[(start + n) % 20]} for n in range(batch)])
     worker = subprocess.Popen(
         [sys.executable, "-m", "django", "kinetik_worker", "bench", "--concurrency", str(args.concurrency), "-v", "0"],
-        cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
     )
     seen = []
     started = time.monotonic()
@@ -69,8 +70,10 @@ def main() -> None:
         worker.terminate()
         worker.wait()
     done = Job.objects.exclude(status__in=["queued", "active"]).count()
-    print(f"\n{done:,} jobs in {time.monotonic() - started:.0f}s; connections min {min(seen)}, max {max(seen)} "
-          f"(worker: {args.concurrency} job threads + main + heartbeat; this script: 1)")
+    print(
+        f"\n{done:,} jobs in {time.monotonic() - started:.0f}s; connections min {min(seen)}, max {max(seen)} "
+        f"(worker: {args.concurrency} job threads + main + heartbeat; this script: 1)"
+    )
 
 
 if __name__ == "__main__":
