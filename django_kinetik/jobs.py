@@ -19,7 +19,7 @@ from .conf import get_settings
 from .durations import DelayLike, parse_duration, run_at_for
 from .exceptions import InvalidTransition, JobNotFound, UnknownTask
 from .jsondata import ensure_json_object
-from .models import FINISHED_STATUSES, LIVE_STATUSES, Job, JobLog, JobRun, Status, TagState
+from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobLog, JobRun, Status, TagState
 from .options import RUN_OPTION_NAMES, parse_options, parse_tag
 from .priorities import PriorityLike, parse_priority
 from .registry import Task, registry
@@ -225,7 +225,7 @@ def retry(job: JobRef) -> Job:
     """Queue a failed, timed-out or cancelled job again, with a fresh set of attempts."""
     row = get_job(job)
     if not row.retry():
-        raise InvalidTransition(row, "retry", (Status.FAILED, Status.TIMEOUT, Status.CANCELLED))
+        raise InvalidTransition(row, "retry", RETRYABLE_STATUSES)
     return row
 
 

@@ -33,6 +33,31 @@ LIVE_STATUSES = (Status.QUEUED, Status.DELAYED, Status.ACTIVE)
 FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
 
 
+#: statuses a job can be retried from by hand
+RETRYABLE_STATUSES = (Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
+
+
+def cancelled() -> dict[str, Any]:
+    """The changes that cancel a job (shared by one-job and bulk cancels)."""
+    return {"status": Status.CANCELLED, "finished_at": timezone.now(), "lease_expires_at": None}
+
+
+def requeued() -> dict[str, Any]:
+    """The changes that queue a finished job again with a fresh set of attempts."""
+    return {
+        "status": Status.QUEUED,
+        "attempts": 0,
+        "ghosts": 0,
+        "run_at": timezone.now(),
+        "finished_at": None,
+        "result": None,
+        "error": "",
+        "error_code": "",
+        "worker": None,
+        "lease_expires_at": None,
+    }
+
+
 class Outcome(models.TextChoices):
     """How one attempt (a :class:`JobRun`) ended."""
 
@@ -121,6 +146,7 @@ class Job(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("cancel_job", "Can cancel jobs"), ("retry_job", "Can retry jobs")]
         indexes = [
             # The claim: equality on status and tag, then exactly the ORDER BY,
             # so a claim reads only the rows it takes. ``status`` leads so that
@@ -143,14 +169,22 @@ class Job(models.Model):
                 name="kinetik_job_leases",
             ),
             # Cleaning and browsing finished jobs. Partial on purpose: an index
-            # that could also answer the claim (tag/status first, unconditional)
-            # tempts the planner whenever statistics are stale, as after a burst
-            # of new jobs, into reading and sorting the whole backlog per claim.
+            # led by ``status`` that could also answer the claim tempts the
+            # planner whenever statistics are stale (after a burst of new jobs)
+            # into reading and sorting the whole backlog on every claim.
             models.Index(
                 fields=["status", "finished_at"],
                 condition=Q(status__in=FINISHED_STATUSES),
                 name="kinetik_job_finished",
             ),
+            models.Index(
+                fields=["status", "-id"], condition=Q(status__in=FINISHED_STATUSES), name="kinetik_job_outcome"
+            ),
+            # The admin's tag and task filters, newest first. Safe for the claim:
+            # their only condition is the tag (or task), whose estimate stays
+            # large, so the claim index always looks cheaper.
+            models.Index(fields=["tag", "-id"], name="kinetik_job_tag"),
+            models.Index(fields=["task", "-id"], name="kinetik_job_task"),
             models.Index(fields=["created_at"], name="kinetik_job_created"),
         ]
         constraints = [
@@ -196,13 +230,7 @@ class Job(models.Model):
 
         A running job's code is not interrupted; whatever it returns is discarded.
         """
-        now = timezone.now()
-        return self._transition(
-            LIVE_STATUSES,
-            status=Status.CANCELLED,
-            finished_at=now,
-            lease_expires_at=None,
-        )
+        return self._transition(LIVE_STATUSES, **cancelled())
 
     def retry(self) -> bool:
         """Queue a failed, timed-out or cancelled job again with a fresh set of attempts.
@@ -210,19 +238,7 @@ class Job(models.Model):
         Earlier attempts stay in ``job.runs``; False if the job is not in a
         retryable state.
         """
-        return self._transition(
-            (Status.FAILED, Status.TIMEOUT, Status.CANCELLED),
-            status=Status.QUEUED,
-            attempts=0,
-            ghosts=0,
-            run_at=timezone.now(),
-            finished_at=None,
-            result=None,
-            error="",
-            error_code="",
-            worker=None,
-            lease_expires_at=None,
-        )
+        return self._transition(RETRYABLE_STATUSES, **requeued())
 
     def wait(self, timeout: Any = None, poll: float = 0.05) -> Any:
         """Block until the job finishes (at most ``timeout``); return its result or raise.

@@ -1,0 +1,96 @@
+"""The job list's actions: each asks for confirmation, then works in batches.
+
+Selecting "all N jobs" (Django's select-across) applies the action to every job
+matching the current filters, not just the page; the work is done by
+:mod:`django_kinetik.bulk` in short batches. Jobs in a state where the action
+makes no sense are skipped and counted in the message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+from .. import bulk
+from ..models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, Status
+
+
+@dataclass(frozen=True)
+class BulkAction:
+    name: str
+    #: "Cancel", "Retry"... for the page title and the button
+    verb: str
+    #: "cancelled", "queued again"... for the message
+    done: str
+    applies_to: tuple[str, ...]
+    operation: Callable[[QuerySet[Job]], bulk.BulkResult]
+    permission: str
+    description: str
+
+
+ACTIONS = [
+    BulkAction("cancel_jobs", "Cancel", "Cancelled", LIVE_STATUSES, bulk.cancel_all, "cancel", "Cancel selected jobs"),
+    BulkAction(
+        "retry_jobs", "Retry", "Queued again", RETRYABLE_STATUSES, bulk.retry_all, "retry", "Retry selected jobs"
+    ),
+    BulkAction(
+        "run_jobs_now",
+        "Run now",
+        "Queued to run now",
+        (Status.DELAYED,),
+        bulk.run_now_all,
+        "change",
+        "Run selected jobs now",
+    ),
+    BulkAction("delete_jobs", "Delete", "Deleted", bulk.DELETABLE, bulk.delete_all, "delete", "Delete selected jobs"),
+]
+
+
+def make_action(spec: BulkAction) -> Callable[..., Any]:
+    def action(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
+        if request.POST.get("confirmed") == "yes":
+            result = spec.operation(queryset)
+            message = f"{spec.done} {result.changed} job{'s' if result.changed != 1 else ''}."
+            if result.skipped:
+                message += (
+                    f" Skipped {result.skipped} job{'s' if result.skipped != 1 else ''} "
+                    f"in a state where that makes no sense."
+                )
+            model_admin.message_user(request, message, messages.SUCCESS if result.changed else messages.WARNING)
+            return None
+        return confirmation_page(model_admin, request, queryset, spec)
+
+    action.__name__ = spec.name
+    return admin.action(description=spec.description, permissions=[spec.permission])(action)
+
+
+def confirmation_page(
+    model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Job], spec: BulkAction
+) -> TemplateResponse:
+    by_status = dict(queryset.order_by().values_list("status").annotate(n=Count("id")))
+    total = sum(by_status.values())
+    eligible = sum(count for status, count in by_status.items() if status in spec.applies_to)
+    opts = model_admin.model._meta
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"{spec.verb} jobs",
+        "opts": opts,
+        "spec": spec,
+        "total": total,
+        "eligible": eligible,
+        "skipped": total - eligible,
+        "by_status": sorted(by_status.items()),
+        "sample": queryset.select_related("worker")[:20],
+        "select_across": request.POST.get("select_across") == "1",
+        "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
+        "finished_statuses": FINISHED_STATUSES,
+    }
+    return TemplateResponse(request, "admin/django_kinetik/job/confirm_action.html", context)

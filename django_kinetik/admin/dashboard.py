@@ -1,0 +1,143 @@
+"""The dashboard: counts by task and tag, live workers, a throughput chart.
+
+The chart is SVG drawn here, on the server: nothing is loaded from a CDN and
+the page works offline. Its colours come from CSS, so it follows the admin's
+light and dark themes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count
+from django.db.models.functions import TruncMinute
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from ..conf import get_settings
+from ..jobs import stats
+from ..models import Job, Status, Worker
+
+MINUTES = 60
+
+
+@dataclass(frozen=True)
+class Minute:
+    start: datetime
+    completed: int
+    failed: int
+
+
+def throughput(now: datetime | None = None) -> list[Minute]:
+    """Jobs that completed and that failed (or timed out) in each of the last 60 minutes."""
+    now = (now or timezone.now()).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    since = now - timedelta(minutes=MINUTES)
+    rows = (
+        Job.objects.using(get_settings().database)
+        .filter(status__in=(Status.COMPLETED, Status.FAILED, Status.TIMEOUT), finished_at__gte=since)
+        .annotate(minute=TruncMinute("finished_at"))
+        .values_list("minute", "status")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts: dict[tuple[datetime, str], int] = {}
+    for minute, status, n in rows:
+        # Aware datetimes compare and hash by instant, whatever their time zone.
+        key = (minute, "completed" if status == Status.COMPLETED else "failed")
+        counts[key] = counts.get(key, 0) + n
+    return [
+        Minute(start, counts.get((start, "completed"), 0), counts.get((start, "failed"), 0))
+        for start in (since + timedelta(minutes=index) for index in range(MINUTES))
+    ]
+
+
+def chart_svg(minutes: list[Minute]) -> SafeString:
+    """Bars per minute: completed up, failed down from a middle line."""
+    width, height, left, bottom = 720, 220, 44, 24
+    plot_width, half = width - left - 8, (height - bottom - 12) / 2
+    middle = 8 + half
+    peak = max([1] + [m.completed for m in minutes] + [m.failed for m in minutes])
+    step = plot_width / len(minutes)
+    bars = []
+    for index, minute in enumerate(minutes):
+        x = left + index * step + 1
+        title = f"{timezone.localtime(minute.start):%H:%M}: {minute.completed} completed, {minute.failed} failed"
+        if minute.completed:
+            h = half * minute.completed / peak
+            bars.append(("kinetik-bar-completed", *_numbers(x, middle - h, step - 2, h), title))
+        if minute.failed:
+            h = half * minute.failed / peak
+            bars.append(("kinetik-bar-failed", *_numbers(x, middle, step - 2, h), title))
+    labels = [
+        (*_numbers(left + index * step), str(height - 6), f"{timezone.localtime(minutes[index].start):%H:%M}")
+        for index in range(0, len(minutes), 10)
+    ]
+    return format_html(
+        '<svg class="kinetik-chart" viewBox="0 0 {w} {h}" role="img" '
+        'aria-label="Jobs completed and failed per minute, last hour">'
+        '<line class="kinetik-axis" x1="{l}" y1="{m}" x2="{r}" y2="{m}"></line>'
+        '<text class="kinetik-label" x="{tl}" y="16" text-anchor="end">{peak}</text>'
+        '<text class="kinetik-label" x="{tl}" y="{mt}" text-anchor="end">0</text>'
+        '<text class="kinetik-label" x="{tl}" y="{bt}" text-anchor="end">{peak}</text>'
+        "{bars}{labels}</svg>",
+        w=width,
+        h=height,
+        l=left,
+        r=width - 8,
+        m=f"{middle:.1f}",
+        tl=left - 6,
+        mt=f"{middle + 4:.1f}",
+        bt=f"{middle + half:.1f}",
+        peak=peak,
+        bars=format_html_join(
+            "", '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>', bars
+        ),
+        labels=format_html_join("", '<text class="kinetik-label" x="{}" y="{}">{}</text>', labels),
+    )
+
+
+def _numbers(*values: float) -> tuple[str, ...]:
+    return tuple(f"{value:.1f}" for value in values)
+
+
+def dashboard_view(model_admin: Any, request: HttpRequest) -> TemplateResponse:
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    counts = stats()
+    statuses = list(Status.values)
+    settings = get_settings()
+    live_since = timezone.now() - timedelta(seconds=2 * settings.lease)
+    workers = (
+        Worker.objects.using(settings.database)
+        .filter(state__in=(Worker.State.ONLINE, Worker.State.STOPPING), last_heartbeat__gte=live_since)
+        .order_by("host", "pid")
+    )
+    minutes = throughput()
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Job dashboard",
+        "opts": Job._meta,
+        "statuses": statuses,
+        "totals": [counts["status"].get(status, 0) for status in statuses],
+        "total": counts["total"],
+        "by_task": _rows(counts["tasks"], statuses),
+        "by_tag": _rows(counts["tags"], statuses),
+        "workers": workers,
+        "chart": chart_svg(minutes),
+        "completed_last_hour": sum(m.completed for m in minutes),
+        "failed_last_hour": sum(m.failed for m in minutes),
+    }
+    return TemplateResponse(request, "admin/django_kinetik/dashboard.html", context)
+
+
+def _rows(groups: dict[str, dict[str, int]], statuses: list[str]) -> list[tuple[str, list[int], int]]:
+    return [
+        (name, [by_status.get(status, 0) for status in statuses], sum(by_status.values()))
+        for name, by_status in sorted(groups.items())
+    ]

@@ -1,0 +1,162 @@
+"""One job's page: everything about it, its buttons, edit-and-retry, and live updates."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from .. import jobs
+from ..exceptions import InvalidTransition
+from ..jsondata import ensure_json_object
+from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobLog, requeued
+
+LOGS_PER_PAGE = 50
+
+
+def _job(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> Job:
+    try:
+        job = model_admin.get_queryset(request).select_related("worker").get(pk=int(object_id))
+    except (Job.DoesNotExist, ValueError):
+        raise Http404(f"There is no job {object_id}.") from None
+    if not model_admin.has_view_or_change_permission(request, job):
+        raise PermissionDenied
+    return job
+
+
+def detail_view(
+    model_admin: Any,
+    request: HttpRequest,
+    object_id: str,
+    *,
+    data_text: str | None = None,
+    data_error: str = "",
+) -> TemplateResponse:
+    job = _job(model_admin, request, object_id)
+    logs = JobLog.objects.using(job._state.db).filter(job=job).order_by("id")
+    paginator = Paginator(logs, LOGS_PER_PAGE)
+    # A running job's newest lines matter most: open on the last page.
+    page = paginator.get_page(request.GET.get("logs_page") or paginator.num_pages)
+    runs = list(job.runs.select_related("worker").order_by("id"))
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Job #{job.pk}: {job.task}",
+        "opts": model_admin.model._meta,
+        "job": job,
+        "runs": runs,
+        "last_run": runs[-1] if runs else None,
+        "logs": page,
+        "last_log_id": page.object_list[len(page.object_list) - 1].pk if page.object_list else 0,
+        "live": job.status in LIVE_STATUSES,
+        "can_cancel": job.status in LIVE_STATUSES and model_admin.has_cancel_permission(request),
+        "can_retry": job.status in RETRYABLE_STATUSES and model_admin.has_retry_permission(request),
+        "can_edit_retry": job.status in RETRYABLE_STATUSES
+        and model_admin.has_change_permission(request, job)
+        and model_admin.has_retry_permission(request),
+        "data_text": data_text if data_text is not None else json.dumps(job.data, indent=2, ensure_ascii=False),
+        "data_error": data_error,
+        "live_url": reverse("admin:django_kinetik_job_live", args=[job.pk]),
+    }
+    return TemplateResponse(request, "admin/django_kinetik/job/detail.html", context)
+
+
+def _back(job: Job) -> HttpResponseRedirect:
+    return HttpResponseRedirect(reverse("admin:django_kinetik_job_change", args=[job.pk]))
+
+
+def cancel_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not model_admin.has_cancel_permission(request):
+        raise PermissionDenied
+    job = _job(model_admin, request, object_id)
+    try:
+        jobs.cancel(job)
+        model_admin.message_user(request, f"Job #{job.pk} cancelled.", messages.SUCCESS)
+    except InvalidTransition as error:
+        model_admin.message_user(request, str(error), messages.WARNING)
+    return _back(job)
+
+
+def retry_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not model_admin.has_retry_permission(request):
+        raise PermissionDenied
+    job = _job(model_admin, request, object_id)
+    try:
+        jobs.retry(job)
+        model_admin.message_user(request, f"Job #{job.pk} queued again.", messages.SUCCESS)
+    except InvalidTransition as error:
+        model_admin.message_user(request, str(error), messages.WARNING)
+    return _back(job)
+
+
+def edit_retry_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:
+    """Correct a finished job's data and run it again; its earlier attempts stay in its history."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    job = _job(model_admin, request, object_id)
+    if not (model_admin.has_change_permission(request, job) and model_admin.has_retry_permission(request)):
+        raise PermissionDenied
+    text = request.POST.get("data", "")
+    try:
+        data = ensure_json_object(json.loads(text))
+    except json.JSONDecodeError as error:
+        return detail_view(model_admin, request, object_id, data_text=text, data_error=f"Not valid JSON: {error}")
+    except (TypeError, ValueError) as error:
+        return detail_view(model_admin, request, object_id, data_text=text, data_error=str(error))
+    # One conditional UPDATE: the new data and the retry land together, or not at all.
+    updated = (
+        Job.objects.using(job._state.db)
+        .filter(pk=job.pk, status__in=RETRYABLE_STATUSES)
+        .update(data=data, **requeued())
+    )
+    if not updated:
+        model_admin.message_user(request, f"Job #{job.pk} is {job.status} now; it was not changed.", messages.WARNING)
+    else:
+        model_admin.message_user(request, f"Job #{job.pk} queued again with the corrected data.", messages.SUCCESS)
+    return _back(job)
+
+
+def live_view(model_admin: Any, request: HttpRequest, object_id: str) -> JsonResponse:
+    """What changed on a job since the page loaded: status, progress, new log lines."""
+    job = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
+    if not model_admin.has_view_or_change_permission(request, job):
+        raise PermissionDenied
+    try:
+        after = int(request.GET.get("after", 0))
+    except ValueError:
+        after = 0
+    lines = JobLog.objects.using(job._state.db).filter(job=job, id__gt=after).order_by("id")[:200]
+    return JsonResponse(
+        {
+            "id": job.pk,
+            "status": job.status,
+            "status_display": job.get_status_display(),
+            "live": job.status in LIVE_STATUSES,
+            "attempts": job.attempts,
+            "progress": {
+                "current": job.progress_current,
+                "total": job.progress_total,
+                "percent": job.progress_percent,
+            },
+            "logs": [
+                {
+                    "id": line.id,
+                    "created_at": line.created_at.isoformat(),
+                    "attempt": line.attempt,
+                    "message": line.message,
+                    "data": line.data,
+                }
+                for line in lines
+            ],
+        }
+    )
