@@ -109,6 +109,7 @@ def test_search_by_id_task_name_and_text_in_the_data(staff):
     invoice = JobFactory(task="billing.invoice", data={"customer": "ACME Widgets"})
     other = JobFactory(task="mail.send", data={"to": "ada@example.com"})
     assert rows(staff.get(reverse(LIST), {"q": str(other.pk)})) == [other]
+    assert rows(staff.get(reverse(LIST), {"q": f"#{invoice.pk}"})) == [invoice]
     assert rows(staff.get(reverse(LIST), {"q": "invoice"})) == [invoice]
     assert rows(staff.get(reverse(LIST), {"q": "acme widgets"})) == [invoice]
 

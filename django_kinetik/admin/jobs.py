@@ -40,7 +40,7 @@ class JobAdmin(admin.ModelAdmin):
     list_filter = ("status", TagFilter, TaskFilter, ("created_at", admin.DateFieldListFilter))
     # The search itself is get_search_results; a field here turns the box on.
     search_fields = ("task",)
-    search_help_text = "A job id, part of a task name, or text in the job's data."
+    search_help_text = "A job id (a number), or text in the task name or the job's data."
     date_hierarchy = "created_at"
     list_select_related = ("worker",)
     ordering = ("-id",)
@@ -96,10 +96,10 @@ class JobAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        condition = Q(task__icontains=term) | Q(data__icontains=term)
         if term.lstrip("#").isdigit():
-            condition |= Q(pk=int(term.lstrip("#")))
-        return queryset.filter(condition), False
+            # A number is a job id: one primary-key look-up, not a scan of every job's data.
+            return queryset.filter(pk=int(term.lstrip("#"))), False
+        return queryset.filter(Q(task__icontains=term) | Q(data__icontains=term)), False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         return super().changelist_view(request, {"kinetik_dashboard": True, **(extra_context or {})})
