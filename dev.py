@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-DEFAULT_ENVS = ["lint", "py311-django52", "py313-django61", "py311-django52-mysql", "faults"]
+DEFAULT_ENVS = ["lint", "py311-django52", "py313-django61", "py311-django52-mysql", "browser", "faults"]
 
 
 def venv_python() -> Path:

@@ -30,12 +30,13 @@ def _database_reachable() -> str | None:
 
 
 def pytest_collection_modifyitems(config, items):
-    # Fault injection is PostgreSQL's: elsewhere it is not collected (not skipped).
+    # PostgreSQL's own tests (fault injection, query plans): elsewhere they are
+    # not collected at all, rather than skipped.
     if not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"):
-        kept = [item for item in items if "faults" not in item.keywords]
-        if len(kept) != len(items):
-            config.hook.pytest_deselected(items=[item for item in items if "faults" in item.keywords])
-            items[:] = kept
+        postgres_only = [item for item in items if "faults" in item.keywords or "postgresql" in item.keywords]
+        if postgres_only:
+            config.hook.pytest_deselected(items=postgres_only)
+            items[:] = [item for item in items if item not in postgres_only]
     problem = _database_reachable()
     if problem is None:
         return

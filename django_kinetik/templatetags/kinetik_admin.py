@@ -24,6 +24,33 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
 
 
+@register.filter
+def kinetik_time(value: datetime.datetime | None) -> str:
+    """A precise, compact local time: ``2026-11-25 13:04:05``."""
+    if value is None:
+        return "-"
+    return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
+
+
+@register.filter
+def kinetik_duration(value: datetime.timedelta | None) -> str:
+    """``850 µs``, ``12 ms``, ``1.5 s``, ``3 min 20 s``, ``2 h 5 min``."""
+    if value is None:
+        return "-"
+    seconds = value.total_seconds()
+    if seconds < 0.001:
+        return f"{seconds * 1_000_000:.0f} µs"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, seconds = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
 @register.simple_tag
 def status_badge(job: Any) -> str:
     return format_html('<span class="kinetik-badge kinetik-{}">{}</span>', job.status, job.get_status_display())

@@ -1,0 +1,131 @@
+"""The admin in a real browser: log in, filter, select, cancel, retry, detail, live updates, dashboard."""
+
+import re
+import time
+
+import pytest
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from django_kinetik.models import Job, JobLog, Status
+from tests.factories import FinishedJobFactory, JobFactory, JobLogFactory, JobRunFactory, WorkerFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def jobs():
+    worker = WorkerFactory(host="worker-1", pid=4242, state="online", last_heartbeat=timezone.now())
+    queued = [JobFactory(task="mail.send", tag="mail", data={"to": f"user{n}@example.com"}) for n in range(3)]
+    failed = FinishedJobFactory(
+        task="billing.charge",
+        tag="billing",
+        status=Status.FAILED,
+        error="card declined",
+        error_code="E_CARD",
+        data={"customer": 42, "amount": "19.90"},
+        worker=worker,
+        attempts=2,
+    )
+    JobRunFactory(
+        job=failed,
+        attempt=1,
+        outcome="failed",
+        error="card declined",
+        traceback="Traceback (most recent call last):\n  ...\nPaymentError: card declined",
+    )
+    running = JobFactory(
+        task="report.build",
+        tag="reports",
+        status=Status.ACTIVE,
+        attempts=1,
+        worker=worker,
+        started_at=timezone.now(),
+        progress_current=1,
+        progress_total=4,
+    )
+    JobLogFactory(job=running, message="starting", data={"rows": 4})
+    for minute in range(0, 60, 3):
+        FinishedJobFactory(
+            task="mail.send", tag="mail", finished_at=timezone.now() - timezone.timedelta(minutes=minute)
+        )
+    FinishedJobFactory(task="mail.send", tag="mail", status=Status.TIMEOUT, finished_at=timezone.now())
+    return {"queued": queued, "failed": failed, "running": running}
+
+
+def log_in(page):
+    User.objects.create_superuser("admin", "admin@example.com", "secret-password")
+    page.goto(page.base + "/admin/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "secret-password")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+
+
+def test_filter_select_cancel_and_retry(page, jobs, screenshot):
+    log_in(page)
+    page.goto(page.base + "/admin/django_kinetik/job/")
+    assert page.locator("#result_list tbody tr").count() == 26
+    screenshot("job-list")
+
+    page.click("#changelist-filter >> text=Queued")
+    page.wait_for_url(re.compile(r"status__exact=queued"))
+    assert page.locator("#result_list tbody tr").count() == 3
+
+    page.locator("#result_list tbody tr input.action-select").nth(0).check()
+    page.locator("#result_list tbody tr input.action-select").nth(1).check()
+    page.select_option("select[name=action]", "cancel_jobs")
+    page.click("button[name=index]")
+    page.wait_for_selector("text=Yes, cancel 2 jobs")
+    screenshot("confirm-cancel")
+    page.click("text=Yes, cancel 2 jobs")
+    page.wait_for_selector("text=Cancelled 2 jobs.")
+    assert Job.objects.filter(status=Status.CANCELLED).count() == 2
+
+    page.goto(page.base + "/admin/django_kinetik/job/?status__exact=failed")
+    page.check("#action-toggle")
+    page.select_option("select[name=action]", "retry_jobs")
+    page.click("button[name=index]")
+    page.click("text=Yes, retry 1 job")
+    page.wait_for_selector("text=Queued again 1 job.")
+    jobs["failed"].refresh_from_db()
+    assert jobs["failed"].status == Status.QUEUED
+
+
+def test_job_detail_updates_live_and_edit_and_retry(page, jobs, screenshot):
+    log_in(page)
+    running = jobs["running"]
+    page.goto(page.base + f"/admin/django_kinetik/job/{running.pk}/change/")
+    assert page.locator("#kinetik-progress").inner_text().strip() == "25%"
+    screenshot("job-detail-running")
+    # The worker reports progress and logs; the open page shows them without a reload.
+    Job.objects.filter(pk=running.pk).update(progress_current=3)
+    JobLog.objects.create(job=running, attempt=1, message="<b>row 3</b> written", data={"row": 3})
+    page.wait_for_function("document.querySelector('#kinetik-progress').innerText.trim() === '75%'")
+    page.wait_for_selector("#kinetik-log td:text('<b>row 3</b> written')")
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # same page, not reloaded
+
+    failed = jobs["failed"]
+    page.goto(page.base + f"/admin/django_kinetik/job/{failed.pk}/change/")
+    assert "card declined" in page.inner_text("#content-main")
+    screenshot("job-detail-failed")
+    page.fill("textarea[name=data]", '{"customer": 42, "amount": "9.90"}')
+    page.click("text=Save data and retry")
+    page.wait_for_selector("text=queued again with the corrected data")
+    failed.refresh_from_db()
+    assert (failed.status, failed.data["amount"]) == (Status.QUEUED, "9.90")
+
+
+def test_dashboard(page, jobs, screenshot):
+    log_in(page)
+    page.goto(page.base + "/admin/django_kinetik/")
+    page.click("text=Dashboard")
+    page.wait_for_selector("svg.kinetik-chart")
+    assert page.locator("svg.kinetik-chart rect.kinetik-bar-completed").count() == 20
+    assert page.locator("svg.kinetik-chart rect.kinetik-bar-failed").count() == 1
+    assert "worker-1" in page.inner_text("#content-main")
+    screenshot("dashboard")
+    started = time.monotonic()
+    page.reload()
+    page.wait_for_selector("svg.kinetik-chart")
+    assert time.monotonic() - started < 5
