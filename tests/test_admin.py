@@ -183,7 +183,7 @@ def test_delete_removes_jobs_with_their_logs_but_never_a_running_one(staff):
     done = FinishedJobFactory()
     JobLogFactory(job=done)
     running = JobFactory(status=Status.ACTIVE)
-    page = post_action(staff, "delete_jobs", [done.pk, running.pk], confirmed=True)
+    page = post_action(staff, "delete_selected", [done.pk, running.pk], confirmed=True)
     assert "Deleted 1 job. Skipped 1 job" in page.content.decode()
     assert list(Job.objects.values_list("pk", flat=True)) == [running.pk]
     assert not JobLog.objects.exists()

@@ -66,12 +66,6 @@ class JobAdmin(admin.ModelAdmin):
     def has_retry_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(f"{self.opts.app_label}.retry_job")
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        # Django's delete_selected collects every related row in memory; ours deletes in batches.
-        actions.pop("delete_selected", None)
-        return actions
-
     # -- the list ------------------------------------------------------------
 
     @admin.display(description="status", ordering="status")
