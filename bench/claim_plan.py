@@ -38,7 +38,7 @@ def main() -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from django_kinetik.backends.database import _POSTGRES_CLAIM
+    from django_kinetik.backends.sql import POSTGRES_CLAIM
     from django_kinetik.models import Job
 
     table = Job._meta.db_table
@@ -66,7 +66,7 @@ def main() -> None:
     now = timezone.now()
     params = [now, 1, now, "bench", ["bench.noop"], 10]
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + _POSTGRES_CLAIM, params)
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + POSTGRES_CLAIM, params)
         print("\n".join(row[0] for row in cursor.fetchall()))
         transaction.set_rollback(True)
 
@@ -74,7 +74,7 @@ def main() -> None:
     for _ in range(200):
         with transaction.atomic(), connection.cursor() as cursor:
             started = time.perf_counter()
-            cursor.execute(_POSTGRES_CLAIM, params)
+            cursor.execute(POSTGRES_CLAIM, params)
             cursor.fetchall()
             timings.append((time.perf_counter() - started) * 1000)
             transaction.set_rollback(True)

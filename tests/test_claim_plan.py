@@ -5,7 +5,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 import django_kinetik as kinetik
-from django_kinetik.backends.database import _POSTGRES_CLAIM
+from django_kinetik.backends.sql import POSTGRES_CLAIM
 from django_kinetik.models import Job, Status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
@@ -19,7 +19,7 @@ def test_after_a_burst_on_stale_statistics_the_claim_still_reads_only_its_index(
     kinetik.create_many("test.echo", [{} for _ in range(5000)])  # then a burst arrives
     with transaction.atomic(), connection.cursor() as cursor:
         now = timezone.now()
-        cursor.execute("EXPLAIN " + _POSTGRES_CLAIM, [now, 1, now, "alpha", ["test.echo"], 1])
+        cursor.execute("EXPLAIN " + POSTGRES_CLAIM, [now, 1, now, "alpha", ["test.echo"], 1])
         plan = "\n".join(row[0] for row in cursor.fetchall())
         transaction.set_rollback(True)
     assert "kinetik_job_claim" in plan, plan

@@ -80,6 +80,10 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
+    def settle_many(self, items: Sequence[tuple[Job, Settlement]]) -> list[bool]:
+        """:meth:`settle` for a batch, in one write where the database allows; one flag per item."""
+
+    @abc.abstractmethod
     def was_settled(self, job: Job, settlement: Settlement) -> bool:
         """Whether ``settlement`` for this attempt is already recorded.
 

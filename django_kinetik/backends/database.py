@@ -31,43 +31,34 @@ from django.db.models import F, Min
 from django.utils import timezone
 
 from ..models import Job, JobRun, Status, TagState, Worker
+from . import sql
 from .base import Backend, Settlement, WorkerInfo
 
 T = TypeVar("T")
 
-_JOB_TABLE = Job._meta.db_table
-_RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data = NULL"
+REQUEUED = (Status.QUEUED, Status.DELAYED)
 
-# ``id = ANY(ARRAY(subquery))`` rather than a join on the picked ids: a join
-# makes the planner probe the ends of the primary-key index for its estimates,
-# and in a busy queue those ends are full of dead row versions (planning took
-# ~5 ms per claim mid-drain; this form plans in ~0.15 ms).
-_POSTGRES_CLAIM = f"""
-UPDATE {_JOB_TABLE}
-SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
-    worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
-WHERE id = ANY(ARRAY(
-    SELECT id FROM {_JOB_TABLE}
-    WHERE status = 'queued' AND tag = %s AND task = ANY(%s)
-    ORDER BY priority DESC, run_at, id
-    LIMIT %s
-    FOR UPDATE SKIP LOCKED
-))
-RETURNING *
-"""
 
-_SQLITE_CLAIM = f"""
-UPDATE {_JOB_TABLE}
-SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
-    worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
-WHERE id IN (
-    SELECT id FROM {_JOB_TABLE}
-    WHERE status = 'queued' AND tag = %s AND task IN ({{placeholders}})
-    ORDER BY priority DESC, run_at, id
-    LIMIT %s
-)
-RETURNING *
-"""
+def settled_changes(settlement: Settlement) -> dict[str, Any]:
+    """The job fields an attempt's end sets."""
+    changes: dict[str, Any] = {
+        "status": settlement.status,
+        "lease_expires_at": None,
+        "error": settlement.error,
+        "error_code": settlement.error_code,
+    }
+    if settlement.status in REQUEUED:
+        changes.update(run_at=settlement.run_at or settlement.finished_at, finished_at=None)
+    else:
+        changes.update(result=settlement.result, finished_at=settlement.finished_at)
+    return changes
+
+
+def _apply(job: Job, changes: dict[str, Any]) -> None:
+    """Mirror a write on the in-memory row (expressions such as F() are left out)."""
+    for name, value in changes.items():
+        if not hasattr(value, "resolve_expression"):
+            setattr(job, name, value)
 
 
 def _claim_order(job: Job) -> tuple[int, datetime, int]:
@@ -185,11 +176,11 @@ class DatabaseBackend(Backend):
         vendor = self.vendor
         if vendor == "postgresql":
             params = [now, worker_id, expires, tag, list(tasks), limit]
-            jobs = list(self._jobs().raw(_POSTGRES_CLAIM, params))
+            jobs = list(self._jobs().raw(sql.POSTGRES_CLAIM, params))
         elif vendor == "sqlite":
-            sql = _SQLITE_CLAIM.format(placeholders=", ".join(["%s"] * len(tasks)))
+            statement = sql.SQLITE_CLAIM.format(placeholders=", ".join(["%s"] * len(tasks)))
             params = [self._adapt(now), worker_id, self._adapt(expires), tag, *tasks, limit]
-            jobs = self._retrying_locks(lambda: list(self._jobs().raw(sql, params)))
+            jobs = self._retrying_locks(lambda: list(self._jobs().raw(statement, params)))
         else:
             jobs = self._claim_with_orm(worker_id, tag, tasks, limit, now, expires)
         jobs.sort(key=_claim_order)
@@ -239,54 +230,85 @@ class DatabaseBackend(Backend):
         return delayed.aggregate(next=Min("run_at"))["next"]
 
     def settle(self, job: Job, settlement: Settlement) -> bool:
-        changes: dict[str, Any] = {
-            "status": settlement.status,
-            "lease_expires_at": None,
-            "error": settlement.error,
-            "error_code": settlement.error_code,
-        }
+        def write() -> bool:
+            # The UPDATE comes first so SQLite takes the write lock before any read.
+            with transaction.atomic(using=self.alias):
+                return self._settle_one(job, settlement)
+
+        return self._retrying_locks(write)
+
+    def settle_many(self, items: Sequence[tuple[Job, Settlement]]) -> list[bool]:
+        if not items:
+            return []
+        if self.vendor == "postgresql" and not any(settlement.lost for _, settlement in items):
+            return self._settle_many_postgres(items)
+
+        def write() -> list[bool]:
+            with transaction.atomic(using=self.alias):
+                return [self._settle_one(job, settlement) for job, settlement in items]
+
+        return self._retrying_locks(write)
+
+    def _settle_one(self, job: Job, settlement: Settlement) -> bool:
+        """The guarded UPDATE and the JobRun insert, inside the caller's transaction."""
+        changes = settled_changes(settlement)
         guard: dict[str, Any] = {
             "pk": job.pk,
             "status": Status.ACTIVE,
             "worker_id": job.worker_id,
             "attempts": job.attempts,
         }
-        requeued = settlement.status in (Status.QUEUED, Status.DELAYED)
-        if requeued:
-            changes.update(run_at=settlement.run_at or settlement.finished_at, finished_at=None)
-        else:
-            changes.update(result=settlement.result, finished_at=settlement.finished_at)
         if settlement.lost:
             # Only while the lease is still expired: a late heartbeat wins.
             guard["lease_expires_at__lt"] = settlement.finished_at
-            if requeued:
+            if settlement.status in REQUEUED:
                 # A ghost run is not an attempt; it is counted separately.
                 changes.update(attempts=F("attempts") - 1, ghosts=F("ghosts") + 1)
+        if not self._jobs().filter(**guard).update(**changes):
+            return False
+        JobRun.objects.using(self.alias).create(
+            job_id=job.pk,
+            attempt=job.attempts,
+            worker_id=job.worker_id,
+            outcome=settlement.outcome,
+            started_at=job.started_at or settlement.finished_at,
+            finished_at=settlement.finished_at,
+            error=settlement.error,
+            error_code=settlement.error_code,
+            traceback=settlement.traceback,
+        )
+        _apply(job, changes)
+        return True
 
-        def write() -> bool:
-            # The UPDATE comes first so SQLite takes the write lock before any read.
-            with transaction.atomic(using=self.alias):
-                updated = self._jobs().filter(**guard).update(**changes)
-                if updated:
-                    JobRun.objects.using(self.alias).create(
-                        job_id=job.pk,
-                        attempt=job.attempts,
-                        worker_id=job.worker_id,
-                        outcome=settlement.outcome,
-                        started_at=job.started_at or settlement.finished_at,
-                        finished_at=settlement.finished_at,
-                        error=settlement.error,
-                        error_code=settlement.error_code,
-                        traceback=settlement.traceback,
-                    )
-            return bool(updated)
+    def _settle_many_postgres(self, items: Sequence[tuple[Job, Settlement]]) -> list[bool]:
+        """Every job row and JobRun row of the batch in one statement (see sql.SETTLE_MANY)."""
+        from psycopg.types.json import Jsonb
 
-        settled = self._retrying_locks(write)
-        if settled:
-            for name, value in changes.items():
-                if not hasattr(value, "resolve_expression"):
-                    setattr(job, name, value)
-        return settled
+        columns: dict[str, list[Any]] = {name: [] for name in sql.SETTLE_MANY_COLUMNS}
+        for job, settlement in items:
+            requeued = settlement.status in REQUEUED
+            columns["id"].append(job.pk)
+            columns["attempt"].append(job.attempts)
+            columns["worker_id"].append(job.worker_id)
+            columns["status"].append(settlement.status)
+            columns["result"].append(None if requeued or settlement.result is None else Jsonb(settlement.result))
+            columns["error"].append(settlement.error)
+            columns["error_code"].append(settlement.error_code)
+            columns["traceback"].append(settlement.traceback)
+            columns["run_at"].append((settlement.run_at or settlement.finished_at) if requeued else None)
+            columns["finished_at"].append(settlement.finished_at)
+            columns["outcome"].append(settlement.outcome)
+            columns["started_at"].append(job.started_at or settlement.finished_at)
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(sql.SETTLE_MANY, list(columns.values()))
+            settled = {row[0] for row in cursor.fetchall()}
+        applied = []
+        for job, settlement in items:
+            ok = job.pk in settled
+            if ok:
+                _apply(job, settled_changes(settlement))
+            applied.append(ok)
+        return applied
 
     def was_settled(self, job: Job, settlement: Settlement) -> bool:
         """Whether this attempt's end is already recorded (a settle whose answer was lost)."""

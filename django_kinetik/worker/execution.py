@@ -9,8 +9,9 @@ from __future__ import annotations
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from asgiref.sync import async_to_sync
 from django.db import DatabaseError, InterfaceError, connections
@@ -63,6 +64,35 @@ def tidy_connections() -> None:
             connection.close()
 
 
+T = TypeVar("T")
+
+
+def ride_out(write: Callable[[bool], T], lease: float, what: str) -> T | None:
+    """Run a settle-like ``write``, riding out a database that is briefly unreachable.
+
+    Retries with backoff for up to one lease (after that the jobs' leases run
+    out and another worker takes them back, so giving up loses nothing).
+    ``write`` is told whether this is a retry: after a dropped connection its
+    earlier attempt may have committed, which it must check before concluding
+    that a guarded write found nothing to change. Returns None on giving up.
+    """
+    deadline = time.monotonic() + lease
+    pause = 0.1
+    retried = False
+    while True:
+        try:
+            return write(retried)
+        except DATABASE_ERRORS as error:
+            retried = True
+            connections.close_all()
+            if time.monotonic() + pause > deadline:
+                logger.error("Could not record the end of %s: %s; the lease will bring it back.", what, error)
+                return None
+            logger.warning("Database error recording %s (%s); retrying in %.1fs.", what, error, pause)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
 @dataclass(eq=False)
 class RunningJob:
     """A claimed job while this worker runs it."""
@@ -102,9 +132,9 @@ class Executor:
         )
 
     def run(self, running: RunningJob) -> Settlement | None:
-        """Run the job's code and record how it ended (unless it was timed out meanwhile)."""
-        job, task = running.job, running.task
-        emit(job_started, Job, job=job, task=task)
+        """Run the job's code; return how it ended, to be recorded (None: timed out meanwhile)."""
+        job = running.job
+        emit(job_started, Job, job=job, task=running.task)
         try:
             settlement = outcomes.completed(ensure_json(self._chain(running.context), what="the task's return value"))
         except Exception as error:
@@ -116,16 +146,19 @@ class Executor:
             logger.info("Job %s (%s) returned after it had timed out; result ignored.", job.pk, job.task)
             return None
         running.context.close()
-        if self.settle(job, settlement):
-            self.announce(job, task, settlement)
-            return settlement
-        logger.warning(
-            "Job %s (%s) was cancelled or taken back while it ran; its outcome (%s) was discarded.",
-            job.pk,
-            job.task,
-            settlement.outcome,
-        )
-        return None
+        return settlement
+
+    def recorded(self, running: RunningJob, settlement: Settlement, settled: bool) -> None:
+        """After the write: announce the outcome, or say why it was discarded."""
+        if settled:
+            self.announce(running.job, running.task, settlement)
+        else:
+            logger.warning(
+                "Job %s (%s) was cancelled or taken back while it ran; its outcome (%s) was discarded.",
+                running.job.pk,
+                running.job.task,
+                settlement.outcome,
+            )
 
     def time_out(self, running: RunningJob) -> Settlement | None:
         """The run passed its deadline: stop listening to it and settle it as timed out."""
@@ -149,29 +182,14 @@ class Executor:
         return settlement
 
     def settle(self, job: Job, settlement: Settlement) -> bool:
-        """``backend.settle``, riding out a database that is briefly unreachable.
+        """Write one attempt's end now (timeouts and lost runs; finished runs go through the Settler)."""
 
-        Tries for up to one lease; after that the job's lease has run out and
-        another worker will take it back, so giving up loses nothing.
-        """
-        deadline = time.monotonic() + self.lease
-        pause = 0.1
-        failed_once = False
-        while True:
-            try:
-                if self.backend.settle(job, settlement):
-                    return True
-                # A retry after a dropped connection may find its own earlier commit.
-                return failed_once and self.backend.was_settled(job, settlement)
-            except DATABASE_ERRORS as error:
-                failed_once = True
-                connections.close_all()
-                if time.monotonic() + pause > deadline:
-                    logger.error("Could not record the end of job %s: %s; its lease will bring it back.", job.pk, error)
-                    return False
-                logger.warning("Database error recording job %s (%s); retrying in %.1fs.", job.pk, error, pause)
-                time.sleep(pause)
-                pause = min(pause * 2, 5.0)
+        def write(retried: bool) -> bool:
+            if self.backend.settle(job, settlement):
+                return True
+            return retried and self.backend.was_settled(job, settlement)
+
+        return ride_out(write, self.lease, f"job {job.pk}") or False
 
     def announce(self, job: Job, task: Task | None, settlement: Settlement) -> None:
         status = settlement.status

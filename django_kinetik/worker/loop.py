@@ -35,7 +35,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.utils import timezone
 
-from ..backends import Backend, WorkerInfo, get_backend
+from ..backends import Backend, Settlement, WorkerInfo, get_backend
 from ..conf import get_settings
 from ..middleware import middleware_factories
 from ..models import Job
@@ -47,6 +47,7 @@ from .execution import DATABASE_ERRORS, Executor, RunningJob
 from .heartbeat import Heartbeat
 from .memory import resident_memory
 from .pool import ThreadPool
+from .settler import Settler
 from .supervisor import EXIT_RECYCLE, supervisor_gone
 
 logger = logging.getLogger("django_kinetik.worker")
@@ -115,6 +116,7 @@ class Worker:
         self._recycle_reason = ""
         self._database_failures = 0
         self._pool: ThreadPool[RunningJob] | None = None
+        self._settler: Settler | None = None
         # time.monotonic() marks for work done "every so often"
         self._next_due = 0.0
         self._next_paused_check = 0.0
@@ -164,6 +166,11 @@ class Worker:
                 self.concurrency, lambda running: self._execute(executor, running), name="kinetik-job"
             )
             self._pool = pool
+            self._settler = Settler(
+                self.backend,
+                self.lease,
+                lambda running, settlement, ok: self._settled(executor, running, settlement, ok),
+            )
             heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._running_ids, self._stats)  # type: ignore[arg-type]
             heartbeat.start()
             logger.info("Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency)
@@ -205,15 +212,29 @@ class Worker:
             return [running.job.pk for running in self._running]
 
     def _execute(self, executor: Executor, running: RunningJob) -> None:
-        """Runs in a pool thread."""
+        """Runs in a pool thread: the job's code, then its end goes to the settler."""
+        settlement = None
         try:
-            executor.run(running)
+            settlement = executor.run(running)
         finally:
-            with self._lock:
-                if running in self._running:
-                    self._running.discard(running)
-                    self.jobs_done += 1
-            self._wake.set()
+            if settlement is None:
+                self._forget(running)  # timed out meanwhile, or the code could not run at all
+            else:
+                self._settler.submit(running, settlement)  # type: ignore[union-attr]
+
+    def _settled(self, executor: Executor, running: RunningJob, settlement: Settlement, ok: bool) -> None:
+        """Runs in the settler thread once the attempt's end is written (or refused)."""
+        try:
+            executor.recorded(running, settlement, ok)
+        finally:
+            self._forget(running)
+
+    def _forget(self, running: RunningJob) -> None:
+        with self._lock:
+            if running in self._running:
+                self._running.discard(running)
+                self.jobs_done += 1
+        self._wake.set()
 
     def _serve(self, executor: Executor, pool: ThreadPool[RunningJob], heartbeat: Heartbeat, tasks: list[str]) -> None:
         while not self._stopping.is_set():
@@ -400,6 +421,8 @@ class Worker:
     def _exit_now(self, heartbeat: Heartbeat, status: int, reason: str) -> None:
         """End a supervised child at once: put other jobs back, then exit (the supervisor replaces it)."""
         logger.warning("Worker %s exiting: %s.", self.name, reason)
+        if self._settler is not None:
+            self._settler.stop(timeout=5)
         heartbeat.stop()
         try:
             self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
@@ -436,6 +459,8 @@ class Worker:
             for running in self._running:
                 running.context.close()
         pool.stop(timeout=0 if unfinished else 5)
+        if self._settler is not None:
+            self._settler.stop(timeout=self.lease)  # write the ends that are still waiting
         self.code_still_running = unfinished or pool.runaways > 0
         logger.info("Worker %s stopped after %d job(s).", self.name, self.jobs_done)
         for attempt in range(5):

@@ -1,0 +1,92 @@
+"""The raw SQL of the database backend, in one place.
+
+Everything else goes through the ORM; these statements are the hot path,
+where one round trip per claim or per batch of settles matters.
+"""
+
+from __future__ import annotations
+
+from ..models import Job, JobRun
+
+JOB = Job._meta.db_table
+RUN = JobRun._meta.db_table
+_RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data = NULL"
+
+# ``id = ANY(ARRAY(subquery))`` rather than a join on the picked ids: a join
+# makes the planner probe the ends of the primary-key index for its estimates,
+# and in a busy queue those ends are full of dead row versions (planning took
+# ~5 ms per claim mid-drain; this form plans in ~0.15 ms).
+POSTGRES_CLAIM = f"""
+UPDATE {JOB}
+SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
+    worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
+WHERE id = ANY(ARRAY(
+    SELECT id FROM {JOB}
+    WHERE status = 'queued' AND tag = %s AND task = ANY(%s)
+    ORDER BY priority DESC, run_at, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+))
+RETURNING *
+"""
+
+SQLITE_CLAIM = f"""
+UPDATE {JOB}
+SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
+    worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
+WHERE id IN (
+    SELECT id FROM {JOB}
+    WHERE status = 'queued' AND tag = %s AND task IN ({{placeholders}})
+    ORDER BY priority DESC, run_at, id
+    LIMIT %s
+)
+RETURNING *
+"""
+
+#: one array parameter per column, in this order
+SETTLE_MANY_COLUMNS = (
+    "id",
+    "attempt",
+    "worker_id",
+    "status",
+    "result",
+    "error",
+    "error_code",
+    "traceback",
+    "run_at",
+    "finished_at",
+    "outcome",
+    "started_at",
+)
+
+# A batch of attempt ends in one statement: each job row is updated only if it
+# is still this attempt's (active, same worker, same attempt number), and a
+# JobRun row is inserted for exactly the rows that were. Returns their ids.
+SETTLE_MANY = f"""
+WITH ended AS (
+    SELECT * FROM unnest(
+        %s::bigint[], %s::integer[], %s::bigint[], %s::text[], %s::jsonb[], %s::text[],
+        %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::timestamptz[]
+    ) AS e(id, attempt, worker_id, status, result, error, error_code, traceback,
+           run_at, finished_at, outcome, started_at)
+),
+settled AS (
+    UPDATE {JOB} AS job
+    SET status = ended.status,
+        result = CASE WHEN ended.status IN ('queued', 'delayed') THEN job.result ELSE ended.result END,
+        error = ended.error,
+        error_code = ended.error_code,
+        run_at = COALESCE(ended.run_at, job.run_at),
+        finished_at = CASE WHEN ended.status IN ('queued', 'delayed') THEN NULL ELSE ended.finished_at END,
+        lease_expires_at = NULL
+    FROM ended
+    WHERE job.id = ended.id AND job.status = 'active'
+      AND job.worker_id = ended.worker_id AND job.attempts = ended.attempt
+    RETURNING job.id
+)
+INSERT INTO {RUN} (job_id, attempt, worker_id, outcome, started_at, finished_at, error, error_code, traceback)
+SELECT ended.id, ended.attempt, ended.worker_id, ended.outcome, ended.started_at, ended.finished_at,
+       ended.error, ended.error_code, ended.traceback
+FROM ended JOIN settled ON settled.id = ended.id
+RETURNING job_id
+"""
