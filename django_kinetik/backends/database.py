@@ -21,9 +21,10 @@ How a claim stays correct and fast (the plan is shown in ``docs/claiming.md``):
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import OperationalError, connections, transaction
@@ -37,6 +38,39 @@ from .base import Backend, Settlement, WorkerInfo
 T = TypeVar("T")
 
 REQUEUED = (Status.QUEUED, Status.DELAYED)
+#: the Job fields, in the order _claim_postgres fills them
+_CLAIMED_FIELDS = [
+    "id",
+    "task",
+    "tag",
+    "priority",
+    "status",
+    "data",
+    "result",
+    "options",
+    "error",
+    "error_code",
+    "attempts",
+    "ghosts",
+    "unique_key",
+    "run_at",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "progress_current",
+    "progress_total",
+    "progress_data",
+    "worker_id",
+    "lease_expires_at",
+]
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _from_epoch(seconds: Any) -> datetime:
+    return datetime.fromtimestamp(float(seconds), tz=UTC)
 
 
 def settled_changes(settlement: Settlement) -> dict[str, Any]:
@@ -82,6 +116,22 @@ class DatabaseBackend(Backend):
 
     def _adapt(self, value: datetime) -> Any:
         return connections[self.alias].ops.adapt_datetimefield_value(value)
+
+    def _execute_prepared(self, statement: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """Run a hot-path statement on PostgreSQL with server-side binding, prepared.
+
+        Django's cursors bind parameters on the client, turning arrays of a
+        hundred values into SQL text in Python (8 ms for a batch of 100
+        settles), and plan every statement anew. A plain psycopg cursor on the
+        same connection sends the values as they are and reuses the plan.
+        """
+        from psycopg import Cursor
+
+        wrapper = connections[self.alias]
+        wrapper.ensure_connection()
+        with wrapper.wrap_database_errors, Cursor(wrapper.connection) as cursor:
+            cursor.execute(statement, params, prepare=True)
+            return cursor.fetchall()
 
     def _retrying_locks(self, operation: Callable[[], T]) -> T:
         """Run ``operation``, waiting out SQLite's "database is locked" a few times.
@@ -175,8 +225,7 @@ class DatabaseBackend(Backend):
         expires = now + timedelta(seconds=lease)
         vendor = self.vendor
         if vendor == "postgresql":
-            params = [now, worker_id, expires, tag, list(tasks), limit]
-            jobs = list(self._jobs().raw(sql.POSTGRES_CLAIM, params))
+            jobs = self._claim_postgres(worker_id, tag, tasks, limit, now, expires)
         elif vendor == "sqlite":
             statement = sql.SQLITE_CLAIM.format(placeholders=", ".join(["%s"] * len(tasks)))
             params = [self._adapt(now), worker_id, self._adapt(expires), tag, *tasks, limit]
@@ -184,6 +233,51 @@ class DatabaseBackend(Backend):
         else:
             jobs = self._claim_with_orm(worker_id, tag, tasks, limit, now, expires)
         jobs.sort(key=_claim_order)
+        return jobs
+
+    def _claim_postgres(
+        self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, now: datetime, expires: datetime
+    ) -> list[Job]:
+        """The claim, building Job rows from the few columns it returns.
+
+        The claim knows most of a claimed row already (status, worker, lease,
+        start); it returns the rest, times as epoch seconds. Django's row
+        building (six time zone conversions per row, done in Python) was two
+        thirds of a busy worker's CPU.
+        """
+        rows = self._execute_prepared(sql.POSTGRES_CLAIM, [now, worker_id, expires, tag, list(tasks), limit])
+        jobs = []
+        for job_id, task, tag_, priority, data, options, attempts, ghosts, unique_key, run_at, created_at in rows:
+            jobs.append(
+                Job.from_db(
+                    self.alias,
+                    _CLAIMED_FIELDS,
+                    (
+                        job_id,
+                        task,
+                        tag_,
+                        priority,
+                        Status.ACTIVE,
+                        _json(data),
+                        None,
+                        _json(options),
+                        "",
+                        "",
+                        attempts,
+                        ghosts,
+                        unique_key,
+                        _from_epoch(run_at),
+                        _from_epoch(created_at),
+                        now,
+                        None,
+                        None,
+                        None,
+                        None,
+                        worker_id,
+                        expires,
+                    ),
+                )
+            )
         return jobs
 
     def _claim_with_orm(
@@ -299,9 +393,7 @@ class DatabaseBackend(Backend):
             columns["finished_at"].append(settlement.finished_at)
             columns["outcome"].append(settlement.outcome)
             columns["started_at"].append(job.started_at or settlement.finished_at)
-        with connections[self.alias].cursor() as cursor:
-            cursor.execute(sql.SETTLE_MANY, list(columns.values()))
-            settled = {row[0] for row in cursor.fetchall()}
+        settled = {row[0] for row in self._execute_prepared(sql.SETTLE_MANY, [*columns.values(), columns["id"]])}
         applied = []
         for job, settlement in items:
             ok = job.pk in settled

@@ -27,7 +27,8 @@ WHERE id = ANY(ARRAY(
     LIMIT %s
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING *
+RETURNING id, task, tag, priority, data, options, attempts, ghosts, unique_key,
+          extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8
 """
 
 SQLITE_CLAIM = f"""
@@ -59,14 +60,17 @@ SETTLE_MANY_COLUMNS = (
     "started_at",
 )
 
+# The arrays are bound in binary (the b placeholders), which psycopg builds in C;
+# its text form is built in Python, escaping every element with a regular
+# expression (6 ms of a 100-job batch).
 # A batch of attempt ends in one statement: each job row is updated only if it
 # is still this attempt's (active, same worker, same attempt number), and a
 # JobRun row is inserted for exactly the rows that were. Returns their ids.
 SETTLE_MANY = f"""
 WITH ended AS (
     SELECT * FROM unnest(
-        %s::bigint[], %s::integer[], %s::bigint[], %s::text[], %s::jsonb[], %s::text[],
-        %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[], %s::text[], %s::timestamptz[]
+        %b::bigint[], %b::integer[], %b::bigint[], %b::text[], %b::jsonb[], %b::text[],
+        %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::text[], %b::timestamptz[]
     ) AS e(id, attempt, worker_id, status, result, error, error_code, traceback,
            run_at, finished_at, outcome, started_at)
 ),
@@ -80,7 +84,11 @@ settled AS (
         finished_at = CASE WHEN ended.status IN ('queued', 'delayed') THEN NULL ELSE ended.finished_at END,
         lease_expires_at = NULL
     FROM ended
-    WHERE job.id = ended.id AND job.status = 'active'
+    -- Look the rows up by primary key. "status || ''" keeps the planner off the
+    -- partial leases index (status = 'active'), which a busy queue fills with
+    -- dead entries faster than autovacuum clears them: read through that index,
+    -- a batch of 100 took 21 ms instead of 1.
+    WHERE job.id = ANY(%b::bigint[]) AND job.id = ended.id AND (job.status || '') = 'active'
       AND job.worker_id = ended.worker_id AND job.attempts = ended.attempt
     RETURNING job.id
 )

@@ -106,6 +106,8 @@ class Worker:
         self._alias = settings.database
         self._middleware = middleware_factories(settings.middleware)
         self._running: set[RunningJob] = set()
+        #: jobs whose code returned, waiting for the settler to write their end
+        self._settling: set[RunningJob] = set()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -209,32 +211,41 @@ class Worker:
 
     def _running_ids(self) -> list[int]:
         with self._lock:
-            return [running.job.pk for running in self._running]
+            return [running.job.pk for running in (*self._running, *self._settling)]
 
     def _execute(self, executor: Executor, running: RunningJob) -> None:
-        """Runs in a pool thread: the job's code, then its end goes to the settler."""
+        """Runs in a pool thread: the job's code, then its end goes to the settler.
+
+        The slot is free as soon as the code returns: the next job can run
+        while the settler writes this one's end (the job stays leased, and
+        renewed, until it is written).
+        """
         settlement = None
         try:
             settlement = executor.run(running)
         finally:
-            if settlement is None:
-                self._forget(running)  # timed out meanwhile, or the code could not run at all
-            else:
+            with self._lock:
+                self._running.discard(running)
+                if settlement is not None:
+                    self._settling.add(running)
+            if settlement is not None:
                 self._settler.submit(running, settlement)  # type: ignore[union-attr]
+            self._wake.set()
 
     def _settled(self, executor: Executor, running: RunningJob, settlement: Settlement, ok: bool) -> None:
         """Runs in the settler thread once the attempt's end is written (or refused)."""
         try:
             executor.recorded(running, settlement, ok)
         finally:
-            self._forget(running)
-
-    def _forget(self, running: RunningJob) -> None:
-        with self._lock:
-            if running in self._running:
-                self._running.discard(running)
+            with self._lock:
+                self._settling.discard(running)
                 self.jobs_done += 1
-        self._wake.set()
+            self._wake.set()
+
+    @property
+    def _busy(self) -> bool:
+        """Jobs still running here, or ended but not yet written."""
+        return bool(self._running or self._settling)
 
     def _serve(self, executor: Executor, pool: ThreadPool[RunningJob], heartbeat: Heartbeat, tasks: list[str]) -> None:
         while not self._stopping.is_set():
@@ -246,6 +257,8 @@ class Worker:
                 logger.warning("Worker %s: its supervisor is gone; stopping.", self.name)
                 self.stop()
                 break
+            # A settle that lands after the claim below may have queued a retry.
+            done_before = self.jobs_done
             try:
                 self._maintain(executor)
                 claimed = self._claim(executor, pool, tasks)
@@ -255,7 +268,7 @@ class Worker:
             if self._database_failures:
                 logger.warning("Worker %s reached the database again.", self.name)
                 self._database_failures = 0
-            if claimed:
+            if claimed or self.jobs_done != done_before:
                 continue
             if self._finished():
                 return
@@ -264,6 +277,8 @@ class Worker:
     def _free_slots(self) -> int:
         if self._fenced or self._recycle_reason:
             return 0
+        if len(self._settling) > 2 * self.concurrency:
+            return 0  # the database is behind with our writes: do not take more
         free = self.concurrency - len(self._running)
         if self.max_jobs is not None:
             free = min(free, self.max_jobs - self.jobs_claimed)
@@ -287,7 +302,7 @@ class Worker:
                 break
         if claimed:
             self._idle = False
-        elif not self._running and not self._idle:
+        elif not self._busy and not self._idle:
             self._idle = True
             emit(queue_empty, self, tags=list(self.tags))
         return claimed
@@ -306,7 +321,7 @@ class Worker:
 
     def _finished(self) -> bool:
         """Whether the loop should end now that nothing was claimed."""
-        if self._running:
+        if self._busy:
             return False
         if self.max_jobs is not None and self.jobs_claimed >= self.max_jobs:
             self._recycle_reason = self._recycle_reason or f"ran its {self.max_jobs} jobs (--max-jobs)"
@@ -347,7 +362,7 @@ class Worker:
             self._next_recovery = now + self._recovery_every
         # Measured after jobs ran (at most once a second): a process that starts
         # above the limit still runs a job per life instead of recycling forever.
-        if self.max_memory and self.jobs_done and now >= self._next_memory_check:
+        if self.max_memory and self.jobs_claimed and now >= self._next_memory_check:
             self._next_memory_check = now + 1.0
             used = resident_memory()
             if used > self.max_memory and not self._recycle_reason:
@@ -435,14 +450,14 @@ class Worker:
 
     def _shut_down(self, pool: ThreadPool[RunningJob], heartbeat: Heartbeat) -> int:
         deadline = time.monotonic() + self.shutdown_timeout
-        if self._running:
+        if self._busy:
             logger.info(
                 "Worker %s waiting up to %gs for %d running job(s).",
                 self.name,
                 self.shutdown_timeout,
                 len(self._running),
             )
-        while self._running and not self._forced.is_set():
+        while self._busy and not self._forced.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 break
