@@ -38,31 +38,37 @@ from .base import Backend, Settlement, WorkerInfo
 T = TypeVar("T")
 
 REQUEUED = (Status.QUEUED, Status.DELAYED)
-#: the Job fields, in the order _claim_postgres fills them
-_CLAIMED_FIELDS = [
-    "id",
-    "task",
-    "tag",
-    "priority",
-    "status",
-    "data",
-    "result",
-    "options",
-    "error",
-    "error_code",
-    "attempts",
-    "ghosts",
-    "unique_key",
-    "run_at",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "progress_current",
-    "progress_total",
-    "progress_data",
-    "worker_id",
-    "lease_expires_at",
-]
+
+
+def execute_prepared(alias: str, statement: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run a hot-path statement on PostgreSQL with server-side binding, prepared.
+
+    Django's cursors bind parameters on the client, turning arrays of a
+    hundred values into SQL text in Python (8 ms for a batch of 100 settles),
+    and plan every statement anew. A plain psycopg cursor on the same
+    connection (so inside the caller's transaction) sends the values as they
+    are and reuses the plan.
+    """
+    from psycopg import Cursor
+
+    wrapper = connections[alias]
+    wrapper.ensure_connection()
+    with wrapper.wrap_database_errors, Cursor(wrapper.connection) as cursor:
+        cursor.execute(statement, params, prepare=True)
+        return cursor.fetchall()
+
+
+#: what every claimed row holds; the claim returns the rest
+_CLAIMED: dict[str, Any] = {
+    "status": Status.ACTIVE,
+    "result": None,
+    "error": "",
+    "error_code": "",
+    "finished_at": None,
+    "progress_current": None,
+    "progress_total": None,
+    "progress_data": None,
+}
 
 
 def _json(value: Any) -> Any:
@@ -118,20 +124,7 @@ class DatabaseBackend(Backend):
         return connections[self.alias].ops.adapt_datetimefield_value(value)
 
     def _execute_prepared(self, statement: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        """Run a hot-path statement on PostgreSQL with server-side binding, prepared.
-
-        Django's cursors bind parameters on the client, turning arrays of a
-        hundred values into SQL text in Python (8 ms for a batch of 100
-        settles), and plan every statement anew. A plain psycopg cursor on the
-        same connection sends the values as they are and reuses the plan.
-        """
-        from psycopg import Cursor
-
-        wrapper = connections[self.alias]
-        wrapper.ensure_connection()
-        with wrapper.wrap_database_errors, Cursor(wrapper.connection) as cursor:
-            cursor.execute(statement, params, prepare=True)
-            return cursor.fetchall()
+        return execute_prepared(self.alias, statement, params)
 
     def _retrying_locks(self, operation: Callable[[], T]) -> T:
         """Run ``operation``, waiting out SQLite's "database is locked" a few times.
@@ -249,33 +242,25 @@ class DatabaseBackend(Backend):
         jobs = []
         for job_id, task, tag_, priority, data, options, attempts, ghosts, unique_key, run_at, created_at in rows:
             jobs.append(
-                Job.from_db(
+                Job.loaded(
                     self.alias,
-                    _CLAIMED_FIELDS,
-                    (
-                        job_id,
-                        task,
-                        tag_,
-                        priority,
-                        Status.ACTIVE,
-                        _json(data),
-                        None,
-                        _json(options),
-                        "",
-                        "",
-                        attempts,
-                        ghosts,
-                        unique_key,
-                        _from_epoch(run_at),
-                        _from_epoch(created_at),
-                        now,
-                        None,
-                        None,
-                        None,
-                        None,
-                        worker_id,
-                        expires,
-                    ),
+                    {
+                        **_CLAIMED,
+                        "id": job_id,
+                        "task": task,
+                        "tag": tag_,
+                        "priority": priority,
+                        "data": _json(data),
+                        "options": _json(options),
+                        "attempts": attempts,
+                        "ghosts": ghosts,
+                        "unique_key": unique_key,
+                        "run_at": _from_epoch(run_at),
+                        "created_at": _from_epoch(created_at),
+                        "started_at": now,
+                        "worker_id": worker_id,
+                        "lease_expires_at": expires,
+                    },
                 )
             )
         return jobs

@@ -98,3 +98,15 @@ SELECT ended.id, ended.attempt, ended.worker_id, ended.outcome, ended.started_at
 FROM ended JOIN settled ON settled.id = ended.id
 RETURNING job_id
 """
+
+#: create_many's shared values, in the order INSERT_JOBS takes them (then the data array)
+INSERT_SHARED_COLUMNS = ("task", "tag", "priority", "status", "options", "run_at", "created_at")
+
+INSERT_JOBS = f"""
+INSERT INTO {JOB} (task, tag, priority, status, options, run_at, created_at, data, result, error,
+                   error_code, attempts, ghosts)
+SELECT %s, %s, %s, %s, %s::jsonb, %s, %s, data::jsonb, NULL, '', '', 0, 0
+FROM unnest(%b::text[]) WITH ORDINALITY AS d(data, n)
+ORDER BY n
+RETURNING id
+"""
