@@ -7,6 +7,7 @@ transaction commits, and ``job_created`` is sent only then.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -113,14 +114,19 @@ def create(
     if unique_key is not None and not isinstance(unique_key, str):
         raise TypeError(f"unique_key must be a string, not {type(unique_key).__name__}")
     using = _using()
-    job = Job(data=payload, unique_key=unique_key, **fields)
-    if unique_key is None:
-        job.save(using=using, force_insert=True)
+    if unique_key is None and connections[using].vendor == "postgresql":
+        # One prepared statement, like create_many (Django's save() costs ~0.4 ms here).
+        (job,) = insert_jobs_postgres(using, fields, [payload], batch_size=1)
     else:
-        existing = _save_unique(job, using)
-        if existing is not None:
-            return existing
-    transaction.on_commit(lambda: emit(job_created, Job, job=job, task=definition), using=using)
+        job = Job(data=payload, unique_key=unique_key, **fields)
+        if unique_key is None:
+            job.save(using=using, force_insert=True)
+        else:
+            existing = _save_unique(job, using)
+            if existing is not None:
+                return existing
+    if job_created.has_listeners(Job):
+        transaction.on_commit(lambda: emit(job_created, Job, job=job, task=definition), using=using)
     return job
 
 
@@ -219,7 +225,9 @@ def insert_jobs_postgres(
 
     shared = [json.dumps(fields[name]) if name == "options" else fields[name] for name in sql.INSERT_SHARED_COLUMNS]
     jobs: list[Job] = []
-    with transaction.atomic(using=using):
+    # All or nothing across batches; one statement is atomic by itself.
+    atomic = transaction.atomic(using=using) if len(payloads) > batch_size else contextlib.nullcontext()
+    with atomic:
         for start in range(0, len(payloads), batch_size):
             batch = payloads[start : start + batch_size]
             texts = [_ENCODE(payload) for payload in batch]

@@ -49,6 +49,7 @@ from .memory import resident_memory
 from .pool import ThreadPool
 from .settler import Settler
 from .supervisor import EXIT_RECYCLE, supervisor_gone
+from .wakeup import PostgresListener
 
 logger = logging.getLogger("django_kinetik.worker")
 
@@ -118,6 +119,8 @@ class Worker:
         self._recycle_reason = ""
         self._database_failures = 0
         self._pool: ThreadPool[RunningJob] | None = None
+        #: while running: the thread that wakes the loop when new jobs arrive (None: polling only)
+        self.listener: PostgresListener | None = None
         self._settler: Settler | None = None
         # time.monotonic() marks for work done "every so often"
         self._next_due = 0.0
@@ -175,8 +178,18 @@ class Worker:
             )
             heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._running_ids, self._stats)  # type: ignore[arg-type]
             heartbeat.start()
+            listener = (
+                PostgresListener(self._alias, self.tags, self._wake)
+                if PostgresListener.available(self._alias)
+                else None
+            )
+            self.listener = listener
+            if listener is not None:
+                listener.start()
             logger.info("Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency)
             self._serve(executor, pool, heartbeat, tasks)
+            if listener is not None:
+                listener.stop()
             status = self._shut_down(pool, heartbeat)
             if status == 0 and self.supervised and self._recycle_reason:
                 return EXIT_RECYCLE
@@ -260,15 +273,18 @@ class Worker:
             # A settle that lands after the claim below may have queued a retry.
             done_before = self.jobs_done
             try:
-                self._maintain(executor)
+                # Claim before the rest of the upkeep: a wake-up for a new job
+                # should not wait on it. Which tags are paused must be known first.
+                changed = self._refresh_paused()
                 claimed = self._claim(executor, pool, tasks)
+                changed = self._maintain(executor) or changed
             except DATABASE_ERRORS as error:
                 self._database_trouble(error)
                 continue
             if self._database_failures:
                 logger.warning("Worker %s reached the database again.", self.name)
                 self._database_failures = 0
-            if claimed or self.jobs_done != done_before:
+            if claimed or changed or self.jobs_done != done_before:
                 continue
             if self._finished():
                 return
@@ -344,12 +360,23 @@ class Worker:
 
     # -- keeping the queue honest ------------------------------------------
 
-    def _maintain(self, executor: Executor) -> None:
+    def _refresh_paused(self) -> bool:
+        """Re-read paused tags when due; True if they changed."""
         now = time.monotonic()
-        if now >= self._next_paused_check:
-            self._paused = self.backend.paused_tags()
-            self._next_paused_check = now + self.interval
+        if now < self._next_paused_check:
+            return False
+        paused = self.backend.paused_tags()
+        changed = paused != self._paused
+        self._paused = paused
+        self._next_paused_check = now + self.interval
+        return changed
+
+    def _maintain(self, executor: Executor) -> bool:
+        """Upkeep that is due; True if it may have made jobs claimable."""
+        now = time.monotonic()
+        changed = False
         if now >= self._next_due and self._free_slots() > 0:
+            changed = True
             due = self.backend.promote_due(self.tags)
             # Look again when the next delayed job is due, and at least every
             # interval, since another process may create one due sooner.
@@ -358,7 +385,7 @@ class Worker:
                 wait = min(wait, max(0.0, (due - timezone.now()).total_seconds()))
             self._next_due = now + wait
         if now >= self._next_recovery:
-            self._recover_lost_runs(executor)
+            changed = self._recover_lost_runs(executor) or changed
             self._next_recovery = now + self._recovery_every
         # Measured after jobs ran (at most once a second): a process that starts
         # above the limit still runs a job per life instead of recycling forever.
@@ -370,15 +397,18 @@ class Worker:
                 logger.warning(
                     "Worker %s: %s; finishing running jobs, then recycling.", self.name, self._recycle_reason
                 )
+        return changed
 
-    def _recover_lost_runs(self, executor: Executor) -> None:
-        """Take back jobs whose worker stopped renewing their lease."""
+    def _recover_lost_runs(self, executor: Executor) -> bool:
+        """Take back jobs whose worker stopped renewing their lease; True if any came back."""
         mine = set(self._running_ids())
+        recovered = False
         for job in self.backend.expired_leases(limit=100):
             if job.worker_id == self.worker_id and job.pk in mine:
                 continue  # our own heartbeat is late, not lost
-            executor.lose(job)
+            recovered = executor.lose(job) is not None or recovered
         self.backend.mark_lost_workers(silent_for=self.lease)
+        return recovered
 
     def _enforce_timeouts(self, executor: Executor, pool: ThreadPool[RunningJob], heartbeat: Heartbeat) -> None:
         now = time.monotonic()

@@ -1,0 +1,55 @@
+"""An idle worker starts new jobs within milliseconds, not after its poll interval."""
+
+import threading
+import time
+
+import pytest
+
+import django_kinetik as kinetik
+from django_kinetik.models import Job, Status
+from django_kinetik.worker import Worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_for(condition, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.fixture
+def idle_worker():
+    """A worker in a thread that would poll only once a minute."""
+    worker = Worker(["alpha"], interval=60.0)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    assert wait_for(lambda: worker.listener is not None and worker.listener.ready.is_set(), 10)
+    yield worker
+    worker.stop()
+    thread.join(timeout=10)
+
+
+@pytest.mark.postgresql
+def test_a_new_job_wakes_an_idle_worker_at_once_on_postgresql(idle_worker):
+    time.sleep(0.2)  # the worker is asleep in its one-minute wait now
+    job = kinetik.create("test.echo", tag="alpha")
+    assert wait_for(lambda: Job.objects.get(pk=job.pk).status == Status.COMPLETED, 5)
+    job.refresh_from_db()
+    assert (job.started_at - job.created_at).total_seconds() < 0.5
+
+
+@pytest.mark.postgresql
+def test_jobs_created_in_bulk_and_in_a_transaction_wake_it_on_commit(idle_worker):
+    from django.db import transaction
+
+    with transaction.atomic():
+        jobs = kinetik.create_many("test.echo", [{"n": n} for n in range(20)], tag="alpha")
+        time.sleep(0.3)
+        # Not visible, and not announced, before the commit.
+        assert Job.objects.filter(status=Status.COMPLETED).count() == 0
+    assert wait_for(lambda: Job.objects.filter(status=Status.COMPLETED).count() == 20, 5)
+    assert {job.pk for job in jobs} == set(Job.objects.values_list("pk", flat=True))
