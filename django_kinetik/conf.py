@@ -37,6 +37,10 @@ class KinetikSettings:
     tasks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     #: dotted paths of middleware classes, outermost first
     middleware: tuple[str, ...] = ()
+    #: the Redis fast path: a django-redis cache alias or a redis:// URL ("" = off)
+    redis: str = ""
+    #: prefix of every Redis key and channel, so several projects can share one Redis
+    redis_prefix: str = "kinetik"
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,8 @@ class Problem:
 
 _DURATIONS = {"INTERVAL": "interval", "LEASE": "lease", "SHUTDOWN_TIMEOUT": "shutdown_timeout"}
 _MINIMUM = {"INTERVAL": 0.001, "LEASE": 1.0, "SHUTDOWN_TIMEOUT": 0.0}
-KNOWN_KEYS = ("DATABASE", "TASKS", "MIDDLEWARE", *_DURATIONS)
+KNOWN_KEYS = ("DATABASE", "TASKS", "MIDDLEWARE", "REDIS", "REDIS_PREFIX", *_DURATIONS)
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
@@ -107,6 +112,7 @@ def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
             problems.append(_wrong_type("MIDDLEWARE", "a list of dotted paths", middleware))
         else:
             values["middleware"] = tuple(middleware)
+    problems += _read_redis(raw, values)
     if "TASKS" in raw:
         tasks = raw["TASKS"]
         if not isinstance(tasks, Mapping):
@@ -126,6 +132,42 @@ def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
                 checked[name] = MappingProxyType(dict(options))
             values["tasks"] = MappingProxyType(checked)
     return KinetikSettings(**values), problems
+
+
+def _read_redis(raw: Mapping[str, Any], values: dict[str, Any]) -> list[Problem]:
+    problems: list[Problem] = []
+    redis = raw.get("REDIS")
+    if redis not in (None, ""):
+        caches = getattr(settings, "CACHES", {})
+        if not isinstance(redis, str):
+            problems.append(_wrong_type("REDIS", "a cache alias or a redis:// URL (str)", redis))
+        elif redis.startswith(_REDIS_SCHEMES):
+            values["redis"] = redis
+        elif redis not in caches:
+            problems.append(
+                Problem(
+                    "kinetik.E009",
+                    f'KINETIK["REDIS"] is {redis!r}, which is neither a redis:// URL nor a cache alias.',
+                    f"Use a URL such as redis://127.0.0.1:6379/0, or one of the CACHES aliases: {', '.join(caches)}.",
+                )
+            )
+        elif not str(caches[redis].get("BACKEND", "")).startswith("django_redis."):
+            problems.append(
+                Problem(
+                    "kinetik.E009",
+                    f'KINETIK["REDIS"] names the cache {redis!r}, whose backend is not django-redis.',
+                    'Point it at a django_redis.cache.RedisCache cache, or give a redis:// URL.',
+                )
+            )
+        else:
+            values["redis"] = redis
+    if "REDIS_PREFIX" in raw:
+        prefix = raw["REDIS_PREFIX"]
+        if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
+            problems.append(_wrong_type("REDIS_PREFIX", "a non-empty string without spaces", prefix))
+        else:
+            values["redis_prefix"] = prefix
+    return problems
 
 
 def _wrong_type(key: str, expected: str, value: Any) -> Problem:

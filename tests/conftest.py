@@ -148,3 +148,35 @@ def start_worker():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+REDIS_URL = os.environ.get("KINETIK_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def redis_fastpath(settings):
+    """Turn the Redis fast path on for one test, under a key prefix of its own.
+
+    Skips when Redis is not reachable, except in CI, where that fails the test.
+    """
+    import uuid
+
+    import redis
+
+    from django_kinetik.fastpath.connection import forget_clients
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as error:
+        if IN_CI:
+            pytest.fail(f"Redis at {REDIS_URL} is not reachable: {error} (CI is set, so the test may not skip)")
+        pytest.skip(f"Redis at {REDIS_URL} is not reachable: {error}")
+    prefix = f"kinetik-test-{uuid.uuid4().hex[:8]}"
+    settings.KINETIK = {**settings.KINETIK, "REDIS": REDIS_URL, "REDIS_PREFIX": prefix}
+    forget_clients()
+    yield client
+    forget_clients()
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)
+    client.close()
