@@ -17,6 +17,7 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from .conf import get_settings
+from .fastpath.queue import announce_ids
 from .jobs import batches_of_ids, delete_jobs
 from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, Status, cancelled, requeued
 from .registry import registry
@@ -51,6 +52,8 @@ def _transition(ids: list[int], allowed: tuple[str, ...], signal: Signal | None 
     if not candidates:
         return 0
     moved = jobs.filter(pk__in=candidates, status__in=allowed).update(**changes)
+    if moved and changes["status"] == Status.QUEUED:
+        announce_ids(candidates, get_settings().database)
     if signal is not None and moved and signal.has_listeners(Job):
         for job in jobs.filter(pk__in=candidates, status=changes["status"]):
             emit(signal, Job, job=job, task=registry.find(job.task))

@@ -2,8 +2,8 @@
 
 Ids are stable: kinetik.E001 not a dict, E002 unknown key, E003 bad duration,
 E004 wrong type, E005 unknown database alias, E006 bad task option, E007
-middleware that cannot be imported, E008 SQLite too old, E009 KINETIK["REDIS"] is neither a URL nor a django-redis cache; W001 settings for a
-task that is not defined.
+middleware that cannot be imported, E008 SQLite too old, E009 KINETIK["REDIS"]
+neither a URL nor a django-redis cache; W001 settings for a task that is not defined.
 """
 
 from __future__ import annotations

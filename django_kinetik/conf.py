@@ -156,7 +156,7 @@ def _read_redis(raw: Mapping[str, Any], values: dict[str, Any]) -> list[Problem]
                 Problem(
                     "kinetik.E009",
                     f'KINETIK["REDIS"] names the cache {redis!r}, whose backend is not django-redis.',
-                    'Point it at a django_redis.cache.RedisCache cache, or give a redis:// URL.',
+                    "Point it at a django_redis.cache.RedisCache cache, or give a redis:// URL.",
                 )
             )
         else:

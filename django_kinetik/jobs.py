@@ -21,6 +21,7 @@ from .backends import sql
 from .conf import get_settings
 from .durations import DelayLike, parse_duration, run_at_for
 from .exceptions import InvalidTransition, JobNotFound, UnknownTask
+from .fastpath import queue as fastpath_queue
 from .jsondata import ensure_json_object
 from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobLog, JobRun, Status, TagState
 from .options import RUN_OPTION_NAMES, parse_options, parse_tag
@@ -125,6 +126,8 @@ def create(
             existing = _save_unique(job, using)
             if existing is not None:
                 return existing
+    if job.status == Status.QUEUED:
+        fastpath_queue.announce([(job.pk, job.tag, job.priority)], using)
     if job_created.has_listeners(Job):
         transaction.on_commit(lambda: emit(job_created, Job, job=job, task=definition), using=using)
     return job
@@ -201,6 +204,8 @@ def create_many(
             jobs = Job.objects.using(using).bulk_create(
                 [Job(data=payload, **fields) for payload in payloads], batch_size=batch_size
             )
+    if fields["status"] == Status.QUEUED:
+        fastpath_queue.announce([(job.pk, job.tag, job.priority) for job in jobs], using)
 
     if job_created.has_listeners(Job):
 
@@ -302,6 +307,7 @@ def retry(job: JobRef) -> Job:
     row = get_job(job)
     if not row.retry():
         raise InvalidTransition(row, "retry", RETRYABLE_STATUSES)
+    fastpath_queue.announce([(row.pk, row.tag, row.priority)], row._state.db or _using())
     return row
 
 

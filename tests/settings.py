@@ -101,3 +101,8 @@ KINETIK = {
     "LEASE": os.environ.get("KINETIK_TEST_LEASE", "10s"),
     "SHUTDOWN_TIMEOUT": "5s",
 }
+
+# Worker processes started by the Redis fault tests get the test's fast path this way.
+if os.environ.get("KINETIK_TEST_REDIS"):
+    KINETIK["REDIS"] = os.environ["KINETIK_TEST_REDIS"]
+    KINETIK["REDIS_PREFIX"] = os.environ.get("KINETIK_TEST_REDIS_PREFIX", "kinetik-test")

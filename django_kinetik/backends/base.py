@@ -69,8 +69,19 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def promote_due(self, tags: Sequence[str]) -> datetime | None:
-        """Queue delayed jobs of ``tags`` whose time has come; return the next due time."""
+    def claim_ids(self, worker_id: int, ids: Sequence[int], tasks: Sequence[str], lease: float) -> list[Job]:
+        """:meth:`claim` for jobs picked elsewhere (the Redis fast path): those of ``ids`` still queued.
+
+        Ids that are no longer queued (taken, cancelled, deleted) or whose task
+        is not in ``tasks`` are skipped. Returned in the order of ``ids``.
+        """
+
+    @abc.abstractmethod
+    def promote_due(self, tags: Sequence[str]) -> tuple[datetime | None, list[tuple[int, str, int]]]:
+        """Queue delayed jobs of ``tags`` whose time has come.
+
+        Returns the next due time and the jobs queued now, as (id, tag, priority).
+        """
 
     @abc.abstractmethod
     def settle(self, job: Job, settlement: Settlement) -> bool:

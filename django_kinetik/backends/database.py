@@ -25,6 +25,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from django.db import OperationalError, connections, transaction
@@ -231,14 +232,17 @@ class DatabaseBackend(Backend):
     def _claim_postgres(
         self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, now: datetime, expires: datetime
     ) -> list[Job]:
-        """The claim, building Job rows from the few columns it returns.
+        rows = self._execute_prepared(sql.POSTGRES_CLAIM, [now, worker_id, expires, tag, list(tasks), limit])
+        return self._claimed_jobs(rows, worker_id, now, expires)
+
+    def _claimed_jobs(self, rows: list[tuple[Any, ...]], worker_id: int, now: datetime, expires: datetime) -> list[Job]:
+        """Job rows built from the few columns a PostgreSQL claim returns.
 
         The claim knows most of a claimed row already (status, worker, lease,
         start); it returns the rest, times as epoch seconds. Django's row
         building (six time zone conversions per row, done in Python) was two
         thirds of a busy worker's CPU.
         """
-        rows = self._execute_prepared(sql.POSTGRES_CLAIM, [now, worker_id, expires, tag, list(tasks), limit])
         jobs = []
         for job_id, task, tag_, priority, data, options, attempts, ghosts, unique_key, run_at, created_at in rows:
             jobs.append(
@@ -265,20 +269,43 @@ class DatabaseBackend(Backend):
             )
         return jobs
 
+    def claim_ids(self, worker_id: int, ids: Sequence[int], tasks: Sequence[str], lease: float) -> list[Job]:
+        if not ids or not tasks:
+            return []
+        now = timezone.now()
+        expires = now + timedelta(seconds=lease)
+        vendor = self.vendor
+        if vendor == "postgresql":
+            rows = self._execute_prepared(sql.POSTGRES_CLAIM_IDS, [now, worker_id, expires, list(ids), list(tasks)])
+            jobs = self._claimed_jobs(rows, worker_id, now, expires)
+        elif vendor == "sqlite":
+            statement = sql.SQLITE_CLAIM_IDS.format(
+                ids=", ".join(["%s"] * len(ids)), tasks=", ".join(["%s"] * len(tasks))
+            )
+            params = [self._adapt(now), worker_id, self._adapt(expires), *ids, *tasks]
+            jobs = self._retrying_locks(lambda: list(self._jobs().raw(statement, params)))
+        else:
+            jobs = self._claim_with_orm(worker_id, None, tasks, len(ids), now, expires, ids=ids)
+        position = {job_id: index for index, job_id in enumerate(ids)}
+        jobs.sort(key=lambda job: position.get(job.pk, 0))
+        return jobs
+
     def _claim_with_orm(
         self,
         worker_id: int,
-        tag: str,
+        tag: str | None,
         tasks: Sequence[str],
         limit: int,
         now: datetime,
         expires: datetime,
+        ids: Sequence[int] | None = None,
     ) -> list[Job]:
+        """The claim for MySQL/MariaDB: the next jobs of ``tag``, or those of ``ids`` still queued."""
+        candidates = self._jobs().filter(status=Status.QUEUED, task__in=tasks)
+        candidates = candidates.filter(tag=tag) if ids is None else candidates.filter(pk__in=list(ids))
         with transaction.atomic(using=self.alias):
             ids = list(
-                self._jobs()
-                .select_for_update(skip_locked=True)
-                .filter(status=Status.QUEUED, tag=tag, task__in=tasks)
+                candidates.select_for_update(skip_locked=True)
                 .order_by("-priority", "run_at", "id")
                 .values_list("id", flat=True)[:limit]
             )
@@ -297,16 +324,29 @@ class DatabaseBackend(Backend):
             )
         return list(self._jobs().filter(id__in=ids))
 
-    def promote_due(self, tags: Sequence[str]) -> datetime | None:
+    def promote_due(self, tags: Sequence[str]) -> tuple[datetime | None, list[tuple[int, str, int]]]:
         delayed = self._jobs().filter(status=Status.DELAYED, tag__in=tags)
         # Read first, write only when something is due: on SQLite an UPDATE
         # takes the write lock even when it matches nothing.
         due = delayed.aggregate(next=Min("run_at"))["next"]
         now = timezone.now()
         if due is None or due > now:
-            return due
-        self._retrying_locks(lambda: delayed.filter(run_at__lte=now).update(status=Status.QUEUED))
-        return delayed.aggregate(next=Min("run_at"))["next"]
+            return due, []
+        # In batches, each guarded by its status: two workers promoting at once
+        # both report a job, which is harmless (a Redis push of the same id twice
+        # is one entry).
+        promoted: list[tuple[int, str, int]] = []
+        while True:
+            batch = list(delayed.filter(run_at__lte=now).order_by("run_at").values_list("id", "tag", "priority")[:1000])
+            if not batch:
+                break
+            self._retrying_locks(
+                partial(delayed.filter(pk__in=[job_id for job_id, _, _ in batch]).update, status=Status.QUEUED)
+            )
+            promoted += batch
+            if len(batch) < 1000:
+                break
+        return delayed.aggregate(next=Min("run_at"))["next"], promoted
 
     def settle(self, job: Job, settlement: Settlement) -> bool:
         def write() -> bool:

@@ -12,6 +12,10 @@ JOB = Job._meta.db_table
 RUN = JobRun._meta.db_table
 _RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data = NULL"
 
+#: what a PostgreSQL claim returns per job (built into a Job by DatabaseBackend._claimed_jobs)
+_CLAIM_RETURNING = """RETURNING id, task, tag, priority, data, options, attempts, ghosts, unique_key,
+          extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8"""
+
 # ``id = ANY(ARRAY(subquery))`` rather than a join on the picked ids: a join
 # makes the planner probe the ends of the primary-key index for its estimates,
 # and in a busy queue those ends are full of dead row versions (planning took
@@ -27,8 +31,25 @@ WHERE id = ANY(ARRAY(
     LIMIT %s
     FOR UPDATE SKIP LOCKED
 ))
-RETURNING id, task, tag, priority, data, options, attempts, ghosts, unique_key,
-          extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8
+{_CLAIM_RETURNING}
+"""
+
+# The Redis fast path picked the ids; the database says which are still queued.
+# The row lock makes a concurrent claim of the same id wait and then skip it.
+POSTGRES_CLAIM_IDS = f"""
+UPDATE {JOB}
+SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
+    worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
+WHERE id = ANY(%b::bigint[]) AND status = 'queued' AND task = ANY(%s)
+{_CLAIM_RETURNING}
+"""
+
+SQLITE_CLAIM_IDS = f"""
+UPDATE {JOB}
+SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
+    worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
+WHERE id IN ({{ids}}) AND status = 'queued' AND task IN ({{tasks}})
+RETURNING *
 """
 
 SQLITE_CLAIM = f"""

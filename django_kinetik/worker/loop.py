@@ -37,8 +37,9 @@ from django.utils import timezone
 
 from ..backends import Backend, Settlement, WorkerInfo, get_backend
 from ..conf import get_settings
+from ..fastpath import connection as fastpath
 from ..middleware import middleware_factories
-from ..models import Job
+from ..models import Job, Status
 from ..options import TaskOptions
 from ..registry import registry
 from ..signals import emit, queue_empty
@@ -47,6 +48,7 @@ from .execution import DATABASE_ERRORS, Executor, RunningJob
 from .heartbeat import Heartbeat
 from .memory import resident_memory
 from .pool import ThreadPool
+from .redisfeed import RedisFeed
 from .settler import Settler
 from .supervisor import EXIT_RECYCLE, supervisor_gone
 from .wakeup import PostgresListener
@@ -121,6 +123,8 @@ class Worker:
         self._pool: ThreadPool[RunningJob] | None = None
         #: while running: the thread that wakes the loop when new jobs arrive (None: polling only)
         self.listener: PostgresListener | None = None
+        #: while running with KINETIK["REDIS"]: where job ids come from first
+        self.feed: RedisFeed | None = None
         self._settler: Settler | None = None
         # time.monotonic() marks for work done "every so often"
         self._next_due = 0.0
@@ -186,10 +190,15 @@ class Worker:
             self.listener = listener
             if listener is not None:
                 listener.start()
+            if fastpath.enabled():
+                self.feed = RedisFeed(self._alias, self._open_tags, self._wake)
+                self.feed.start()
             logger.info("Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency)
             self._serve(executor, pool, heartbeat, tasks)
             if listener is not None:
                 listener.stop()
+            if self.feed is not None:
+                self.feed.stop()
             status = self._shut_down(pool, heartbeat)
             if status == 0 and self.supervised and self._recycle_reason:
                 return EXIT_RECYCLE
@@ -248,6 +257,9 @@ class Worker:
     def _settled(self, executor: Executor, running: RunningJob, settlement: Settlement, ok: bool) -> None:
         """Runs in the settler thread once the attempt's end is written (or refused)."""
         try:
+            if ok and settlement.status == Status.QUEUED and self.feed is not None:
+                job = running.job
+                self.feed.push([(job.pk, job.tag, job.priority)])  # a retry without delay
             executor.recorded(running, settlement, ok)
         finally:
             with self._lock:
@@ -288,6 +300,8 @@ class Worker:
                 continue
             if self._finished():
                 return
+            if self.feed is not None and self._free_slots() > 0:
+                self.feed.hungry.set()  # block in Redis for the next id while we sleep
             self._wake.wait(self._next_wait())
 
     def _free_slots(self) -> int:
@@ -300,22 +314,41 @@ class Worker:
             free = min(free, self.max_jobs - self.jobs_claimed)
         return free
 
+    def _open_tags(self) -> list[str]:
+        """The tags to take work from now, in order."""
+        return [tag for tag in self.tags if tag not in self._paused]
+
     def _claim(self, executor: Executor, pool: ThreadPool[RunningJob], tasks: list[str]) -> int:
         free = self._free_slots()
         if free <= 0:
             return 0
         claimed = 0
-        for tag in self.tags:
-            if tag in self._paused:
-                continue
-            jobs = self.backend.claim(self.worker_id, tag, tasks, free - claimed, self.lease)  # type: ignore[arg-type]
-            # Started at once, tag by tag: a database error on the next tag must
-            # not strand jobs this claim already took.
+        while self.feed is not None and claimed < free:
+            ids = self.feed.take(free - claimed)
+            if not ids:
+                break
+            # Redis picked them; the database says which are still ours to run
+            # (stale ones are skipped, so ask again). Ids lost to a database
+            # error here stay queued in the database, where the fallback claim
+            # and the reconciler find them.
+            jobs = self.backend.claim_ids(self.worker_id, ids, tasks, self.lease)  # type: ignore[arg-type]
             for job in jobs:
                 self._start(executor, pool, job)
             claimed += len(jobs)
-            if claimed >= free:
-                break
+        if not claimed:
+            # The database claim: always without Redis; with it, the fallback
+            # when Redis offered nothing runnable (down, flushed, or just empty).
+            for tag in self._open_tags():
+                jobs = self.backend.claim(self.worker_id, tag, tasks, free - claimed, self.lease)  # type: ignore[arg-type]
+                # Started at once, tag by tag: a database error on the next tag must
+                # not strand jobs this claim already took.
+                for job in jobs:
+                    self._start(executor, pool, job)
+                claimed += len(jobs)
+                if claimed >= free:
+                    break
+            if claimed and self.feed is not None:
+                self.feed.database_had_more()
         if claimed:
             self._idle = False
         elif not self._busy and not self._idle:
@@ -377,7 +410,9 @@ class Worker:
         changed = False
         if now >= self._next_due and self._free_slots() > 0:
             changed = True
-            due = self.backend.promote_due(self.tags)
+            due, promoted = self.backend.promote_due(self.tags)
+            if self.feed is not None:
+                self.feed.push(promoted)
             # Look again when the next delayed job is due, and at least every
             # interval, since another process may create one due sooner.
             wait = self.interval
@@ -387,6 +422,8 @@ class Worker:
         if now >= self._next_recovery:
             changed = self._recover_lost_runs(executor) or changed
             self._next_recovery = now + self._recovery_every
+        if self.feed is not None:
+            changed = self.feed.maintain(self.interval) or changed
         # Measured after jobs ran (at most once a second): a process that starts
         # above the limit still runs a job per life instead of recycling forever.
         if self.max_memory and self.jobs_claimed and now >= self._next_memory_check:
@@ -406,7 +443,11 @@ class Worker:
         for job in self.backend.expired_leases(limit=100):
             if job.worker_id == self.worker_id and job.pk in mine:
                 continue  # our own heartbeat is late, not lost
-            recovered = executor.lose(job) is not None or recovered
+            settlement = executor.lose(job)
+            if settlement is not None:
+                recovered = True
+                if settlement.status == Status.QUEUED and self.feed is not None:
+                    self.feed.push([(job.pk, job.tag, job.priority)])
         self.backend.mark_lost_workers(silent_for=self.lease)
         return recovered
 
@@ -515,6 +556,8 @@ class Worker:
                     # Last, so the process can end right after: the jobs' code is
                     # still running in this process until it exits.
                     requeued = self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
+                    if self.feed is not None:
+                        self.feed.push_ids(requeued)
                     logger.warning(
                         "Worker %s put %d unfinished job(s) back in the queue: %s", self.name, len(requeued), requeued
                     )

@@ -1,0 +1,172 @@
+"""Job ids in Redis: one sorted set per tag, pushed after commit, popped by workers.
+
+Redis holds only *which* jobs to look at, never the jobs: a popped id is
+claimed in the database (``UPDATE ... WHERE id = ANY(ids) AND status =
+'queued'``), so an id that is stale, duplicated or popped twice costs a wasted
+look-up, never a second run. An id lost from Redis (flush, restart, a worker
+that died holding popped ids) leaves its job queued in the database, where
+the workers' fallback claim and the reconciler find it.
+
+Scores order a tag's queue like the database claim: higher priority first,
+then older (smaller) id. ``(MAX_PRIORITY - priority) * 2**44 + id`` is exact
+in a double for ids below 2**44.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from django.db import transaction
+
+from ..priorities import MAX_PRIORITY
+from .connection import REDIS_ERRORS, enabled, key, queue_key, redis_client
+
+logger = logging.getLogger("django_kinetik.fastpath")
+
+SCRIPTS = Path(__file__).with_name("scripts")
+_ID_SPAN = 2**44
+
+#: (id, tag, priority): all Redis needs to queue a job
+Entry = tuple[int, str, int]
+
+
+def score(priority: int, job_id: int) -> int:
+    return (MAX_PRIORITY - priority) * _ID_SPAN + job_id
+
+
+def marker_key() -> str:
+    """Exists while Redis holds what the reconciler pushed; gone after a flush or restart."""
+    return key("alive")
+
+
+@cache
+def _script_source(name: str) -> str:
+    return (SCRIPTS / f"{name}.lua").read_text()
+
+
+def _script(name: str) -> Any:
+    # register_script sends the body once, then EVALSHA (re-sent by redis-py
+    # after a restart emptied the script cache).
+    return redis_client().register_script(_script_source(name))
+
+
+def push(entries: Iterable[Entry]) -> bool:
+    """Queue ids in Redis; False if Redis lost its state and wants a reconcile.
+
+    One round trip for any number of tags (a pipeline of one script call per tag).
+    """
+    by_tag: dict[str, list[Any]] = defaultdict(list)
+    for job_id, tag, priority in entries:
+        by_tag[tag] += [score(priority, job_id), job_id]
+    if not by_tag:
+        return True
+    script = _script("push")
+    marker = marker_key()
+    with redis_client().pipeline(transaction=False) as pipe:
+        for tag, pairs in by_tag.items():
+            script(keys=[queue_key(tag), marker], args=pairs, client=pipe)
+        return all(pipe.execute())
+
+
+def pop(tags: Sequence[str], count: int) -> list[int]:
+    """Take up to ``count`` ids from the tags' queues, first tag first (never blocks)."""
+    if count <= 0 or not tags:
+        return []
+    popped = _script("pop")(keys=[queue_key(tag) for tag in tags], args=[count])
+    return [int(job_id) for job_id in popped]
+
+
+def wait_pop(tags: Sequence[str], timeout: float) -> tuple[bytes, int, float] | None:
+    """Block up to ``timeout`` seconds for one id from the tags' queues (first tag first).
+
+    Returns (key, id, score), so :func:`unpop` can put it back where it was.
+    """
+    answer = redis_client().bzpopmin([queue_key(tag) for tag in tags], timeout=timeout)
+    return None if answer is None else (answer[0], int(answer[1]), answer[2])
+
+
+def unpop(popped: tuple[bytes, int, float]) -> None:
+    """Put an id taken by :func:`wait_pop` back at its place."""
+    queue, job_id, rank = popped
+    redis_client().zadd(queue, {job_id: rank}, nx=True)
+
+
+def announce(entries: Sequence[Entry], using: str) -> None:
+    """Push ``entries`` once the current transaction commits (at once in autocommit).
+
+    A failed push is logged, not raised: the jobs are safe in the database and
+    the workers' fallback claim finds them.
+    """
+    if not entries or not enabled():
+        return
+    transaction.on_commit(lambda: push_quietly(entries), using=using)
+
+
+def push_quietly(entries: Sequence[Entry]) -> None:
+    try:
+        push(entries)
+    except REDIS_ERRORS as error:
+        logger.warning(
+            "Could not push %d job id(s) to Redis (%s); workers will find them in the database.", len(entries), error
+        )
+
+
+def announce_ids(ids: Sequence[int], using: str) -> None:
+    """:func:`announce` for jobs known by id only (re-queued by a bulk action, a retry, a shutdown)."""
+    if not ids or not enabled():
+        return
+    from ..models import Job, Status
+
+    def push_queued() -> None:
+        entries = list(
+            Job.objects.using(using).filter(pk__in=list(ids), status=Status.QUEUED).values_list("id", "tag", "priority")
+        )
+        push_quietly(entries)
+
+    transaction.on_commit(push_queued, using=using)
+
+
+def queued_entries(using: str, tag: str, limit: int) -> list[Entry]:
+    """The tag's queued jobs as the database claim would take them (through the claim index)."""
+    from ..models import Job, Status
+
+    return list(
+        Job.objects.using(using)
+        .filter(status=Status.QUEUED, tag=tag)
+        .order_by("-priority", "run_at", "id")
+        .values_list("id", "tag", "priority")[:limit]
+    )
+
+
+def reconcile(using: str, tags: Sequence[str], *, limit: int = 10_000, lock_for: float = 30.0) -> int | None:
+    """Push the tags' queued jobs back into Redis; the number pushed, or None if another worker is at it.
+
+    One worker at a time (a Redis lock per tag set, released when done), at
+    most ``limit`` jobs per tag per run: the oldest, which are the next to run
+    anyway. Marks Redis as holding our state again.
+    """
+    client = redis_client()
+    lock = key("reconciling", ",".join(sorted(tags)))
+    if not client.set(lock, "1", nx=True, px=int(lock_for * 1000)):
+        return None
+    try:
+        pushed = 0
+        for tag in tags:
+            entries = queued_entries(using, tag, limit)
+            if entries:
+                push(entries)
+                pushed += len(entries)
+        client.set(marker_key(), "1")
+        return pushed
+    finally:
+        client.delete(lock)
+
+
+def lost_state() -> bool:
+    """Whether Redis was flushed or restarted since the last reconcile."""
+    return not redis_client().exists(marker_key())

@@ -1,0 +1,183 @@
+"""The worker's side of the Redis fast path: where its next job ids come from.
+
+The main loop asks :meth:`RedisFeed.take` for up to its free slots' worth of
+ids before it claims from the database, and confirms them there. When the
+loop has nothing to do it marks the feed ``hungry``; a thread then blocks in
+BZPOPMIN over the worker's tags and wakes the loop the moment an id is pushed
+(the enqueue-to-start latency of the fast path).
+
+Redis trouble never stops the worker: the feed backs off (0.2 s → 5 s) and
+the loop claims from the database meanwhile. When Redis comes back empty
+(flushed, restarted: its "alive" marker is gone) or the database claim finds
+jobs Redis did not have, the feed reconciles: one worker at a time pushes the
+queued jobs back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from ..fastpath import queue
+from ..fastpath.connection import REDIS_ERRORS
+
+logger = logging.getLogger("django_kinetik.worker")
+
+#: the blocking pop returns at least this often, to notice a stop or new tags
+_BLOCK_SECONDS = 1.0
+#: a periodic reconcile even when all looks well: ids lost with a worker that died holding them
+_RECONCILE_EVERY = 60.0
+#: asked-for reconciles (the database had jobs Redis did not) at most this often
+_RECONCILE_SPACING = 2.0
+
+
+class RedisFeed:
+    """Job ids from Redis for one worker, with a blocking pop while it is idle."""
+
+    def __init__(self, alias: str, tags: Callable[[], Sequence[str]], wake: threading.Event) -> None:
+        self.alias = alias
+        self._tags = tags
+        self._wake = wake
+        self.hungry = threading.Event()
+        self._handed: list[int] = []
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._failures = 0
+        self._down_until = 0.0
+        self._reconcile_wanted = True  # a starting worker checks Redis holds the queue
+        self._next_reconcile = 0.0
+        self._last_reconcile = -_RECONCILE_SPACING
+        self._next_state_check = 0.0
+        self._thread = threading.Thread(target=self._block, name="kinetik-redis", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the blocking pop; ids it took but nobody claimed go back to Redis."""
+        self._stopped.set()
+        self.hungry.set()
+        self._thread.join(timeout=_BLOCK_SECONDS + 1)
+        with self._lock:
+            left, self._handed = self._handed, []
+        if left and self.usable:
+            queue.push_quietly(self._entries(left))
+
+    # -- health ------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        """False while backing off after a Redis error (the loop claims from the database)."""
+        return time.monotonic() >= self._down_until
+
+    def _trouble(self, error: BaseException) -> None:
+        self._failures += 1
+        pause = min(0.2 * 2 ** min(self._failures - 1, 5), 5.0)
+        self._down_until = time.monotonic() + pause
+        self._reconcile_wanted = True  # whatever Redis comes back with, check it holds the queue
+        if self._failures == 1 or self._failures % 20 == 0:
+            logger.warning(
+                "Redis is unavailable (%s: %s); claiming from the database, retrying Redis in %.1fs.",
+                type(error).__name__,
+                error,
+                pause,
+            )
+
+    def _recovered(self) -> None:
+        if self._failures:
+            logger.warning("Redis is back; the fast path resumes.")
+        self._failures = 0
+
+    # -- ids for the main loop ---------------------------------------------
+
+    def take(self, count: int) -> list[int]:
+        """Up to ``count`` ids: those the blocking pop got first, then popped now."""
+        self.hungry.clear()
+        with self._lock:
+            ids, self._handed = self._handed[:count], self._handed[count:]
+        if len(ids) < count and self.usable:
+            try:
+                ids += queue.pop(self._tags(), count - len(ids))
+                self._recovered()
+            except REDIS_ERRORS as error:
+                self._trouble(error)
+        return ids
+
+    def push(self, entries: Sequence[queue.Entry]) -> None:
+        """Queue jobs this worker put back (retries, ghosts, shutdown) in Redis too."""
+        if entries and self.usable:
+            queue.push_quietly(entries)
+
+    def push_ids(self, ids: Sequence[int]) -> None:
+        if ids and self.usable:
+            queue.push_quietly(self._entries(ids))
+
+    def _entries(self, ids: Sequence[int]) -> list[queue.Entry]:
+        from ..models import Job, Status
+
+        return list(
+            Job.objects.using(self.alias)
+            .filter(pk__in=list(ids), status=Status.QUEUED)
+            .values_list("id", "tag", "priority")
+        )
+
+    def database_had_more(self) -> None:
+        """The database claim found jobs Redis did not offer: push the backlog back."""
+        self._reconcile_wanted = True
+
+    def maintain(self, interval: float) -> bool:
+        """Reconcile when Redis lost its state or missed jobs; True if ids were pushed."""
+        now = time.monotonic()
+        if not self.usable:
+            return False
+        try:
+            lost = False
+            if now >= self._next_state_check:
+                self._next_state_check = now + interval
+                lost = queue.lost_state()
+            asked = self._reconcile_wanted and now >= self._last_reconcile + _RECONCILE_SPACING
+            if not (lost or asked or now >= self._next_reconcile):
+                return False
+            self._reconcile_wanted = False
+            self._last_reconcile = now
+            self._next_reconcile = now + _RECONCILE_EVERY
+            pushed = queue.reconcile(self.alias, list(self._tags()))
+            self._recovered()
+        except REDIS_ERRORS as error:
+            self._trouble(error)
+            return False
+        if pushed:
+            logger.info("Pushed %d queued job(s) back into Redis.", pushed)
+        return bool(pushed)
+
+    # -- the blocking pop --------------------------------------------------
+
+    def _block(self) -> None:
+        while not self._stopped.is_set():
+            if not self.hungry.wait(0.5) or self._stopped.is_set():
+                continue
+            if not self.usable:
+                self._stopped.wait(max(0.0, self._down_until - time.monotonic()))
+                continue
+            tags = self._tags()
+            if not tags:
+                self._stopped.wait(_BLOCK_SECONDS)
+                continue
+            try:
+                popped = queue.wait_pop(tags, _BLOCK_SECONDS)
+                if popped is not None and not self.hungry.is_set():
+                    # The loop found work meanwhile and will pop for itself when
+                    # it has room; holding the id here could only delay it.
+                    queue.unpop(popped)
+                    popped = None
+                self._recovered()
+            except REDIS_ERRORS as error:
+                self._trouble(error)
+                continue
+            if popped is not None:
+                with self._lock:
+                    self._handed.append(popped[1])
+                self.hungry.clear()
+                self._wake.set()
