@@ -314,3 +314,126 @@ def test_sigterm_during_a_drain_puts_jobs_back_and_loses_nothing(fleet):
     assert terms >= 3 and interrupted >= 1
     assert set(workers.exits) == {0}
     assert_every_job_done_once(total)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, so it can be flushed, killed and restarted."""
+
+    def __init__(self, port=6391):
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.process = None
+
+    def start(self):
+        if not shutil.which("redis-server"):
+            if IN_CI:
+                pytest.fail("CI must have redis-server for the Redis fault tests")
+            pytest.skip("redis-server is not installed")
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.exceptions.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+        return client
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait()
+
+    def close(self):
+        if self.process is not None and self.process.poll() is None:
+            self.kill()
+
+
+@pytest.fixture
+def private_redis(settings):
+    from django_kinetik.fastpath.connection import forget_clients
+
+    server = PrivateRedis()
+    client = server.start()
+    settings.KINETIK = {**settings.KINETIK, "REDIS": server.url, "REDIS_PREFIX": "faults"}
+    forget_clients()
+    yield server, client
+    forget_clients()
+    server.close()
+
+
+def redis_fleet(fleet, server):
+    workers = fleet("alpha", "--concurrency", "2", "-v", "1")
+    workers.env["KINETIK_TEST_REDIS"] = server.url
+    workers.env["KINETIK_TEST_REDIS_PREFIX"] = "faults"
+    return workers
+
+
+def drain_through_a_redis_fault(fleet, private_redis, fault):
+    """Drain jobs with three workers on the fast path; ``fault`` strikes at 30%."""
+    server, client = private_redis
+    total = 6_000
+    kinetik.create_many("test.effect", [{} for _ in range(total)])
+    assert client.zcard("faults:queue:alpha") == total
+    workers = redis_fleet(fleet, server)
+    for _ in range(3):
+        workers.start()
+    started = time.monotonic()
+    struck = refilled = None
+    done = 0
+    while done < total:
+        assert time.monotonic() - started < 180, f"only {done} of {total} jobs done after 180s"
+        time.sleep(0.1)
+        done = Job.objects.filter(status=Status.COMPLETED).count()
+        if struck is None and done >= total * 0.3:
+            client = fault(server, client)
+            struck = done
+        elif struck is not None and refilled is None:
+            try:
+                if client.zcard("faults:queue:alpha"):
+                    refilled = done
+            except Exception:
+                pass
+    elapsed = time.monotonic() - started
+    workers.stop()
+    output = workers.output()
+    return {
+        "jobs": total,
+        "seconds": f"{elapsed:.1f}",
+        "completed when it struck": struck,
+        "completed when Redis held the queue again": refilled,
+        "worker warnings about Redis": output.count("Redis is unavailable"),
+        "reconciles that pushed jobs back": output.count("queued job(s) back into Redis"),
+        "re-runs": Execution.objects.count() - total,
+        "overlapping runs": Execution.objects.filter(overlapped=True).count(),
+    }, output
+
+
+def test_redis_flushed_mid_drain_loses_nothing(fleet, private_redis):
+    def flush(server, client):
+        client.flushall()
+        return client
+
+    figures, output = drain_through_a_redis_fault(fleet, private_redis, flush)
+    report("Redis flushed mid-drain", figures)
+    assert_every_job_done_once(figures["jobs"])
+    assert figures["reconciles that pushed jobs back"] >= 1, output[-3000:]
+
+
+def test_redis_restarted_mid_drain_loses_nothing(fleet, private_redis):
+    def restart(server, client):
+        server.kill()
+        time.sleep(2)  # the workers carry on from the database meanwhile
+        return server.start()
+
+    figures, output = drain_through_a_redis_fault(fleet, private_redis, restart)
+    report("Redis killed, down 2s, restarted empty, mid-drain", figures)
+    assert_every_job_done_once(figures["jobs"])
+    assert figures["worker warnings about Redis"] >= 1, output[-3000:]
+    assert figures["reconciles that pushed jobs back"] >= 1, output[-3000:]
