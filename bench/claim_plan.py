@@ -2,10 +2,14 @@
 """Show the claim's PostgreSQL plan and cost with many finished jobs in the table.
 
     python bench/claim_plan.py --finished 1000000 --queued 10000
+    python bench/claim_plan.py --sweep      # 10k, 100k, 1M finished jobs: is the cost flat?
 
 Fills the benchmark database with finished jobs (one INSERT ... SELECT), then
 prints EXPLAIN (ANALYZE, BUFFERS) of the claim statement, run inside a
-transaction that is rolled back, and the claim's median time over 200 runs.
+transaction that is rolled back, and the claim's median time over 200 runs
+(the database claim, and the Redis fast path's claim of ten known ids).
+``--sweep`` grows the table from 10,000 to 1,000,000 finished jobs and prints
+both medians at each size.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--finished", type=int, default=1_000_000)
     parser.add_argument("--queued", type=int, default=10_000)
+    parser.add_argument("--sweep", action="store_true", help="measure at 10k, 100k and 1M finished jobs")
     args = parser.parse_args()
 
     import django
@@ -38,49 +43,74 @@ def main() -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from django_kinetik.backends.sql import POSTGRES_CLAIM
+    from django_kinetik.backends.database import execute_prepared
+    from django_kinetik.backends.sql import POSTGRES_CLAIM, POSTGRES_CLAIM_IDS
     from django_kinetik.models import Job
 
     table = Job._meta.db_table
+
+    def add_finished(count: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""INSERT INTO {table} (task, tag, priority, status, data, options, error, error_code,
+                        attempts, ghosts, run_at, created_at, started_at, finished_at)
+                    SELECT 'bench.noop', CASE WHEN g %% 2 = 0 THEN 'bench' ELSE 'other' END, 0,
+                           CASE WHEN g %% 50 = 0 THEN 'failed' ELSE 'completed' END, '{{}}', '{{}}', '', '',
+                           1, 0, now(), now(), now(), now()
+                    FROM generate_series(1, %s) AS g""",
+                [count],
+            )
+            cursor.execute(f"ANALYZE {table}")
+
+    started = time.perf_counter()
     with connection.cursor() as cursor:
-        started = time.perf_counter()
         cursor.execute(
             f"""INSERT INTO {table} (task, tag, priority, status, data, options, error, error_code,
-                    attempts, run_at, created_at, started_at, finished_at)
-                SELECT 'bench.noop', CASE WHEN g %% 2 = 0 THEN 'bench' ELSE 'other' END, 0,
-                       CASE WHEN g %% 50 = 0 THEN 'failed' ELSE 'completed' END, '{{}}', '{{}}', '', '',
-                       1, now(), now(), now(), now()
-                FROM generate_series(1, %s) AS g""",
-            [args.finished],
-        )
-        cursor.execute(
-            f"""INSERT INTO {table} (task, tag, priority, status, data, options, error, error_code,
-                    attempts, run_at, created_at)
-                SELECT 'bench.noop', 'bench', (g %% 3) * 5, 'queued', '{{}}', '{{}}', '', '', 0, now(), now()
+                    attempts, ghosts, run_at, created_at)
+                SELECT 'bench.noop', 'bench', (g %% 3) * 5, 'queued', '{{}}', '{{}}', '', '', 0, 0, now(), now()
                 FROM generate_series(1, %s) AS g""",
             [args.queued],
         )
-        cursor.execute(f"ANALYZE {table}")
-    print(f"filled {args.finished:,} finished + {args.queued:,} queued jobs in {time.perf_counter() - started:.1f}s\n")
-
+        cursor.execute(f"SELECT id FROM {table} WHERE status = 'queued' ORDER BY id LIMIT 10")
+        queued_ids = [row[0] for row in cursor.fetchall()]
     now = timezone.now()
-    params = [now, 1, now, "bench", ["bench.noop"], 10]
+    claim = [now, 1, now, "bench", ["bench.noop"], 10]
+    claim_ids = [now, 1, now, queued_ids, ["bench.noop"]]
+
+    def median_ms(statement: str, params: list) -> float:
+        timings = []
+        for _ in range(200):
+            with transaction.atomic():
+                started = time.perf_counter()
+                execute_prepared("default", statement, params)
+                timings.append((time.perf_counter() - started) * 1000)
+                transaction.set_rollback(True)
+        return statistics.median(timings)
+
+    if args.sweep:
+        print(f"{args.queued:,} queued jobs; claim of 10, median of 200 runs (each rolled back)")
+        print(f"{'finished jobs':>14} | {'database claim':>15} | {'claim of known ids (Redis path)':>32}")
+        total = 0
+        for size in (10_000, 100_000, 1_000_000):
+            add_finished(size - total)
+            total = size
+            print(
+                f"{size:>14,} | {median_ms(POSTGRES_CLAIM, claim):>12.3f} ms | "
+                f"{median_ms(POSTGRES_CLAIM_IDS, claim_ids):>29.3f} ms",
+                flush=True,
+            )
+        return
+
+    add_finished(args.finished)
+    print(f"filled {args.finished:,} finished + {args.queued:,} queued jobs in {time.perf_counter() - started:.1f}s\n")
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + POSTGRES_CLAIM, params)
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + POSTGRES_CLAIM, claim)
         print("\n".join(row[0] for row in cursor.fetchall()))
         transaction.set_rollback(True)
-
-    timings = []
-    for _ in range(200):
-        with transaction.atomic(), connection.cursor() as cursor:
-            started = time.perf_counter()
-            cursor.execute(POSTGRES_CLAIM, params)
-            cursor.fetchall()
-            timings.append((time.perf_counter() - started) * 1000)
-            transaction.set_rollback(True)
     print(
-        f"\nclaim of 10 jobs: median {statistics.median(timings):.3f} ms over 200 runs "
-        f"with {args.finished:,} finished jobs in the table"
+        f"\nclaim of 10 jobs: median {median_ms(POSTGRES_CLAIM, claim):.3f} ms over 200 runs "
+        f"with {args.finished:,} finished jobs in the table; of 10 known ids (Redis path): "
+        f"{median_ms(POSTGRES_CLAIM_IDS, claim_ids):.3f} ms"
     )
 
 

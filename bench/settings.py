@@ -64,3 +64,7 @@ else:
     }
 
 KINETIK = {"INTERVAL": os.environ.get("KINETIK_BENCH_INTERVAL", "1s")}
+# bench/throughput.py --redis: the fast path, under a prefix of its own.
+if os.environ.get("KINETIK_BENCH_REDIS"):
+    KINETIK["REDIS"] = os.environ["KINETIK_BENCH_REDIS"]
+    KINETIK["REDIS_PREFIX"] = "kinetik-bench"

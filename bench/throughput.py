@@ -1,13 +1,18 @@
 #!/usr/bin/env python3
-"""The baseline numbers: enqueue, drain and start latency, on SQLite and PostgreSQL.
+"""The headline numbers: enqueue, drain and start latency, one harness for every mode.
 
-    python bench/throughput.py                 # both databases
-    python bench/throughput.py --db postgres --jobs 10000 --samples 100
+    python bench/throughput.py                              # SQLite and PostgreSQL
+    python bench/throughput.py --db postgres --jobs 10000 --samples 200
+    python bench/throughput.py --db postgres --redis        # the Redis fast path
+    python bench/throughput.py --db postgres --processes 1 2 --concurrency 32
 
 Prints, per database: creating N jobs one by one and with create_many (jobs/s);
-one ``kinetik_worker --burst`` process draining N queued no-op jobs (jobs/s,
-from the first job's start to the last one's finish, and wall time including
-process start-up); and enqueue-to-start latency with an idle worker (p50/p99).
+``kinetik_worker --burst`` processes (1, then 2 by default) draining N queued
+no-op jobs (jobs/s, from the first job's start to the last one's finish, and
+wall time including process start-up); and enqueue-to-start latency with an
+idle worker (p50/p99; wake-ups by NOTIFY on PostgreSQL, by Redis with
+``--redis``, by polling on SQLite). ``--redis URL`` (default
+redis://127.0.0.1:6379/0) uses keys under ``kinetik-bench:``.
 Run it from the repository root in an environment with the project installed.
 """
 
@@ -27,17 +32,11 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def run_in_child(database: str, args: argparse.Namespace) -> None:
     env = dict(os.environ, KINETIK_BENCH_DB=database, DJANGO_SETTINGS_MODULE="bench.settings", PYTHONPATH=str(ROOT))
-    command = [
-        sys.executable,
-        __file__,
-        "--child",
-        "--db",
-        database,
-        "--jobs",
-        str(args.jobs),
-        "--samples",
-        str(args.samples),
-    ]
+    if args.redis:
+        env["KINETIK_BENCH_REDIS"] = args.redis
+    command = [sys.executable, __file__, "--child", "--db", database, "--jobs", str(args.jobs)]
+    command += ["--samples", str(args.samples), "--concurrency", str(args.concurrency)]
+    command += ["--processes", *map(str, args.processes)]
     subprocess.run(command, env=env, cwd=ROOT, check=True)
 
 
@@ -59,6 +58,12 @@ def prepare_database(database: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    if settings.KINETIK.get("REDIS"):
+        import redis
+
+        client = redis.Redis.from_url(settings.KINETIK["REDIS"])
+        for key in client.scan_iter(f"{settings.KINETIK['REDIS_PREFIX']}:*"):
+            client.delete(key)
 
 
 def worker(*args: str) -> subprocess.Popen:
@@ -87,7 +92,8 @@ def child(args: argparse.Namespace) -> None:
     from django_kinetik.models import Job, Worker
 
     n = args.jobs
-    print(f"== {args.db} (Django {django.get_version()}, {n:,} jobs) ==", flush=True)
+    mode = " + Redis fast path" if get_settings().redis else ""
+    print(f"== {args.db}{mode} (Django {django.get_version()}, {n:,} jobs) ==", flush=True)
 
     started = time.perf_counter()
     for _ in range(n):
@@ -101,16 +107,25 @@ def child(args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - started
     print(f"create_many       : {n / elapsed:>9,.0f} jobs/s", flush=True)
 
-    started = time.perf_counter()
-    code = worker("--burst").wait()
-    wall = time.perf_counter() - started
-    assert code == 0, f"worker exited {code}"
-    span = Job.objects.aggregate(first=Min("started_at"), last=Max("finished_at"))
-    done = Job.objects.filter(status="completed").count()
-    assert done == n, f"only {done} of {n} jobs completed"
-    drain = (span["last"] - span["first"]).total_seconds()
-    print(f"drain, 1 process  : {n / drain:>9,.0f} jobs/s  ({wall:.1f}s wall with start-up)", flush=True)
-    Job.objects.all().delete()
+    for processes in args.processes:
+        if processes != args.processes[0]:
+            kinetik.create_many("bench.noop", [{"n": 1}] * n)
+        started = time.perf_counter()
+        workers = [worker("--burst", "--concurrency", str(args.concurrency)) for _ in range(processes)]
+        codes = [process.wait() for process in workers]
+        wall = time.perf_counter() - started
+        assert codes == [0] * processes, f"workers exited {codes}"
+        span = Job.objects.aggregate(first=Min("started_at"), last=Max("finished_at"))
+        done = Job.objects.filter(status="completed").count()
+        assert done == n, f"only {done} of {n} jobs completed"
+        drain = (span["last"] - span["first"]).total_seconds()
+        label = f"drain, {processes} process{'es' if processes > 1 else ''}"
+        print(
+            f"{label:<18}: {n / drain:>9,.0f} jobs/s  "
+            f"({wall:.1f}s wall with start-up, --concurrency {args.concurrency})",
+            flush=True,
+        )
+        Job.objects.all().delete()
 
     process = worker()
     try:
@@ -136,10 +151,11 @@ def child(args: argparse.Namespace) -> None:
         process.terminate()
         process.wait()
     interval = os.environ.get("KINETIK_BENCH_INTERVAL", "1s")
+    wakeups = "Redis" if get_settings().redis else ("NOTIFY" if args.db == "postgres" else "polling only")
     print(
         f"enqueue-to-start  : p50 {statistics.median(latencies):.1f} ms, "
         f"p99 {percentile(latencies, 0.99):.1f} ms  ({args.samples} samples, idle worker, "
-        f"INTERVAL {interval})",
+        f"INTERVAL {interval}, wake-ups by {wakeups})",
         flush=True,
     )
 
@@ -149,6 +165,11 @@ def main() -> None:
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--jobs", type=int, default=10_000)
     parser.add_argument("--samples", type=int, default=60)
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="worker processes per drain")
+    parser.add_argument("--concurrency", type=int, default=32, help="--concurrency of each worker")
+    parser.add_argument(
+        "--redis", nargs="?", const="redis://127.0.0.1:6379/0", default="", help="use the Redis fast path (a URL)"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
