@@ -15,6 +15,7 @@ from ..conf import get_settings
 
 _lock = threading.Lock()
 _clients: dict[str, Any] = {}
+_scripts: dict[tuple[str, str], Any] = {}
 
 #: errors that mean "Redis is not there right now": callers fall back to the database
 try:
@@ -60,9 +61,21 @@ def _connect(where: str) -> Any:
     return get_redis_connection(where)
 
 
+def script(name: str, source: str) -> Any:
+    """A Lua script registered once per client: each call is one EVALSHA
+    (redis-py re-sends the body if a restarted Redis forgot it)."""
+    client = redis_client()
+    which = (get_settings().redis, name)
+    found = _scripts.get(which)
+    if found is None:
+        found = _scripts[which] = client.register_script(source)
+    return found
+
+
 def forget_clients() -> None:
     """Drop cached clients (settings changed, or a test restarted Redis)."""
     with _lock:
+        _scripts.clear()
         for client in _clients.values():
             try:
                 client.close()

@@ -24,7 +24,7 @@ from typing import Any
 from django.db import transaction
 
 from ..priorities import MAX_PRIORITY
-from .connection import REDIS_ERRORS, enabled, key, queue_key, redis_client
+from .connection import REDIS_ERRORS, enabled, key, queue_key, redis_client, script
 
 logger = logging.getLogger("django_kinetik.fastpath")
 
@@ -50,27 +50,32 @@ def _script_source(name: str) -> str:
 
 
 def _script(name: str) -> Any:
-    # register_script sends the body once, then EVALSHA (re-sent by redis-py
-    # after a restart emptied the script cache).
-    return redis_client().register_script(_script_source(name))
+    return script(name, _script_source(name))
+
+
+#: ids per script call: a huge create_many is pushed in slices, so Redis never
+#: blocks other clients for long
+PUSH_SLICE = 5_000
 
 
 def push(entries: Iterable[Entry]) -> bool:
-    """Queue ids in Redis; False if Redis lost its state and wants a reconcile.
+    """Queue ids in Redis, any number of tags in one round trip per slice.
 
-    One round trip for any number of tags (a pipeline of one script call per tag).
+    Returns False if Redis lost its state (flushed, restarted) and wants a reconcile.
     """
-    by_tag: dict[str, list[Any]] = defaultdict(list)
-    for job_id, tag, priority in entries:
-        by_tag[tag] += [score(priority, job_id), job_id]
-    if not by_tag:
-        return True
-    script = _script("push")
-    marker = marker_key()
-    with redis_client().pipeline(transaction=False) as pipe:
+    entries = list(entries)
+    intact = True
+    for start in range(0, len(entries), PUSH_SLICE):
+        by_tag: dict[str, list[Any]] = defaultdict(list)
+        for job_id, tag, priority in entries[start : start + PUSH_SLICE]:
+            by_tag[tag] += [score(priority, job_id), job_id]
+        keys = [marker_key()]
+        args: list[Any] = []
         for tag, pairs in by_tag.items():
-            script(keys=[queue_key(tag), marker], args=pairs, client=pipe)
-        return all(pipe.execute())
+            keys.append(queue_key(tag))
+            args += [len(pairs) // 2, *pairs]
+        intact = bool(_script("push")(keys=keys, args=args)) and intact
+    return intact
 
 
 def pop(tags: Sequence[str], count: int) -> list[int]:

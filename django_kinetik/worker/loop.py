@@ -182,9 +182,11 @@ class Worker:
             )
             heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._running_ids, self._stats)  # type: ignore[arg-type]
             heartbeat.start()
+            # With Redis, its blocking pop is the wake-up (the NOTIFY would
+            # arrive before the id is pushed, and send the loop to the database).
             listener = (
                 PostgresListener(self._alias, self.tags, self._wake)
-                if PostgresListener.available(self._alias)
+                if PostgresListener.available(self._alias) and not fastpath.enabled()
                 else None
             )
             self.listener = listener

@@ -93,13 +93,17 @@ class RedisFeed:
     # -- ids for the main loop ---------------------------------------------
 
     def take(self, count: int) -> list[int]:
-        """Up to ``count`` ids: those the blocking pop got first, then popped now."""
+        """Up to ``count`` ids: those the blocking pop got, else popped now.
+
+        Ids from the blocking pop go out alone, without a pop for more: that
+        round trip would delay the job that just woke an idle worker.
+        """
         self.hungry.clear()
         with self._lock:
             ids, self._handed = self._handed[:count], self._handed[count:]
-        if len(ids) < count and self.usable:
+        if not ids and self.usable:
             try:
-                ids += queue.pop(self._tags(), count - len(ids))
+                ids = queue.pop(self._tags(), count)
                 self._recovered()
             except REDIS_ERRORS as error:
                 self._trouble(error)
