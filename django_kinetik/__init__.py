@@ -25,6 +25,8 @@ from .middleware import use
 from .registry import Task, define, registry, task
 
 if TYPE_CHECKING:
+    from .feed.event import Event
+    from .feed.stream import EventStream, events
     from .jobs import (
         cancel,
         clean,
@@ -60,9 +62,14 @@ _LAZY = {
         )
     },
     **{name: "models" for name in ("Job", "JobLog", "JobRun", "Status")},
+    "Event": "feed.event",
+    "EventStream": "feed.stream",
+    "events": "feed.stream",
 }
 
 __all__ = [
+    "Event",
+    "EventStream",
     "InvalidTransition",
     "Job",
     "JobCancelled",
@@ -82,6 +89,7 @@ __all__ = [
     "create",
     "create_many",
     "define",
+    "events",
     "fetch",
     "get_job",
     "is_paused",

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from .conf import get_settings
 from .fastpath.queue import announce_ids
+from .feed import publishing
 from .jobs import batches_of_ids, delete_jobs
 from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, Status, cancelled, requeued
 from .registry import registry
@@ -54,6 +55,8 @@ def _transition(ids: list[int], allowed: tuple[str, ...], signal: Signal | None 
     moved = jobs.filter(pk__in=candidates, status__in=allowed).update(**changes)
     if moved and changes["status"] == Status.QUEUED:
         announce_ids(candidates, get_settings().database)
+    if moved and changes["status"] == Status.CANCELLED:
+        publishing.cancelled(jobs.filter(pk__in=candidates, status=Status.CANCELLED), jobs.db)
     if signal is not None and moved and signal.has_listeners(Job):
         for job in jobs.filter(pk__in=candidates, status=changes["status"]):
             emit(signal, Job, job=job, task=registry.find(job.task))

@@ -22,6 +22,7 @@ from .conf import get_settings
 from .durations import DelayLike, parse_duration, run_at_for
 from .exceptions import InvalidTransition, JobNotFound, UnknownTask
 from .fastpath import queue as fastpath_queue
+from .feed import publishing
 from .jsondata import ensure_json_object
 from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobLog, JobRun, Status, TagState
 from .options import RUN_OPTION_NAMES, parse_options, parse_tag
@@ -128,6 +129,7 @@ def create(
                 return existing
     if job.status == Status.QUEUED:
         fastpath_queue.announce([(job.pk, job.tag, job.priority)], using)
+    publishing.created([job], using)
     if job_created.has_listeners(Job):
         transaction.on_commit(lambda: emit(job_created, Job, job=job, task=definition), using=using)
     return job
@@ -206,6 +208,7 @@ def create_many(
             )
     if fields["status"] == Status.QUEUED:
         fastpath_queue.announce([(job.pk, job.tag, job.priority) for job in jobs], using)
+    publishing.created(jobs, using)
 
     if job_created.has_listeners(Job):
 

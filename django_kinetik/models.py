@@ -246,7 +246,13 @@ class Job(models.Model):
 
         A running job's code is not interrupted; whatever it returns is discarded.
         """
-        return self._transition(LIVE_STATUSES, **cancelled())
+        if not self._transition(LIVE_STATUSES, **cancelled()):
+            return False
+        from .conf import get_settings
+        from .feed import publishing
+
+        publishing.cancelled([self], self._state.db or get_settings().database)
+        return True
 
     def retry(self) -> bool:
         """Queue a failed, timed-out or cancelled job again with a fresh set of attempts.
@@ -259,6 +265,10 @@ class Job(models.Model):
     def wait(self, timeout: Any = None, poll: float = 0.05) -> Any:
         """Block until the job finishes (at most ``timeout``); return its result or raise.
 
+        With Redis or PostgreSQL this wakes on the worker's announcement of the
+        job's end (see :mod:`django_kinetik.waiting`); elsewhere it polls the
+        row, every ``poll`` seconds at first.
+
         Raises :class:`~django_kinetik.exceptions.JobFailed` (failed or timed out),
         :class:`~django_kinetik.exceptions.JobCancelled` or
         :class:`~django_kinetik.exceptions.WaitTimeout`.
@@ -266,6 +276,17 @@ class Job(models.Model):
         from .waiting import wait_for
 
         return wait_for(self, timeout, poll)
+
+    async def await_result(self, timeout: Any = None, poll: float = 0.05) -> Any:
+        """:meth:`wait` for async code (an async view, a consumer): the event loop never blocks.
+
+        Same result and exceptions as :meth:`wait`; the row is read with
+        Django's async ORM, and the end of the job is awaited on the process's
+        shared listener.
+        """
+        from .waiting import await_for
+
+        return await await_for(self, timeout, poll)
 
 
 class JobRun(models.Model):

@@ -1,12 +1,24 @@
-"""``job.wait()``: block until a job finishes (Kickq's hot jobs).
+"""``job.wait()`` and ``await job.await_result()``: until a job finishes (Kickq's hot jobs).
 
-This polls the job's row with a gently growing pause, capped at ``poll``
-times eight; a cheap primary-key read, so even a busy view waiting on a job
-costs the database little.
+With a live feed (Redis, or PostgreSQL NOTIFY; see :mod:`.feed`) a wait sleeps
+until the worker announces the job's end, then reads the row once: a view can
+create a job and answer with its result a few milliseconds after it is done,
+without polling. The announcement is published after the end is committed,
+so that read sees the final state. A wait that finds the job unfinished registers
+with the process's shared listener and only then reads the row again, so an
+end between the two reads is not missed.
+
+The row stays the truth: a wait also re-reads it every :data:`REREAD`
+seconds, because an announcement can be lost (the transport was down, the
+listener was reconnecting). Without a feed (SQLite or MySQL without Redis),
+or while the listener is not connected, it polls the row with a gently
+growing pause, capped at ``poll`` times eight: a cheap primary-key read.
 """
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,27 +26,111 @@ from .durations import parse_duration
 from .exceptions import JobCancelled, JobFailed, WaitTimeout
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .feed.listener import Watch
     from .models import Job
+
+#: the slowest a wait re-reads the row while it relies on notifications
+REREAD = 1.0
+
+_FIELDS = ["status", "result", "error", "error_code", "finished_at"]
+
+
+def _finished(job: Job) -> bool:
+    """True if the job completed; raise if it ended otherwise; False while it is not done."""
+    from .models import Status
+
+    if job.status == Status.COMPLETED:
+        return True
+    if job.status in (Status.FAILED, Status.TIMEOUT):
+        raise JobFailed(job)
+    if job.status == Status.CANCELLED:
+        raise JobCancelled(job)
+    return False
+
+
+def _watch(job: Job, notify: Callable[[], None]) -> Watch | None:
+    """Register for the job's end with the shared listener; None without a feed."""
+    from .feed.listener import listener
+
+    shared = listener()
+    return None if shared is None else shared.watch(job.pk, notify)
+
+
+class _Pace:
+    """How long to sleep before the next read: long with notifications, short without."""
+
+    def __init__(self, timeout: Any, poll: float, now: float) -> None:
+        self.limit = None if timeout is None else parse_duration(timeout, what="timeout")
+        self.deadline = None if self.limit is None else now + self.limit
+        self.poll = poll
+        self.pause = poll
+
+    def next(self, watch: Watch | None, now: float) -> float | None:
+        """Seconds to sleep, or None when the wait has run out of time."""
+        if watch is not None and watch.live:
+            pause = REREAD
+        else:
+            pause = self.pause
+            self.pause = min(self.pause * 1.5, self.poll * 8)
+        if self.deadline is not None:
+            left = self.deadline - now
+            if left <= 0:
+                return None
+            pause = min(pause, left)
+        return pause
 
 
 def wait_for(job: Job, timeout: Any, poll: float) -> Any:
-    from .models import Status
+    pace = _Pace(timeout, poll, time.monotonic())
+    # A job that is already over needs no listener (nor its connection).
+    job.refresh_from_db(fields=_FIELDS)
+    if _finished(job):
+        return job.result
+    woken = threading.Event()
+    watch = _watch(job, woken.set)
+    try:
+        while True:
+            # Cleared before reading: an announcement from here on is not lost.
+            woken.clear()
+            job.refresh_from_db(fields=_FIELDS)
+            if _finished(job):
+                return job.result
+            pause = pace.next(watch, time.monotonic())
+            if pause is None:
+                raise WaitTimeout(job, pace.limit or 0.0, job.status)
+            woken.wait(pause)
+    finally:
+        if watch is not None:
+            watch.close()
 
-    limit = None if timeout is None else parse_duration(timeout, what="timeout")
-    deadline = None if limit is None else time.monotonic() + limit
-    pause = poll
-    while True:
-        job.refresh_from_db(fields=["status", "result", "error", "error_code", "finished_at"])
-        if job.status == Status.COMPLETED:
-            return job.result
-        if job.status in (Status.FAILED, Status.TIMEOUT):
-            raise JobFailed(job)
-        if job.status == Status.CANCELLED:
-            raise JobCancelled(job)
-        if deadline is not None:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise WaitTimeout(job, limit or 0.0, job.status)
-            pause = min(pause, left)
-        time.sleep(pause)
-        pause = min(pause * 1.5, poll * 8)
+
+async def await_for(job: Job, timeout: Any, poll: float) -> Any:
+    loop = asyncio.get_running_loop()
+    pace = _Pace(timeout, poll, time.monotonic())
+    await job.arefresh_from_db(fields=_FIELDS)
+    if _finished(job):
+        return job.result
+    woken = asyncio.Event()
+
+    def notify() -> None:  # called from the listener's thread
+        loop.call_soon_threadsafe(woken.set)
+
+    watch = _watch(job, notify)
+    try:
+        while True:
+            woken.clear()
+            await job.arefresh_from_db(fields=_FIELDS)
+            if _finished(job):
+                return job.result
+            pause = pace.next(watch, time.monotonic())
+            if pause is None:
+                raise WaitTimeout(job, pace.limit or 0.0, job.status)
+            try:
+                await asyncio.wait_for(woken.wait(), pause)
+            except TimeoutError:
+                pass
+    finally:
+        if watch is not None:
+            watch.close()

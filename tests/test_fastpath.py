@@ -11,6 +11,7 @@ from django_kinetik.fastpath import queue
 from django_kinetik.fastpath.connection import forget_clients, queue_key
 from django_kinetik.models import Job, JobRun, Status
 from django_kinetik.worker import Worker
+from tests.conftest import wait_for
 from tests.testapp import tasks as test_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -18,15 +19,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def queued_in_redis(client, tag):
     return [int(member) for member in client.zrange(queue_key(tag), 0, -1)]
-
-
-def wait_for(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 def test_a_job_is_pushed_to_redis_only_when_its_transaction_commits(redis_fastpath):

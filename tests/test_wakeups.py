@@ -8,17 +8,9 @@ import pytest
 import django_kinetik as kinetik
 from django_kinetik.models import Job, Status
 from django_kinetik.worker import Worker
+from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.005)
-    return False
 
 
 @pytest.fixture

@@ -9,12 +9,14 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from .. import jobs
+from .. import feed, jobs
 from ..exceptions import InvalidTransition
+from ..feed import sse
 from ..jsondata import ensure_json_object
 from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobLog, requeued
 
@@ -63,6 +65,8 @@ def detail_view(
         "data_text": data_text if data_text is not None else json.dumps(job.data, indent=2, ensure_ascii=False),
         "data_error": data_error,
         "live_url": reverse("admin:django_kinetik_job_live", args=[job.pk]),
+        # Without a feed (SQLite or MySQL without Redis) the page polls live_url.
+        "events_url": reverse("admin:django_kinetik_job_events", args=[job.pk]) if feed.available() else "",
     }
     return TemplateResponse(request, "admin/django_kinetik/job/detail.html", context)
 
@@ -160,3 +164,11 @@ def live_view(model_admin: Any, request: HttpRequest, object_id: str) -> JsonRes
             ],
         }
     )
+
+
+def events_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponseBase:
+    """The job's live events as server-sent events; the page renders them instead of polling."""
+    job = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
+    if not model_admin.has_view_or_change_permission(request, job):
+        raise PermissionDenied
+    return sse.stream_response(request, job=job.pk)

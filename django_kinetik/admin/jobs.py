@@ -122,5 +122,6 @@ class JobAdmin(admin.ModelAdmin):
             view(detail.retry_view, "retry", "<path:object_id>/retry/"),
             view(detail.edit_retry_view, "edit_retry", "<path:object_id>/edit-retry/"),
             view(detail.live_view, "live", "<path:object_id>/live/"),
+            view(detail.events_view, "events", "<path:object_id>/events/"),
             *super().get_urls(),
         ]

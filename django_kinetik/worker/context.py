@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
+from ..feed import publishing
 from ..jsondata import ensure_json
 from ..models import Job, JobLog, Status
 from ..signals import emit, job_log, job_progress
@@ -62,13 +63,14 @@ class JobContext:
             data = ensure_json(data, what="log data")
         if self._ignored("a log line"):
             return
-        JobLog.objects.using(self._alias).create(
+        line = JobLog.objects.using(self._alias).create(
             job_id=self.id,
             attempt=self.attempt,
             created_at=timezone.now(),
             message=message,
             data=data,
         )
+        publishing.logged(self, self._alias, line.pk, message, data)
         emit(job_log, Job, job=self.model, task=self.definition, message=message, data=data)
 
     def progress(self, current: float, total: float, data: dict[str, Any] | None = None) -> None:
@@ -85,6 +87,7 @@ class JobContext:
         )
         self.model.progress_current, self.model.progress_total = current, total
         self.model.progress_data = data
+        publishing.progress(self, self._alias, current, total, data)
         emit(job_progress, Job, job=self.model, task=self.definition, current=current, total=total, data=data)
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from asgiref.sync import async_to_sync
 from django.db import DatabaseError, InterfaceError, connections
 
 from ..backends.base import Backend, Settlement
+from ..feed import publishing
 from ..jsondata import ensure_json
 from ..middleware import MiddlewareFactory, build_chain
 from ..models import Job, Status
@@ -134,6 +135,7 @@ class Executor:
     def run(self, running: RunningJob) -> Settlement | None:
         """Run the job's code; return how it ended, to be recorded (None: timed out meanwhile)."""
         job = running.job
+        publishing.started(job)
         emit(job_started, Job, job=job, task=running.task)
         try:
             settlement = outcomes.completed(ensure_json(self._chain(running.context), what="the task's return value"))
@@ -192,6 +194,8 @@ class Executor:
         return ride_out(write, self.lease, f"job {job.pk}") or False
 
     def announce(self, job: Job, task: Task | None, settlement: Settlement) -> None:
+        """After the attempt's end is committed: the live event, the log line, the signal."""
+        publishing.ended(job, settlement)
         status = settlement.status
         if status == Status.COMPLETED:
             logger.info("Job %s (%s) completed.", job.pk, job.task)

@@ -7,7 +7,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from django_kinetik.models import Job, JobLog, Status
+from django_kinetik import feed
+from django_kinetik.models import Job, Status
+from django_kinetik.worker.context import JobContext
 from tests.factories import FinishedJobFactory, JobFactory, JobLogFactory, JobRunFactory, WorkerFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -95,15 +97,21 @@ def test_filter_select_cancel_and_retry(page, jobs, screenshot):
 def test_job_detail_updates_live_and_edit_and_retry(page, jobs, screenshot):
     log_in(page)
     running = jobs["running"]
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
     page.goto(page.base + f"/admin/django_kinetik/job/{running.pk}/change/")
     assert page.locator("#kinetik-progress").inner_text().strip() == "25%"
     screenshot("job-detail-running")
-    # The worker reports progress and logs; the open page shows them without a reload.
-    Job.objects.filter(pk=running.pk).update(progress_current=3)
-    JobLog.objects.create(job=running, attempt=1, message="<b>row 3</b> written", data={"row": 3})
+    # The worker reports progress and logs; the open page shows them without a reload
+    # (following the job's event stream on PostgreSQL, polling on SQLite).
+    context = JobContext(running, None, "default")
+    context.progress(3, 4)
+    context.log("<b>row 3</b> written", {"row": 3})
     page.wait_for_function("document.querySelector('#kinetik-progress').innerText.trim() === '75%'")
     page.wait_for_selector("#kinetik-log td:text('<b>row 3</b> written')")
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # same page, not reloaded
+    following = any(url.endswith(f"/job/{running.pk}/events/") for url in requested)
+    assert following == feed.available()
 
     failed = jobs["failed"]
     page.goto(page.base + f"/admin/django_kinetik/job/{failed.pk}/change/")
@@ -114,6 +122,16 @@ def test_job_detail_updates_live_and_edit_and_retry(page, jobs, screenshot):
     page.wait_for_selector("text=queued again with the corrected data")
     failed.refresh_from_db()
     assert (failed.status, failed.data["amount"]) == (Status.QUEUED, "9.90")
+
+
+def test_job_detail_falls_back_to_polling_when_the_stream_fails(page, jobs):
+    log_in(page)
+    running = jobs["running"]
+    # A proxy that refuses the stream: the page polls the job instead.
+    page.route("**/events/", lambda route: route.fulfill(status=503, body="no stream here"))
+    page.goto(page.base + f"/admin/django_kinetik/job/{running.pk}/change/")
+    JobContext(running, None, "default").progress(2, 4)
+    page.wait_for_function("document.querySelector('#kinetik-progress').innerText.trim() === '50%'")
 
 
 def test_dashboard(page, jobs, screenshot):

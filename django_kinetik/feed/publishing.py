@@ -1,0 +1,334 @@
+"""Publishing events without slowing the queue down.
+
+The hooks below are called where things happen (a job created, started,
+logging, settled). They only append to an in-memory buffer: no encoding, no
+I/O, nothing that can raise into job code or the worker. A publisher thread,
+one per process and transport, takes everything buffered and sends it in one
+round trip (one PUBLISH pipeline, or one ``SELECT pg_notify(...)``) on a
+connection of its own, at most every :data:`SPACING` seconds: an event alone
+goes out at once, and under load batches grow by themselves.
+
+Two streams, priced differently:
+
+- the ids of jobs that ended go out always, a few bytes each: a wait
+  anywhere may need them, and nobody can tell in advance;
+- full events go out only while some process follows the feed (an
+  ``events()`` stream, an SSE client). Building, encoding and sending them
+  is most of the cost, which a worker draining thousands of jobs a second
+  should not pay for an empty room. Whether anyone follows is asked of the
+  transport at most every :data:`AUDIENCE_TTL` seconds (and only while there
+  are events); a new follower waits that long before it counts as listening
+  (see :mod:`.listener`), so no event it should see is skipped.
+
+When the transport is down, batches are dropped (with a warning per
+outage): the feed is best-effort, and waiters re-read the row anyway. The
+buffers are bounded, so a long outage costs memory only up to
+:data:`MAX_BUFFERED` events.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from django.db import connections, transaction
+
+from ..conf import KinetikSettings, get_settings
+from .event import Record, cut, encode, encode_ids
+from .transport import Transport, all_transports, current
+
+if TYPE_CHECKING:
+    from ..backends.base import Settlement
+    from ..models import Job
+    from ..worker.context import JobContext
+
+logger = logging.getLogger("django_kinetik.feed")
+
+#: shortest time between two sends: how batches form under load
+SPACING = 0.025
+#: events kept while the transport is slow or down; older ones are dropped first
+MAX_BUFFERED = 100_000
+#: a publishing connection unused this long is closed (and reopened when needed)
+IDLE_CLOSE = 30.0
+#: how long an answer to "does anyone follow the feed?" is trusted
+AUDIENCE_TTL = 1.0
+
+_FINAL_KIND = {"completed": "completed", "failed": "failed", "timeout": "timeout"}
+
+
+class Publisher:
+    """The buffers and the thread that publishes them, for one transport."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+        #: events and ids dropped in the current outage
+        self.dropped = 0
+        self._events: deque[Record] = deque(maxlen=MAX_BUFFERED)
+        self._finished: deque[int] = deque(maxlen=MAX_BUFFERED)
+        self._wake = threading.Event()
+        self._sending = False
+        self._failing_since: float | None = None
+        # Unknown at first: events are built until the thread has asked.
+        self._audience = True
+        self._audience_until = 0.0
+        self._thread = threading.Thread(target=self._run, name="kinetik-publisher", daemon=True)
+        self._thread.start()
+
+    def wants_events(self) -> bool:
+        """Whether full events are worth building: someone follows the feed, or it is time to ask again."""
+        return self._audience or time.monotonic() >= self._audience_until
+
+    def put(self, record: Record) -> None:
+        self._events.append(record)
+        if not self._wake.is_set():  # set() takes a lock; under load most puts find it set
+            self._wake.set()
+
+    def put_many(self, records: Iterable[Record]) -> None:
+        self._events.extend(records)
+        self._wake.set()
+
+    def finished(self, job_id: int) -> None:
+        """A job reached its end (and that is committed): wake whoever waits on it."""
+        self._finished.append(job_id)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _run(self) -> None:
+        connected = False
+        while True:
+            if not self._wake.wait(IDLE_CLOSE if connected else None):
+                self.transport.close()
+                connected = False
+                continue
+            # Cleared before draining: anything appended from here on sets it again.
+            self._wake.clear()
+            records = _drain(self._events)
+            ids = _drain(self._finished)
+            if records or ids:
+                self._sending = True
+                try:
+                    self._send(records, ids)
+                finally:
+                    self._sending = False
+                connected = True
+                time.sleep(SPACING)
+
+    def _send(self, records: list[Record], ids: list[int]) -> None:
+        transport = self.transport
+        limit = transport.payload_limit
+        try:
+            if records and time.monotonic() >= self._audience_until:
+                asked = time.monotonic()  # the answer holds from before the question
+                self._audience = transport.has_audience()
+                self._audience_until = asked + AUDIENCE_TTL
+            messages = []
+            if records and self._audience:
+                messages += [(transport.events_channel, payload) for payload in encode(records, limit)]
+            if ids:
+                messages += [(transport.finished_channel, payload) for payload in encode_ids(ids, limit)]
+            if messages:
+                transport.publish(messages)
+        except Exception as error:
+            self.dropped += len(records) + len(ids)
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
+                logger.warning(
+                    "Could not publish job events (%s: %s); dropping them until it works again.",
+                    type(error).__name__,
+                    error,
+                )
+            return
+        if self._failing_since is not None:
+            logger.warning(
+                "Publishing job events works again after %.1fs; %d event(s) were dropped.",
+                time.monotonic() - self._failing_since,
+                self.dropped,
+            )
+            self._failing_since = None
+            self.dropped = 0
+
+    def flush(self, timeout: float = 2.0) -> bool:
+        """Wait until everything buffered so far has been sent (or dropped); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while self._events or self._finished or self._sending:
+            if time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.002)
+        return True
+
+
+def _drain(buffer: deque[Any]) -> list[Any]:
+    items = []
+    while buffer:
+        items.append(buffer.popleft())
+    return items
+
+
+_lock = threading.Lock()
+_publishers: dict[tuple[str, ...], Publisher] = {}
+#: (the settings it was found for, the publisher): the hooks' fast path
+_found: tuple[KinetikSettings | None, Publisher | None] = (None, None)
+
+
+def publisher() -> Publisher | None:
+    """This process's publisher for the configured transport; None when there is no feed."""
+    global _found
+    settings = get_settings()
+    found_for, found = _found
+    if found_for is settings:
+        return found
+    transport = current()
+    if transport is None:
+        found = None
+    else:
+        with _lock:
+            found = _publishers.get(transport.key)
+            if found is None:
+                if not _publishers:
+                    # Events still buffered when the process ends normally go out first.
+                    atexit.register(close_publishers)
+                found = _publishers[transport.key] = Publisher(transport)
+    _found = (settings, found)
+    return found
+
+
+def close_publishers() -> None:
+    """Send what is buffered, then close the publishing connections."""
+    with _lock:
+        publishers = list(_publishers.values())
+    for each in publishers:
+        each.flush()
+    for transport in all_transports():
+        transport.close()
+
+
+# -- the hooks ---------------------------------------------------------------
+#
+# Each catches everything: an event is never worth a failed job or a stopped worker.
+
+
+def created(jobs: list[Job], using: str) -> None:
+    """Jobs were inserted: announce them once the creating transaction commits."""
+    try:
+        target = publisher()
+        if target is None or not jobs:
+            return
+
+        def announce() -> None:
+            if target.wants_events():
+                at = time.time_ns() // 1_000_000
+                target.put_many(["created", job.pk, job.task, job.tag, job.status, at, 0, None] for job in jobs)
+
+        transaction.on_commit(announce, using=using)
+    except Exception:
+        logger.exception("Could not publish created events.")
+
+
+def started(job: Job) -> None:
+    try:
+        target = publisher()
+        if target is not None and target.wants_events():
+            target.put(
+                ["started", job.pk, job.task, job.tag, "active", time.time_ns() // 1_000_000, job.attempts, None]
+            )
+    except Exception:
+        logger.exception("Could not publish a started event.")
+
+
+def progress(context: JobContext, using: str, current: float, total: float, data: Any) -> None:
+    """The job reported progress (its row says so once the job's transaction, if any, commits)."""
+    try:
+        target = publisher()
+        if target is not None and target.wants_events():
+            extra: dict[str, Any] = {"current": current, "total": total}
+            if data is not None:
+                extra["data"] = data
+            _put_after_commit(target, using, ["progress", *_running(context), extra])
+    except Exception:
+        logger.exception("Could not publish a progress event.")
+
+
+def logged(context: JobContext, using: str, log_id: int | None, message: str, data: Any) -> None:
+    """The job wrote a log line."""
+    try:
+        target = publisher()
+        if target is not None and target.wants_events():
+            extra: dict[str, Any] = {"message": cut(message), "log_id": log_id}
+            if data is not None:
+                extra["data"] = data
+            _put_after_commit(target, using, ["log", *_running(context), extra])
+    except Exception:
+        logger.exception("Could not publish a log event.")
+
+
+def _running(context: JobContext) -> list[Any]:
+    return [context.id, context.task, context.tag, "active", time.time_ns() // 1_000_000, context.attempt]
+
+
+def _put_after_commit(target: Publisher, using: str, record: Record) -> None:
+    # Job code may log inside its own transaction.atomic(): announce the line
+    # only if it commits. (Not transaction.on_commit itself: it raises when
+    # the job turned autocommit off.)
+    connection = connections[using]
+    if connection.in_atomic_block:
+        connection.on_commit(lambda: target.put(record))
+    else:
+        target.put(record)
+
+
+def ended(job: Job, settlement: Settlement) -> None:
+    """An attempt's end is written (committed): completed, failed, timed out, or retrying."""
+    try:
+        target = publisher()
+        if target is None:
+            return
+        # A Status is a str: it looks itself up.
+        kind = _FINAL_KIND.get(settlement.status)
+        if kind is not None:
+            target.finished(job.pk)
+        if not target.wants_events():
+            return
+        extra: dict[str, Any] | None = None
+        if kind != "completed":
+            kind = kind or "retrying"
+            extra = {"error": cut(settlement.error)}
+            if settlement.error_code:
+                extra["error_code"] = settlement.error_code
+            if settlement.run_at is not None and kind == "retrying":
+                extra["run_at"] = int(settlement.run_at.timestamp() * 1000)
+        status = str(settlement.status)
+        target.put([kind, job.pk, job.task, job.tag, status, time.time_ns() // 1_000_000, job.attempts, extra])
+    except Exception:
+        logger.exception("Could not publish the end of job %s.", getattr(job, "pk", "?"))
+
+
+def cancelled(jobs: Iterable[Job], using: str) -> None:
+    """Jobs were cancelled: announce them once the change commits.
+
+    ``jobs`` may be a queryset: it is only read when there is a feed.
+    """
+    try:
+        target = publisher()
+        if target is None:
+            return
+        rows = [(job.pk, job.task, job.tag, job.attempts) for job in jobs]
+
+        def announce() -> None:
+            for job_id, *_ in rows:
+                target.finished(job_id)
+            if target.wants_events():
+                at = time.time_ns() // 1_000_000
+                target.put_many(
+                    ["cancelled", pk, task, tag, "cancelled", at, attempts, None] for pk, task, tag, attempts in rows
+                )
+
+        if rows:
+            transaction.on_commit(announce, using=using)
+    except Exception:
+        logger.exception("Could not publish cancelled events.")
