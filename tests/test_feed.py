@@ -194,21 +194,17 @@ def test_events_follow_jobs_from_creation_to_their_end_in_order(transport, run_w
         only_failures = collect(failures, finished(failing))
 
     of_report = [event for event in seen if event.job_id == report.pk]
-    assert [event.kind for event in of_report] == [
-        "created",
-        "started",
-        "log",
-        "progress",
-        "progress",
-        "progress",
-        "log",
-        "completed",
-    ]
+    # Log lines are written in batches by the worker's settler and announced
+    # once written, so they may come after progress reported later; each kind
+    # keeps its order, and every line is announced before the job's end.
+    assert [event.kind for event in of_report][:2] == ["created", "started"]
+    assert of_report[-1].kind == "completed"
+    assert sorted(event.kind for event in of_report[2:-1]) == ["log", "log", "progress", "progress", "progress"]
     assert {(event.task, event.tag) for event in of_report} == {("test.report", "alpha")}
     assert [event.status for event in of_report] == ["queued", *["active"] * 6, "completed"]
     assert [event.attempt for event in of_report[1:]] == [1] * 7
-    assert [event.at for event in of_report] == sorted(event.at for event in of_report)
-    first_log, *progress, last_log = of_report[2:7]
+    first_log, last_log = [event for event in of_report if event.kind == "log"]
+    progress = [event for event in of_report if event.kind == "progress"]
     assert (first_log.message, first_log.data) == ("starting", {"rows": 3})
     assert (last_log.message, last_log.data) == ("done", None)
     assert [first_log.log_id, last_log.log_id] == list(
@@ -312,17 +308,15 @@ def test_the_sse_endpoint_streams_events_to_staff(transport, admin_client, run_w
             comments.append(text)
         if events and events[-1]["kind"] == "completed":
             break
-    assert [event["kind"] for event in events] == [
-        "started",
-        "log",
-        "progress",
-        "progress",
-        "progress",
-        "log",
-        "completed",
-    ]
+    kinds = [event["kind"] for event in events]
+    # Log lines are announced once the settler has written them (see the test above).
+    assert (kinds[0], kinds[-1]) == ("started", "completed")
+    assert sorted(kinds[1:-1]) == ["log", "log", "progress", "progress", "progress"]
     assert {event["job_id"] for event in events} == {job.pk}
-    assert events[1]["message"] == "starting" and events[2]["current"] == 1 and events[2]["total"] == 3
+    logs = [event for event in events if event["kind"] == "log"]
+    progress = [event for event in events if event["kind"] == "progress"]
+    assert [event["message"] for event in logs] == ["starting", "done"]
+    assert (progress[0]["current"], progress[0]["total"]) == (1, 3)
     # Idle, it keeps the connection open with comments.
     assert next(chunks) == b": keep-alive\n\n"
     response.close()

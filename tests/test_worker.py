@@ -355,3 +355,25 @@ def test_unfinished_jobs_go_back_to_the_queue_after_the_shutdown_timeout():
     job.refresh_from_db()
     assert (job.status, job.attempts) == (Status.QUEUED, 0)
     assert job.runs.get().outcome == "interrupted"
+
+
+def test_a_log_line_survives_the_job_rolling_back_its_own_transaction(run_worker):
+    job = kinetik.create("test.log_then_roll_back")
+    run_worker()
+    job.refresh_from_db()
+    assert (job.status, job.error) == (Status.FAILED, "the import broke")
+    assert list(job.logs.values_list("message", "data")) == [("about to fail", {"step": 1})]
+
+
+def test_log_lines_show_while_the_job_still_runs(run_worker):
+    from tests.conftest import wait_for
+
+    job = kinetik.create("test.log_slowly", {"seconds": 1.5})
+    thread = threading.Thread(target=run_worker)
+    thread.start()
+    try:
+        assert wait_for(lambda: job.logs.filter(message="first line").exists(), 1.0)
+        assert Job.objects.get(pk=job.pk).status == Status.ACTIVE
+    finally:
+        thread.join(timeout=10)
+    assert list(job.logs.values_list("message", flat=True)) == ["first line", "last line"]

@@ -12,6 +12,7 @@ from ..feed import publishing
 from ..jsondata import ensure_json
 from ..models import Job, JobLog, Status
 from ..signals import emit, job_log, job_progress
+from .logwriter import LogWriter, immediate
 
 if TYPE_CHECKING:
     from ..registry import Task
@@ -28,7 +29,7 @@ class JobContext:
     was claimed, for the rare action that needs more.
     """
 
-    def __init__(self, job: Job, definition: Task | None, alias: str) -> None:
+    def __init__(self, job: Job, definition: Task | None, alias: str, logs: LogWriter | None = None) -> None:
         self.model = job
         self.definition = definition
         self.id: int = job.pk
@@ -39,6 +40,7 @@ class JobContext:
         self.priority: int = job.priority
         self.created_at: datetime = job.created_at
         self._alias = alias
+        self._logs = logs
         self._closed = False
 
     def close(self) -> None:
@@ -63,14 +65,9 @@ class JobContext:
             data = ensure_json(data, what="log data")
         if self._ignored("a log line"):
             return
-        line = JobLog.objects.using(self._alias).create(
-            job_id=self.id,
-            attempt=self.attempt,
-            created_at=timezone.now(),
-            message=message,
-            data=data,
-        )
-        publishing.logged(self, self._alias, line.pk, message, data)
+        line = JobLog(job_id=self.id, attempt=self.attempt, created_at=timezone.now(), message=message, data=data)
+        # In a worker the settler writes lines in batches (see logwriter.py).
+        (immediate(self._alias) if self._logs is None else self._logs).add(line, self)
         emit(job_log, Job, job=self.model, task=self.definition, message=message, data=data)
 
     def progress(self, current: float, total: float, data: dict[str, Any] | None = None) -> None:

@@ -26,6 +26,7 @@ from ..registry import Task, registry
 from ..signals import emit, job_completed, job_failed, job_retrying, job_started, job_timeout
 from . import outcomes
 from .context import JobContext
+from .logwriter import LogWriter
 
 logger = logging.getLogger("django_kinetik.worker")
 
@@ -116,6 +117,8 @@ class Executor:
         self.backend = backend
         self.alias = alias
         self.lease = lease
+        #: where job log lines go; the worker hands this to its settler to write in batches
+        self.logs = LogWriter(alias)
         self._chain = build_chain(_call_action, middleware)
 
     def start(self, job: Job) -> RunningJob:
@@ -127,7 +130,7 @@ class Executor:
             job=job,
             task=task,
             options=options,
-            context=JobContext(job, task, self.alias),
+            context=JobContext(job, task, self.alias, self.logs),
             deadline=None if options.timeout is None else started + options.timeout,
             started=started,
         )

@@ -179,6 +179,7 @@ class Worker:
                 self.backend,
                 self.lease,
                 lambda running, settlement, ok: self._settled(executor, running, settlement, ok),
+                logs=executor.logs,
             )
             heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._running_ids, self._stats)  # type: ignore[arg-type]
             heartbeat.start()

@@ -3,7 +3,8 @@
 A job thread hands over how its attempt ended and is free for the next job at
 once. The settler thread takes everything waiting (up to ``max_batch``) and
 records it in one write: one statement on PostgreSQL for the whole batch (job
-rows and their JobRun rows). Under light load a batch is a single job written
+rows and their JobRun rows). The jobs' log lines are written here too, before
+each batch and at least every ``logwriter.FLUSH_EVERY`` seconds. Under light load a batch is a single job written
 immediately; under heavy load batches grow by themselves, so round trips per
 job fall as throughput rises. Nothing is lost if the worker dies with items
 waiting here: their jobs are still active and leased, and come back as ghosts.
@@ -20,6 +21,7 @@ from django.db import connections
 
 from ..backends.base import Backend, Settlement
 from .execution import RunningJob, ride_out
+from .logwriter import FLUSH_EVERY, LogWriter
 
 logger = logging.getLogger("django_kinetik.worker")
 
@@ -29,8 +31,11 @@ Done = Callable[[RunningJob, Settlement, bool], None]
 class Settler:
     """Batches ``(running job, settlement)`` pairs into ``backend.settle_many`` writes."""
 
-    def __init__(self, backend: Backend, lease: float, done: Done, max_batch: int = 500) -> None:
+    def __init__(
+        self, backend: Backend, lease: float, done: Done, max_batch: int = 500, logs: LogWriter | None = None
+    ) -> None:
         self.backend = backend
+        self.logs = logs
         self.lease = lease
         self.max_batch = max_batch
         self._done = done
@@ -41,9 +46,18 @@ class Settler:
     def submit(self, running: RunningJob, settlement: Settlement) -> None:
         self._queue.put((running, settlement))
 
+    def _next(self) -> tuple[RunningJob, Settlement] | None:
+        """The next item, writing waiting log lines whenever the queue is quiet for a moment."""
+        while True:
+            try:
+                return self._queue.get(timeout=FLUSH_EVERY)
+            except queue.Empty:
+                if self.logs:
+                    self.logs.flush()
+
     def _run(self) -> None:
         try:
-            while (first := self._queue.get()) is not None:
+            while (first := self._next()) is not None:
                 batch = [first]
                 stopping = False
                 while len(batch) < self.max_batch:
@@ -59,9 +73,13 @@ class Settler:
                 if stopping:
                     return
         finally:
+            if self.logs:
+                self.logs.flush()
             connections.close_all()
 
     def _write(self, batch: list[tuple[RunningJob, Settlement]]) -> None:
+        if self.logs:
+            self.logs.flush()  # a job's lines are in before its end is
         pairs = [(running.job, settlement) for running, settlement in batch]
 
         def write(retried: bool) -> list[bool]:

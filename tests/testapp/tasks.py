@@ -130,3 +130,20 @@ def effect(job):
             if locked:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [job.id])
     return job.id
+
+
+@kinetik.task("test.log_then_roll_back", tag="alpha", retries=0)
+def log_then_roll_back(job):
+    from django.db import transaction
+
+    with transaction.atomic():
+        Effect.objects.create(job_id=job.id)
+        job.log("about to fail", {"step": 1})
+        raise RuntimeError("the import broke")
+
+
+@kinetik.task("test.log_slowly", tag="alpha")
+def log_slowly(job):
+    job.log("first line")
+    time.sleep(job.data.get("seconds", 1.0))
+    job.log("last line")

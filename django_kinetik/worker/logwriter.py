@@ -1,0 +1,88 @@
+"""Job log lines written in batches by the settler thread, not one INSERT per line.
+
+``job.log()`` in a worker appends the line here and returns at once; the
+settler writes what is waiting in one ``bulk_create`` before each batch of
+attempt ends (so a job's lines are in before its end is), and at least every
+:data:`FLUSH_EVERY` seconds while jobs run (so the admin's live view sees them).
+
+Written on the settler's own connection, a line also survives the job's code
+rolling back its own transaction: a log of what went wrong is most useful
+exactly then. If the database is away, lines wait and are written when it is
+back; past :data:`MAX_WAITING` the oldest are dropped with a warning (a log
+is not a job, and a worker must not run out of memory keeping it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..feed import publishing
+from ..models import JobLog
+
+if TYPE_CHECKING:
+    from .context import JobContext
+
+logger = logging.getLogger("django_kinetik.worker")
+
+#: longest a line waits to be written while its job runs
+FLUSH_EVERY = 0.2
+#: lines kept while the database cannot be reached
+MAX_WAITING = 50_000
+
+
+class LogWriter:
+    """Log lines waiting to be written, shared by a worker's job threads."""
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[JobLog, JobContext]] = []
+
+    def add(self, line: JobLog, context: JobContext) -> None:
+        with self._lock:
+            self._waiting.append((line, context))
+            if len(self._waiting) > MAX_WAITING:
+                dropped = len(self._waiting) - MAX_WAITING
+                del self._waiting[:dropped]
+                logger.warning("Dropped %d job log line(s): the database has been unreachable too long.", dropped)
+
+    def __bool__(self) -> bool:
+        """True while lines are waiting (an empty writer is falsy: test with ``is None`` to see if there is one)."""
+        return bool(self._waiting)
+
+    def flush(self) -> int:
+        """Write every waiting line in one insert; return how many (0 if the database is away)."""
+        from .execution import DATABASE_ERRORS
+
+        with self._lock:
+            batch, self._waiting = self._waiting, []
+        if not batch:
+            return 0
+        try:
+            JobLog.objects.using(self.alias).bulk_create([line for line, _ in batch])
+        except DATABASE_ERRORS as error:
+            logger.warning("Could not write %d job log line(s) (%s); retrying.", len(batch), error)
+            with self._lock:
+                self._waiting[:0] = batch
+            return 0
+        for line, context in batch:
+            # line.pk is None where the database cannot return ids from a bulk insert (MySQL).
+            publishing.logged(context, self.alias, line.pk, line.message, line.data)
+        return len(batch)
+
+    def write_now(self, line: JobLog, context: Any) -> None:
+        """Outside a worker (no settler): one INSERT, as it comes."""
+        line.save(using=self.alias, force_insert=True)
+        publishing.logged(context, self.alias, line.pk, line.message, line.data)
+
+
+def immediate(alias: str) -> LogWriter:
+    """A writer for contexts with no settler behind them: each line is written at once."""
+    return _Immediate(alias)
+
+
+class _Immediate(LogWriter):
+    def add(self, line: JobLog, context: JobContext) -> None:
+        self.write_now(line, context)
