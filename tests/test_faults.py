@@ -208,9 +208,9 @@ def test_kill_storm_and_a_database_restart_lose_nothing(fleet):
     assert kills >= 3
     assert_every_job_done_once(total)
     assert JobRun.objects.filter(outcome="lost").exists(), "no ghost was recovered: the kills hit nothing"
-    # 4 workers x (2 job threads + main loop + heartbeat + settler) + this test;
-    # killed ones must not linger.
-    assert peak_connections <= 4 * 5 + 4
+    # 4 workers x (2 job threads + main loop + heartbeat + settler + wake-up
+    # listener + event publisher) + this test; killed ones must not linger.
+    assert peak_connections <= 4 * 7 + 4
 
 
 def test_timeout_storm_with_threads_keeps_workers_serving(fleet):

@@ -56,12 +56,16 @@ class RedisFeed:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the blocking pop; ids it took but nobody claimed go back to Redis."""
-        self._stopped.set()
-        self.hungry.set()
-        self._thread.join(timeout=_BLOCK_SECONDS + 1)
+        """Stop the blocking pop; ids it took but nobody claimed go back to Redis.
+
+        Does not wait for the thread (a daemon, possibly inside a one-second
+        BZPOPMIN): a stopping worker's shutdown timeout must not grow by it.
+        An id it pops after this is put back by the thread itself.
+        """
         with self._lock:
+            self._stopped.set()
             left, self._handed = self._handed, []
+        self.hungry.set()
         if left and self.usable:
             queue.push_quietly(self._entries(left))
 
@@ -182,6 +186,11 @@ class RedisFeed:
                 continue
             if popped is not None:
                 with self._lock:
-                    self._handed.append(popped[1])
+                    stopped = self._stopped.is_set()
+                    if not stopped:
+                        self._handed.append(popped[1])
+                if stopped:
+                    queue.push_quietly(self._entries([popped[1]]))
+                    return
                 self.hungry.clear()
                 self._wake.set()

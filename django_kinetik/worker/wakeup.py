@@ -69,5 +69,6 @@ class PostgresListener:
                 pause = min(pause * 2, 5.0)
 
     def stop(self) -> None:
+        """Ask the thread to end, without waiting: a stopping worker's shutdown
+        timeout must not grow by the listener's poll (the thread is a daemon)."""
         self._stopped.set()
-        self._thread.join(timeout=2)
