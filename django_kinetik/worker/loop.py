@@ -203,6 +203,13 @@ class Worker:
             if self.feed is not None:
                 self.feed.stop()
             status = self._shut_down(pool, heartbeat)
+            if status == 0 and not self.code_still_running:
+                # Their connections close before run() returns (a worker run in a
+                # thread must not leave any). Not when put-back jobs' code still
+                # runs here: then the process must end at once.
+                for thread in (listener, self.feed):
+                    if thread is not None:
+                        thread.join(timeout=2)
             if status == 0 and self.supervised and self._recycle_reason:
                 return EXIT_RECYCLE
             return status

@@ -69,6 +69,9 @@ class RedisFeed:
         if left and self.usable:
             queue.push_quietly(self._entries(left))
 
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
     # -- health ------------------------------------------------------------
 
     @property
@@ -181,7 +184,10 @@ class RedisFeed:
                     queue.unpop(popped)
                     popped = None
                 self._recovered()
-            except REDIS_ERRORS as error:
+            except Exception as error:
+                if self._stopped.is_set():
+                    return  # its client may be closed under it; nothing of ours is lost
+                # Any error, not only Redis's: a dead thread would end the wake-ups.
                 self._trouble(error)
                 continue
             if popped is not None:
@@ -190,7 +196,10 @@ class RedisFeed:
                     if not stopped:
                         self._handed.append(popped[1])
                 if stopped:
-                    queue.push_quietly(self._entries([popped[1]]))
+                    try:
+                        queue.push_quietly(self._entries([popped[1]]))
+                    except Exception:
+                        pass  # still queued in the database: the reconciler pushes it again
                     return
                 self.hungry.clear()
                 self._wake.set()

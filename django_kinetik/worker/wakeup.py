@@ -72,3 +72,6 @@ class PostgresListener:
         """Ask the thread to end, without waiting: a stopping worker's shutdown
         timeout must not grow by the listener's poll (the thread is a daemon)."""
         self._stopped.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
