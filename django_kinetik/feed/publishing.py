@@ -71,6 +71,8 @@ class Publisher:
         self._events: deque[Record] = deque(maxlen=MAX_BUFFERED)
         self._finished: deque[int] = deque(maxlen=MAX_BUFFERED)
         self._wake = threading.Event()
+        #: finished ids are waiting: cut the pause between sends short
+        self._urgent = threading.Event()
         self._sending = False
         self._failing_since: float | None = None
         # Unknown at first: events are built until the thread has asked.
@@ -93,8 +95,14 @@ class Publisher:
         self._wake.set()
 
     def finished(self, job_id: int) -> None:
-        """A job reached its end (and that is committed): wake whoever waits on it."""
+        """A job reached its end (and that is committed): wake whoever waits on it.
+
+        Sent without waiting out :data:`SPACING`: a view waiting for this job
+        is the latency that matters most.
+        """
         self._finished.append(job_id)
+        if not self._urgent.is_set():
+            self._urgent.set()
         if not self._wake.is_set():
             self._wake.set()
 
@@ -105,8 +113,9 @@ class Publisher:
                 self.transport.close()
                 connected = False
                 continue
-            # Cleared before draining: anything appended from here on sets it again.
+            # Cleared before draining: anything appended from here on sets them again.
             self._wake.clear()
+            self._urgent.clear()
             records = _drain(self._events)
             ids = _drain(self._finished)
             if records or ids:
@@ -116,7 +125,8 @@ class Publisher:
                 finally:
                     self._sending = False
                 connected = True
-                time.sleep(SPACING)
+                self._urgent.wait(SPACING)
+                self._urgent.clear()
 
     def _send(self, records: list[Record], ids: list[int]) -> None:
         transport = self.transport
