@@ -86,6 +86,21 @@ class Command(BaseCommand):
                 except subprocess.TimeoutExpired:
                     process.kill()
 
+    def _wait_for_interrupt(self, processes: list[subprocess.Popen[bytes]]) -> None:
+        """Serve until Ctrl-C (the finally block stops the children), or until one of them exits."""
+        try:
+            while all(process.poll() is None for process in processes):
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopping the worker and the admin...")
+            # Ctrl-C in a terminal reached them too; a SIGTERM on top would be a
+            # second signal, which makes the worker skip its graceful stop.
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and any(process.poll() is None for process in processes):
+                time.sleep(0.1)
+            return
+        self.stderr.write("The worker or the admin server stopped; ending the demo.")
+
     def _create_jobs(self) -> list[Job]:
         self.stdout.write("Creating demo jobs on two tags, messaging and reports...")
         jobs = kinetik.create_many("demo.greet", [{"name": name} for name in ("Ada", "Grace", "Linus")])
