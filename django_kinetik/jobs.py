@@ -7,8 +7,6 @@ transaction commits, and ``job_created`` is sent only then.
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,7 +15,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from .backends import sql
+from .backends import postgres_inserts
 from .conf import get_settings
 from .durations import DelayLike, parse_duration, run_at_for
 from .exceptions import InvalidTransition, JobNotFound, UnknownTask
@@ -118,7 +116,7 @@ def create(
     using = _using()
     if unique_key is None and connections[using].vendor == "postgresql":
         # One prepared statement, like create_many (Django's save() costs ~0.4 ms here).
-        (job,) = insert_jobs_postgres(using, fields, [payload], batch_size=1)
+        (job,) = postgres_inserts.insert_jobs(using, fields, [payload], batch_size=1)
     else:
         job = Job(data=payload, unique_key=unique_key, **fields)
         if unique_key is None:
@@ -200,7 +198,7 @@ def create_many(
         return []
     using = _using()
     if connections[using].vendor == "postgresql":
-        jobs = insert_jobs_postgres(using, fields, payloads, batch_size=max(batch_size, 5000))
+        jobs = postgres_inserts.insert_jobs(using, fields, payloads, batch_size=max(batch_size, 5000))
     else:
         with transaction.atomic(using=using):
             jobs = Job.objects.using(using).bulk_create(
@@ -218,68 +216,6 @@ def create_many(
 
         transaction.on_commit(announce, using=using)
     return jobs
-
-
-def insert_jobs_postgres(
-    using: str, fields: dict[str, Any], payloads: list[dict[str, Any]], batch_size: int
-) -> list[Job]:
-    """``create_many`` on PostgreSQL: one ``INSERT ... SELECT FROM unnest`` per batch.
-
-    The data travels as one binary array of JSON texts; the shared fields as
-    single values. Django's ``bulk_create`` spends its time building a model
-    and a parameter per column per job, and binding them as SQL text.
-    """
-    from .backends.database import execute_prepared
-
-    shared = [json.dumps(fields[name]) if name == "options" else fields[name] for name in sql.INSERT_SHARED_COLUMNS]
-    jobs: list[Job] = []
-    # All or nothing across batches; one statement is atomic by itself.
-    atomic = transaction.atomic(using=using) if len(payloads) > batch_size else contextlib.nullcontext()
-    with atomic:
-        for start in range(0, len(payloads), batch_size):
-            batch = payloads[start : start + batch_size]
-            texts = [_ENCODE(payload) for payload in batch]
-            # The sequence hands out ids in insertion order, which follows the array.
-            ids = sorted(row[0] for row in execute_prepared(using, sql.INSERT_JOBS, [*shared, texts]))
-            jobs += [_inserted_job(using, job_id, payload, fields) for job_id, payload in zip(ids, batch, strict=True)]
-    return jobs
-
-
-def _inserted_job(using: str, job_id: int, data: dict[str, Any], fields: dict[str, Any]) -> Job:
-    return Job.loaded(
-        using,
-        {
-            **_NEW_JOB,
-            "id": job_id,
-            "data": data,
-            "task": fields["task"],
-            "tag": fields["tag"],
-            "priority": fields["priority"],
-            "status": fields["status"],
-            "options": fields["options"],
-            "run_at": fields["run_at"],
-            "created_at": fields["created_at"],
-        },
-    )
-
-
-#: what a just-inserted job holds besides what create_many gives it
-_NEW_JOB: dict[str, Any] = {
-    "result": None,
-    "error": "",
-    "error_code": "",
-    "attempts": 0,
-    "ghosts": 0,
-    "unique_key": None,
-    "started_at": None,
-    "finished_at": None,
-    "progress_current": None,
-    "progress_total": None,
-    "progress_data": None,
-    "worker_id": None,
-    "lease_expires_at": None,
-}
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def get_job(job: JobRef) -> Job:

@@ -75,32 +75,31 @@ def _back(job: Job) -> HttpResponseRedirect:
     return HttpResponseRedirect(reverse("admin:django_kinetik_job_change", args=[job.pk]))
 
 
-def cancel_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:
+def _change_view(
+    model_admin: Any, request: HttpRequest, object_id: str, allowed: bool, change: Any, done: str
+) -> HttpResponse:
+    """A POST-only button on the job page: ``change(job)``, then back to the page with a message."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    if not model_admin.has_cancel_permission(request):
+    if not allowed:
         raise PermissionDenied
     job = _job(model_admin, request, object_id)
     try:
-        jobs.cancel(job)
-        model_admin.message_user(request, f"Job #{job.pk} cancelled.", messages.SUCCESS)
+        change(job)
+        model_admin.message_user(request, f"Job #{job.pk} {done}.", messages.SUCCESS)
     except InvalidTransition as error:
         model_admin.message_user(request, str(error), messages.WARNING)
     return _back(job)
+
+
+def cancel_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:
+    allowed = model_admin.has_cancel_permission(request)
+    return _change_view(model_admin, request, object_id, allowed, jobs.cancel, "cancelled")
 
 
 def retry_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:
-    if request.method != "POST":
-        return HttpResponseNotAllowed(["POST"])
-    if not model_admin.has_retry_permission(request):
-        raise PermissionDenied
-    job = _job(model_admin, request, object_id)
-    try:
-        jobs.retry(job)
-        model_admin.message_user(request, f"Job #{job.pk} queued again.", messages.SUCCESS)
-    except InvalidTransition as error:
-        model_admin.message_user(request, str(error), messages.WARNING)
-    return _back(job)
+    allowed = model_admin.has_retry_permission(request)
+    return _change_view(model_admin, request, object_id, allowed, jobs.retry, "queued again")
 
 
 def edit_retry_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponse:

@@ -125,15 +125,16 @@ def announce_ids(ids: Sequence[int], using: str) -> None:
     """:func:`announce` for jobs known by id only (re-queued by a bulk action, a retry, a shutdown)."""
     if not ids or not enabled():
         return
+    transaction.on_commit(lambda: push_quietly(entries_of(using, ids)), using=using)
+
+
+def entries_of(using: str, ids: Sequence[int]) -> list[Entry]:
+    """The entries of those of ``ids`` that are queued now (others must not be pushed)."""
     from ..models import Job, Status
 
-    def push_queued() -> None:
-        entries = list(
-            Job.objects.using(using).filter(pk__in=list(ids), status=Status.QUEUED).values_list("id", "tag", "priority")
-        )
-        push_quietly(entries)
-
-    transaction.on_commit(push_queued, using=using)
+    return list(
+        Job.objects.using(using).filter(pk__in=list(ids), status=Status.QUEUED).values_list("id", "tag", "priority")
+    )
 
 
 def queued_entries(using: str, tag: str, limit: int) -> list[Entry]:

@@ -126,13 +126,7 @@ class RedisFeed:
             queue.push_quietly(self._entries(ids))
 
     def _entries(self, ids: Sequence[int]) -> list[queue.Entry]:
-        from ..models import Job, Status
-
-        return list(
-            Job.objects.using(self.alias)
-            .filter(pk__in=list(ids), status=Status.QUEUED)
-            .values_list("id", "tag", "priority")
-        )
+        return queue.entries_of(self.alias, ids)
 
     def database_had_more(self) -> None:
         """The database claim found jobs Redis did not offer: push the backlog back."""
