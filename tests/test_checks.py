@@ -25,6 +25,9 @@ def kinetik_messages():
         ({"TASKS": {"test.echo": {"timeout": "soon"}}}, "kinetik.E006", "'soon' is not a duration"),
         ({"MIDDLEWARE": ["no.such.Middleware"]}, "kinetik.E007", "cannot be imported"),
         ({"TASKS": {"no.such.task": {"retries": 1}}}, "kinetik.W001", "no task has that name"),
+        ({"REDIS": "sessions"}, "kinetik.E009", "neither a redis:// URL nor a cache alias"),
+        ({"REDIS": "default"}, "kinetik.E009", "whose backend is not django-redis"),
+        ({"REDIS_PREFIX": "my project"}, "kinetik.E004", "a non-empty string without spaces"),
     ],
 )
 def test_check_names_each_bad_setting(setting, check_id, text):
@@ -60,3 +63,12 @@ def test_manage_py_check_reports_the_error(capsys):
     with override_settings(KINETIK={"INTERVAL": "soonish"}), pytest.raises(SystemCheckError) as error:
         call_command("check")
     assert "kinetik.E003" in str(error.value)
+
+
+@override_settings(
+    CACHES={"redis": {"BACKEND": "django_redis.cache.RedisCache", "LOCATION": "redis://127.0.0.1:6379/15"}},
+    KINETIK={"REDIS": "redis", "REDIS_PREFIX": "shop"},
+)
+def test_a_django_redis_cache_alias_is_a_valid_fast_path():
+    assert "kinetik.E009" not in kinetik_messages()
+    assert (get_settings().redis, get_settings().redis_prefix) == ("redis", "shop")
