@@ -14,7 +14,9 @@ class KinetikConfig(AppConfig):
     def ready(self) -> None:
         from . import checks  # noqa: F401 - registers the system checks
         from .conf import reset_settings
+        from .tasks_backend import bridge
 
         setting_changed.connect(reset_settings, dispatch_uid="django_kinetik.reset_settings")
+        bridge.connect()  # Django's task_finished for django.tasks jobs
         # Every installed app's tasks.py defines its tasks when imported.
         autodiscover_modules("tasks")

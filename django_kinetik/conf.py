@@ -41,6 +41,8 @@ class KinetikSettings:
     redis: str = ""
     #: prefix of every Redis key and channel, so several projects can share one Redis
     redis_prefix: str = "kinetik"
+    #: run each job in the creating process, before ``create`` returns (tests, scripts)
+    eager: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Problem:
 
 _DURATIONS = {"INTERVAL": "interval", "LEASE": "lease", "SHUTDOWN_TIMEOUT": "shutdown_timeout"}
 _MINIMUM = {"INTERVAL": 0.001, "LEASE": 1.0, "SHUTDOWN_TIMEOUT": 0.0}
-KNOWN_KEYS = ("DATABASE", "TASKS", "MIDDLEWARE", "REDIS", "REDIS_PREFIX", *_DURATIONS)
+KNOWN_KEYS = ("DATABASE", "TASKS", "MIDDLEWARE", "REDIS", "REDIS_PREFIX", "EAGER", *_DURATIONS)
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
@@ -113,6 +115,11 @@ def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
         else:
             values["middleware"] = tuple(middleware)
     problems += _read_redis(raw, values)
+    if "EAGER" in raw:
+        if not isinstance(raw["EAGER"], bool):
+            problems.append(_wrong_type("EAGER", "True or False", raw["EAGER"]))
+        else:
+            values["eager"] = raw["EAGER"]
     if "TASKS" in raw:
         tasks = raw["TASKS"]
         if not isinstance(tasks, Mapping):

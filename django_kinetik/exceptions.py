@@ -33,6 +33,15 @@ class UnknownTask(KinetikError, LookupError):
         )
 
 
+class TaskNotImportable(UnknownTask):
+    """A ``django.tasks`` job's function cannot be imported in this process (its code is not here)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.reason = reason
+        KinetikError.__init__(self, f"The django.tasks function {name!r} cannot be imported here: {reason}")
+        self.name = name
+
+
 class JobNotFound(KinetikError, LookupError):
     """No job with this id exists."""
 
@@ -51,6 +60,10 @@ class InvalidTransition(KinetikError):
 
 class JobTimeout(KinetikError):
     """A run took longer than its timeout (recorded on the job; used by ``retry_on``)."""
+
+
+class JobLost(KinetikError):
+    """A run's worker vanished (its lease ran out); recorded as the attempt's exception."""
 
 
 class JobError(KinetikError):

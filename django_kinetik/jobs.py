@@ -7,7 +7,7 @@ transaction commits, and ``job_created`` is sent only then.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,6 +27,7 @@ from .options import RUN_OPTION_NAMES, parse_options, parse_tag
 from .priorities import PriorityLike, parse_priority
 from .registry import Task, registry
 from .signals import emit, job_cancelled, job_created
+from .worker import eager
 
 TaskRef = Task | str
 JobRef = Job | int
@@ -55,6 +56,7 @@ def _prepare(
     priority: PriorityLike | None,
     tag: str | None,
     options: Mapping[str, Any],
+    task_backend: str = "",
 ) -> dict[str, Any]:
     """Validate everything about the jobs to create before anything is written."""
     name, definition = _resolve_task(task, tag)
@@ -71,6 +73,7 @@ def _prepare(
     run_at = run_at_for(delay, now)
     return {
         "task": name,
+        "task_backend": task_backend,
         "definition": definition,
         "tag": parse_tag(tag) if tag is not None else defaults.tag,  # type: ignore[union-attr]
         "priority": parse_priority(priority) if priority is not None else (defaults.priority if defaults else 0),
@@ -96,6 +99,7 @@ def create(
     priority: PriorityLike | None = None,
     tag: str | None = None,
     unique_key: str | None = None,
+    task_backend: str = "",
     **options: Any,
 ) -> Job:
     """Create one job and return it.
@@ -106,10 +110,13 @@ def create(
     (``"high"``). With ``unique_key``, a queued, delayed or running job with the
     same key is returned instead of a new one. Other keyword arguments override
     the task's ``timeout``, ``retries``, ``retry_delay`` and ``backoff`` for this
-    job. Nothing is written if any argument is invalid.
+    job. Nothing is written if any argument is invalid. ``task_backend`` is set
+    by the ``django.tasks`` backend (the alias that enqueued the job).
+
+    With ``KINETIK["EAGER"]`` the job runs here before this returns.
     """
     payload = ensure_json_object(data)
-    fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options)
+    fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options, task_backend=task_backend)
     definition = fields.pop("definition")
     if unique_key is not None and not isinstance(unique_key, str):
         raise TypeError(f"unique_key must be a string, not {type(unique_key).__name__}")
@@ -130,7 +137,21 @@ def create(
     publishing.created([job], using)
     if job_created.has_listeners(Job):
         transaction.on_commit(lambda: emit(job_created, Job, job=job, task=definition), using=using)
+    _created([job])
     return job
+
+
+#: called with every batch of jobs just created, before eager mode runs them
+#: (how :mod:`django_kinetik.testing` captures jobs)
+created_hooks: list[Callable[[list[Job]], None]] = []
+
+
+def _created(jobs: list[Job]) -> None:
+    for hook in list(created_hooks):
+        hook(jobs)
+    if eager.enabled():
+        for job in jobs:
+            eager.run(job)
 
 
 def _save_unique(job: Job, using: str) -> Job | None:
@@ -215,6 +236,7 @@ def create_many(
                 emit(job_created, Job, job=job, task=definition)
 
         transaction.on_commit(announce, using=using)
+    _created(jobs)
     return jobs
 
 

@@ -97,6 +97,22 @@ class Registry:
         except KeyError:
             raise UnknownTask(name) from None
 
+    def for_job(self, job: Job) -> Task:
+        """The definition that runs ``job``: a registered task, or the ``django.tasks`` function it names.
+
+        A job enqueued through the django.tasks backend names its function by
+        module path; a process that has not imported it yet does so now.
+        Raises :class:`UnknownTask` (:class:`TaskNotImportable` for such a job).
+        """
+        task = self._tasks.get(job.task)
+        if task is not None:
+            return task
+        if job.task_backend:
+            from .tasks_backend.running import import_definition
+
+            return import_definition(job.task, job.task_backend)
+        raise UnknownTask(job.task)
+
     def find(self, name: str) -> Task | None:
         """The task called ``name``, or None if this process does not have it."""
         return self._tasks.get(name)

@@ -1,50 +1,24 @@
-import factory
-from django.utils import timezone
+"""The suite's factories: the public ones, with the suite's test task as the default."""
 
-from django_kinetik.models import Job, JobLog, JobRun, Outcome, Status, Worker
-
-
-class WorkerFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Worker
-
-    name = factory.Sequence(lambda n: f"host:{1000 + n}:abc")
-    host = "host"
-    pid = factory.Sequence(lambda n: 1000 + n)
-    tags = factory.LazyFunction(lambda: ["alpha"])
+from django_kinetik.testing import factories
 
 
-class JobFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = Job
+class WorkerFactory(factories.WorkerFactory):
+    tags = factories.factory.LazyFunction(lambda: ["alpha"])
 
+
+class JobFactory(factories.JobFactory):
     task = "test.echo"
     tag = "alpha"
-    status = Status.QUEUED
-    data = factory.LazyFunction(dict)
 
 
 class FinishedJobFactory(JobFactory):
-    status = Status.COMPLETED
-    attempts = 1
-    started_at = factory.LazyFunction(timezone.now)
-    finished_at = factory.LazyFunction(timezone.now)
+    completed = True
 
 
-class JobRunFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = JobRun
-
-    job = factory.SubFactory(FinishedJobFactory)
-    attempt = 1
-    outcome = Outcome.COMPLETED
-    started_at = factory.LazyFunction(timezone.now)
-    finished_at = factory.LazyFunction(timezone.now)
+class JobRunFactory(factories.JobRunFactory):
+    job = factories.factory.SubFactory(FinishedJobFactory)
 
 
-class JobLogFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = JobLog
-
-    job = factory.SubFactory(FinishedJobFactory)
-    message = factory.Sequence(lambda n: f"line {n}")
+class JobLogFactory(factories.JobLogFactory):
+    job = factories.factory.SubFactory(FinishedJobFactory)

@@ -106,3 +106,14 @@ KINETIK = {
 if os.environ.get("KINETIK_TEST_REDIS"):
     KINETIK["REDIS"] = os.environ["KINETIK_TEST_REDIS"]
     KINETIK["REDIS_PREFIX"] = os.environ.get("KINETIK_TEST_REDIS_PREFIX", "kinetik-test")
+
+# Django's Tasks framework (django.tasks on 6.0+, the django-tasks backport on 5.2)
+# runs on kinetik; the suite's @task functions live in tests/testapp/django_tasks.py,
+# which kinetik does not autodiscover (workers import it when they meet its jobs).
+TASKS = {
+    "default": {
+        "BACKEND": "django_kinetik.tasks_backend.KinetikTaskBackend",
+        "QUEUES": ["default", "mail"],
+        "OPTIONS": {"retry_delay": "10ms"},
+    }
+}

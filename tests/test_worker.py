@@ -315,7 +315,8 @@ def test_the_worker_registers_itself_and_says_when_it_stopped(run_worker):
     run_worker(concurrency=2)
     worker = Worker.objects.get()
     assert worker.state == Worker.State.OFFLINE
-    assert (worker.jobs_done, worker.concurrency, worker.tags) == (3, 2, ["alpha", "beta", "gamma"])
+    # then the queues of the django.tasks backend in TASKS
+    assert (worker.jobs_done, worker.concurrency, worker.tags) == (3, 2, ["alpha", "beta", "gamma", "default", "mail"])
     assert worker.stopped_at is not None
     assert set(Job.objects.values_list("worker", flat=True)) == {worker.pk}
     assert set(JobRun.objects.values_list("worker", flat=True)) == {worker.pk}

@@ -29,12 +29,38 @@ class Settlement:
     result: Any = None
     error: str = ""
     error_code: str = ""
+    #: dotted path of the exception class that ended the attempt (see outcomes.exception_path)
+    exception: str = ""
     traceback: str = ""
     #: when a retried job runs next
     run_at: datetime | None = None
     #: settled by another worker because the lease expired: only applies if it
     #: still is expired, and a re-queued job counts a ghost instead of an attempt
     lost: bool = False
+
+
+@dataclass(frozen=True)
+class Runnable:
+    """Which queued jobs a worker may claim.
+
+    Its tasks, by name. A worker that serves a ``django.tasks`` backend also
+    runs every job such a backend enqueued (the task is the function's module
+    path, imported when the job runs), except the paths it failed to import:
+    those stay queued for a worker that has the code.
+    """
+
+    tasks: tuple[str, ...]
+    django_tasks: bool = False
+    unimportable: frozenset[str] = frozenset()
+
+    def params(self) -> list[Any]:
+        """The claim's parameters for the runnable condition (see ``sql.py``), as lists."""
+        if not self.django_tasks:
+            return [list(self.tasks)]
+        return [list(self.tasks), ["", *sorted(self.unimportable)]]
+
+    def __bool__(self) -> bool:
+        return bool(self.tasks) or self.django_tasks
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,8 +86,8 @@ class Backend(abc.ABC):
         """Mark a worker offline, with its final ``stats`` (``jobs_done``, ``runaway_threads``)."""
 
     @abc.abstractmethod
-    def claim(self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, lease: float) -> list[Job]:
-        """Atomically take up to ``limit`` queued jobs of ``tag`` whose task is in ``tasks``.
+    def claim(self, worker_id: int, tag: str, runnable: Runnable, limit: int, lease: float) -> list[Job]:
+        """Atomically take up to ``limit`` queued jobs of ``tag`` that are ``runnable`` here.
 
         Taken jobs are ``active``, leased to ``worker_id`` for ``lease`` seconds,
         their ``attempts`` counted; returned in priority order. No job is ever
@@ -69,11 +95,11 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def claim_ids(self, worker_id: int, ids: Sequence[int], tasks: Sequence[str], lease: float) -> list[Job]:
+    def claim_ids(self, worker_id: int, ids: Sequence[int], runnable: Runnable, lease: float) -> list[Job]:
         """:meth:`claim` for jobs picked elsewhere (the Redis fast path): those of ``ids`` still queued.
 
-        Ids that are no longer queued (taken, cancelled, deleted) or whose task
-        is not in ``tasks`` are skipped. Returned in the order of ``ids``.
+        Ids that are no longer queued (taken, cancelled, deleted) or not
+        ``runnable`` here are skipped. Returned in the order of ``ids``.
         """
 
     @abc.abstractmethod
@@ -119,6 +145,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def mark_lost_workers(self, silent_for: float) -> int:
         """Mark workers that have not heart-beaten for ``silent_for`` seconds as lost."""
+
+    @abc.abstractmethod
+    def release(self, job: Job) -> bool:
+        """Put a claimed job that never started back in the queue, its attempt not counted.
+
+        For a job this worker cannot run after all (its code does not import
+        here); False if the job was no longer this claim's.
+        """
 
     @abc.abstractmethod
     def requeue_unfinished(self, worker_id: int) -> list[int]:

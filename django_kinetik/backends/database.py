@@ -29,12 +29,12 @@ from functools import partial
 from typing import Any, TypeVar
 
 from django.db import OperationalError, connections, transaction
-from django.db.models import F, Min
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from ..models import Job, JobRun, Status, TagState, Worker
 from . import sql
-from .base import Backend, Settlement, WorkerInfo
+from .base import Backend, Runnable, Settlement, WorkerInfo
 
 T = TypeVar("T")
 
@@ -70,6 +70,13 @@ _CLAIMED: dict[str, Any] = {
     "progress_total": None,
     "progress_data": None,
 }
+
+
+def _sqlite_runnable(runnable: Runnable) -> tuple[str, list[Any]]:
+    """The runnable condition for SQLite's claim, and its parameters."""
+    lists = runnable.params()
+    condition = sql.sqlite_runnable(len(lists[0]), len(lists[1]) if runnable.django_tasks else None)
+    return condition, [value for values in lists for value in values]
 
 
 def _json(value: Any) -> Any:
@@ -212,28 +219,25 @@ class DatabaseBackend(Backend):
 
     # -- the hot path ------------------------------------------------------
 
-    def claim(self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, lease: float) -> list[Job]:
-        if limit <= 0 or not tasks:
+    def claim(self, worker_id: int, tag: str, runnable: Runnable, limit: int, lease: float) -> list[Job]:
+        if limit <= 0 or not runnable:
             return []
         now = timezone.now()
         expires = now + timedelta(seconds=lease)
         vendor = self.vendor
         if vendor == "postgresql":
-            jobs = self._claim_postgres(worker_id, tag, tasks, limit, now, expires)
+            statement = sql.POSTGRES_CLAIM[runnable.django_tasks]
+            rows = self._execute_prepared(statement, [now, worker_id, expires, tag, *runnable.params(), limit])
+            jobs = self._claimed_jobs(rows, worker_id, now, expires)
         elif vendor == "sqlite":
-            statement = sql.SQLITE_CLAIM.format(placeholders=", ".join(["%s"] * len(tasks)))
-            params = [self._adapt(now), worker_id, self._adapt(expires), tag, *tasks, limit]
+            condition, values = _sqlite_runnable(runnable)
+            statement = sql.SQLITE_CLAIM.format(runnable=condition)
+            params = [self._adapt(now), worker_id, self._adapt(expires), tag, *values, limit]
             jobs = self._retrying_locks(lambda: list(self._jobs().raw(statement, params)))
         else:
-            jobs = self._claim_with_orm(worker_id, tag, tasks, limit, now, expires)
+            jobs = self._claim_with_orm(worker_id, tag, runnable, limit, now, expires)
         jobs.sort(key=_claim_order)
         return jobs
-
-    def _claim_postgres(
-        self, worker_id: int, tag: str, tasks: Sequence[str], limit: int, now: datetime, expires: datetime
-    ) -> list[Job]:
-        rows = self._execute_prepared(sql.POSTGRES_CLAIM, [now, worker_id, expires, tag, list(tasks), limit])
-        return self._claimed_jobs(rows, worker_id, now, expires)
 
     def _claimed_jobs(self, rows: list[tuple[Any, ...]], worker_id: int, now: datetime, expires: datetime) -> list[Job]:
         """Job rows built from the few columns a PostgreSQL claim returns.
@@ -244,7 +248,9 @@ class DatabaseBackend(Backend):
         thirds of a busy worker's CPU.
         """
         jobs = []
-        for job_id, task, tag_, priority, data, options, attempts, ghosts, unique_key, run_at, created_at in rows:
+        for row in rows:
+            (job_id, task, task_backend, tag_, priority, data, options) = row[:7]
+            (attempts, ghosts, unique_key, run_at, created_at) = row[7:]
             jobs.append(
                 Job.loaded(
                     self.alias,
@@ -252,6 +258,7 @@ class DatabaseBackend(Backend):
                         **_CLAIMED,
                         "id": job_id,
                         "task": task,
+                        "task_backend": task_backend,
                         "tag": tag_,
                         "priority": priority,
                         "data": _json(data),
@@ -269,23 +276,23 @@ class DatabaseBackend(Backend):
             )
         return jobs
 
-    def claim_ids(self, worker_id: int, ids: Sequence[int], tasks: Sequence[str], lease: float) -> list[Job]:
-        if not ids or not tasks:
+    def claim_ids(self, worker_id: int, ids: Sequence[int], runnable: Runnable, lease: float) -> list[Job]:
+        if not ids or not runnable:
             return []
         now = timezone.now()
         expires = now + timedelta(seconds=lease)
         vendor = self.vendor
         if vendor == "postgresql":
-            rows = self._execute_prepared(sql.POSTGRES_CLAIM_IDS, [now, worker_id, expires, list(ids), list(tasks)])
+            statement = sql.POSTGRES_CLAIM_IDS[runnable.django_tasks]
+            rows = self._execute_prepared(statement, [now, worker_id, expires, list(ids), *runnable.params()])
             jobs = self._claimed_jobs(rows, worker_id, now, expires)
         elif vendor == "sqlite":
-            statement = sql.SQLITE_CLAIM_IDS.format(
-                ids=", ".join(["%s"] * len(ids)), tasks=", ".join(["%s"] * len(tasks))
-            )
-            params = [self._adapt(now), worker_id, self._adapt(expires), *ids, *tasks]
+            condition, values = _sqlite_runnable(runnable)
+            statement = sql.SQLITE_CLAIM_IDS.format(ids=", ".join(["%s"] * len(ids)), runnable=condition)
+            params = [self._adapt(now), worker_id, self._adapt(expires), *ids, *values]
             jobs = self._retrying_locks(lambda: list(self._jobs().raw(statement, params)))
         else:
-            jobs = self._claim_with_orm(worker_id, None, tasks, len(ids), now, expires, ids=ids)
+            jobs = self._claim_with_orm(worker_id, None, runnable, len(ids), now, expires, ids=ids)
         position = {job_id: index for index, job_id in enumerate(ids)}
         jobs.sort(key=lambda job: position.get(job.pk, 0))
         return jobs
@@ -294,14 +301,17 @@ class DatabaseBackend(Backend):
         self,
         worker_id: int,
         tag: str | None,
-        tasks: Sequence[str],
+        runnable: Runnable,
         limit: int,
         now: datetime,
         expires: datetime,
         ids: Sequence[int] | None = None,
     ) -> list[Job]:
         """The claim for MySQL/MariaDB: the next jobs of ``tag``, or those of ``ids`` still queued."""
-        candidates = self._jobs().filter(status=Status.QUEUED, task__in=tasks)
+        condition = Q(task__in=runnable.tasks)
+        if runnable.django_tasks:
+            condition |= ~Q(task_backend="") & ~Q(task__in=runnable.unimportable)
+        candidates = self._jobs().filter(condition, status=Status.QUEUED)
         candidates = candidates.filter(tag=tag) if ids is None else candidates.filter(pk__in=list(ids))
         with transaction.atomic(using=self.alias):
             ids = list(
@@ -394,6 +404,7 @@ class DatabaseBackend(Backend):
             finished_at=settlement.finished_at,
             error=settlement.error,
             error_code=settlement.error_code,
+            exception=settlement.exception,
             traceback=settlement.traceback,
         )
         _apply(job, changes)
@@ -413,6 +424,7 @@ class DatabaseBackend(Backend):
             columns["result"].append(None if requeued or settlement.result is None else Jsonb(settlement.result))
             columns["error"].append(settlement.error)
             columns["error_code"].append(settlement.error_code)
+            columns["exception"].append(settlement.exception)
             columns["traceback"].append(settlement.traceback)
             columns["run_at"].append((settlement.run_at or settlement.finished_at) if requeued else None)
             columns["finished_at"].append(settlement.finished_at)
@@ -433,6 +445,23 @@ class DatabaseBackend(Backend):
             JobRun.objects.using(self.alias)
             .filter(job_id=job.pk, attempt=job.attempts, worker=job.worker_id, outcome=settlement.outcome)
             .exists()
+        )
+
+    def release(self, job: Job) -> bool:
+        return bool(
+            self._retrying_locks(
+                lambda: (
+                    self._jobs()
+                    .filter(pk=job.pk, status=Status.ACTIVE, worker_id=job.worker_id, attempts=job.attempts)
+                    .update(
+                        status=Status.QUEUED,
+                        attempts=F("attempts") - 1,
+                        worker_id=None,
+                        lease_expires_at=None,
+                        started_at=None,
+                    )
+                )
+            )
         )
 
     def requeue_unfinished(self, worker_id: int) -> list[int]:

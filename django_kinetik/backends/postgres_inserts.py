@@ -47,6 +47,7 @@ def _inserted_job(using: str, job_id: int, data: dict[str, Any], fields: dict[st
             "id": job_id,
             "data": data,
             "task": fields["task"],
+            "task_backend": fields["task_backend"],
             "tag": fields["tag"],
             "priority": fields["priority"],
             "status": fields["status"],

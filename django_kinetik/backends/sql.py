@@ -13,20 +13,20 @@ RUN = JobRun._meta.db_table
 _RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data = NULL"
 
 #: what a PostgreSQL claim returns per job (built into a Job by DatabaseBackend._claimed_jobs)
-_CLAIM_RETURNING = """RETURNING id, task, tag, priority, data, options, attempts, ghosts, unique_key,
+_CLAIM_RETURNING = """RETURNING id, task, task_backend, tag, priority, data, options, attempts, ghosts, unique_key,
           extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8"""
 
 # ``id = ANY(ARRAY(subquery))`` rather than a join on the picked ids: a join
 # makes the planner probe the ends of the primary-key index for its estimates,
 # and in a busy queue those ends are full of dead row versions (planning took
 # ~5 ms per claim mid-drain; this form plans in ~0.15 ms).
-POSTGRES_CLAIM = f"""
+_POSTGRES_CLAIM = f"""
 UPDATE {JOB}
 SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
     worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
 WHERE id = ANY(ARRAY(
     SELECT id FROM {JOB}
-    WHERE status = 'queued' AND tag = %s AND task = ANY(%s)
+    WHERE status = 'queued' AND tag = %s AND {{runnable}}
     ORDER BY priority DESC, run_at, id
     LIMIT %s
     FOR UPDATE SKIP LOCKED
@@ -36,19 +36,45 @@ WHERE id = ANY(ARRAY(
 
 # The Redis fast path picked the ids; the database says which are still queued.
 # The row lock makes a concurrent claim of the same id wait and then skip it.
-POSTGRES_CLAIM_IDS = f"""
+_POSTGRES_CLAIM_IDS = f"""
 UPDATE {JOB}
 SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
     worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
-WHERE id = ANY(%b::bigint[]) AND status = 'queued' AND task = ANY(%s)
+WHERE id = ANY(%b::bigint[]) AND status = 'queued' AND {{runnable}}
 {_CLAIM_RETURNING}
 """
+
+# Which jobs a worker may take (see backends.base.Runnable): its tasks by name,
+# and, when it serves a django.tasks backend, every job such a backend enqueued
+# except the module paths it could not import. The second array always holds
+# at least '' (no task has that name), so "NOT IN" never meets an empty list.
+_RUNNABLE_PG = "task = ANY(%s)"
+_RUNNABLE_PG_WITH_DJANGO_TASKS = "(task = ANY(%s) OR (task_backend <> '' AND NOT task = ANY(%s)))"
+
+#: the claim, by whether django.tasks jobs are runnable too
+POSTGRES_CLAIM = {
+    False: _POSTGRES_CLAIM.format(runnable=_RUNNABLE_PG),
+    True: _POSTGRES_CLAIM.format(runnable=_RUNNABLE_PG_WITH_DJANGO_TASKS),
+}
+POSTGRES_CLAIM_IDS = {
+    False: _POSTGRES_CLAIM_IDS.format(runnable=_RUNNABLE_PG),
+    True: _POSTGRES_CLAIM_IDS.format(runnable=_RUNNABLE_PG_WITH_DJANGO_TASKS),
+}
+
+
+def sqlite_runnable(tasks: int, unimportable: int | None) -> str:
+    """The runnable condition for SQLite with this many task names (and, with django.tasks, exclusions)."""
+    names = f"task IN ({', '.join(['%s'] * tasks)})"
+    if unimportable is None:
+        return names
+    return f"({names} OR (task_backend <> '' AND task NOT IN ({', '.join(['%s'] * unimportable)})))"
+
 
 SQLITE_CLAIM_IDS = f"""
 UPDATE {JOB}
 SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
     worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
-WHERE id IN ({{ids}}) AND status = 'queued' AND task IN ({{tasks}})
+WHERE id IN ({{ids}}) AND status = 'queued' AND {{runnable}}
 RETURNING *
 """
 
@@ -58,7 +84,7 @@ SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = N
     worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
 WHERE id IN (
     SELECT id FROM {JOB}
-    WHERE status = 'queued' AND tag = %s AND task IN ({{placeholders}})
+    WHERE status = 'queued' AND tag = %s AND {{runnable}}
     ORDER BY priority DESC, run_at, id
     LIMIT %s
 )
@@ -74,6 +100,7 @@ SETTLE_MANY_COLUMNS = (
     "result",
     "error",
     "error_code",
+    "exception",
     "traceback",
     "run_at",
     "finished_at",
@@ -91,8 +118,8 @@ SETTLE_MANY = f"""
 WITH ended AS (
     SELECT * FROM unnest(
         %b::bigint[], %b::integer[], %b::bigint[], %b::text[], %b::jsonb[], %b::text[],
-        %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::text[], %b::timestamptz[]
-    ) AS e(id, attempt, worker_id, status, result, error, error_code, traceback,
+        %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[], %b::text[], %b::timestamptz[]
+    ) AS e(id, attempt, worker_id, status, result, error, error_code, exception, traceback,
            run_at, finished_at, outcome, started_at)
 ),
 settled AS (
@@ -113,20 +140,21 @@ settled AS (
       AND job.worker_id = ended.worker_id AND job.attempts = ended.attempt
     RETURNING job.id
 )
-INSERT INTO {RUN} (job_id, attempt, worker_id, outcome, started_at, finished_at, error, error_code, traceback)
+INSERT INTO {RUN} (job_id, attempt, worker_id, outcome, started_at, finished_at, error, error_code, exception,
+                   traceback)
 SELECT ended.id, ended.attempt, ended.worker_id, ended.outcome, ended.started_at, ended.finished_at,
-       ended.error, ended.error_code, ended.traceback
+       ended.error, ended.error_code, ended.exception, ended.traceback
 FROM ended JOIN settled ON settled.id = ended.id
 RETURNING job_id
 """
 
 #: create_many's shared values, in the order INSERT_JOBS takes them (then the data array)
-INSERT_SHARED_COLUMNS = ("task", "tag", "priority", "status", "options", "run_at", "created_at")
+INSERT_SHARED_COLUMNS = ("task", "task_backend", "tag", "priority", "status", "options", "run_at", "created_at")
 
 INSERT_JOBS = f"""
-INSERT INTO {JOB} (task, tag, priority, status, options, run_at, created_at, data, result, error,
+INSERT INTO {JOB} (task, task_backend, tag, priority, status, options, run_at, created_at, data, result, error,
                    error_code, attempts, ghosts)
-SELECT %s, %s, %s, %s, %s::jsonb, %s, %s, data::jsonb, NULL, '', '', 0, 0
+SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, %s, data::jsonb, NULL, '', '', 0, 0
 FROM unnest(%b::text[]) WITH ORDINALITY AS d(data, n)
 ORDER BY n
 RETURNING id

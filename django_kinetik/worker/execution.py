@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,18 +113,24 @@ class Executor:
     """Executes claimed jobs through the middleware chain and settles them."""
 
     def __init__(
-        self, backend: Backend, alias: str, middleware: list[MiddlewareFactory], *, lease: float = 60.0
+        self,
+        backend: Backend,
+        alias: str,
+        middleware: list[MiddlewareFactory],
+        *,
+        lease: float = 60.0,
+        logs: LogWriter | None = None,
     ) -> None:
         self.backend = backend
         self.alias = alias
         self.lease = lease
-        #: where job log lines go; the worker hands this to its settler to write in batches
-        self.logs = LogWriter(alias)
+        #: where job log lines go; a worker hands this to its settler to write in batches
+        self.logs = LogWriter(alias) if logs is None else logs
         self._chain = build_chain(_call_action, middleware)
 
     def start(self, job: Job) -> RunningJob:
         """Prepare a claimed job to run: its task, options, context and deadline."""
-        task = registry.get(job.task)
+        task = registry.for_job(job)
         options = outcomes.run_options(task, job)
         started = time.monotonic()
         return RunningJob(
@@ -142,7 +149,11 @@ class Executor:
         emit(job_started, Job, job=job, task=running.task)
         try:
             settlement = outcomes.completed(ensure_json(self._chain(running.context), what="the task's return value"))
-        except Exception as error:
+        except BaseException as error:
+            # SystemExit or KeyboardInterrupt raised by a job's code fail the job
+            # like any error; only a real Ctrl-C (the main thread: eager mode) stops.
+            if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
+                raise
             settlement = outcomes.failed(job, running.options, error)
         finally:
             tidy_connections()

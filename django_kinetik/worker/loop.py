@@ -29,6 +29,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from types import FrameType
 
 from django.core.exceptions import ImproperlyConfigured
@@ -36,13 +37,16 @@ from django.db import connections
 from django.utils import timezone
 
 from ..backends import Backend, Settlement, WorkerInfo, get_backend
+from ..backends.base import Runnable
 from ..conf import get_settings
+from ..exceptions import TaskNotImportable
 from ..fastpath import connection as fastpath
 from ..middleware import middleware_factories
 from ..models import Job, Status
 from ..options import TaskOptions
 from ..registry import registry
 from ..signals import emit, queue_empty
+from ..tasks_backend import configured as tasks_configuration
 from . import outcomes
 from .execution import DATABASE_ERRORS, Executor, RunningJob
 from .heartbeat import Heartbeat
@@ -61,6 +65,11 @@ EXIT_FORCED = 1
 EXIT_REPLACE = 3
 #: a supervised child could not renew its leases and ended itself
 EXIT_FENCED = 4
+
+
+def default_tags() -> list[str]:
+    """A worker given no tags serves its tasks' tags, then the queues of kinetik's django.tasks backends."""
+    return list(dict.fromkeys([*registry.tags(), *tasks_configuration.served_queues()]))
 
 
 def tags_from_environment() -> list[str]:
@@ -89,7 +98,7 @@ class Worker:
         if max_jobs is not None and max_jobs < 1:
             raise ValueError(f"max_jobs must be at least 1, not {max_jobs}")
         settings = get_settings()
-        self.tags = list(tags or tags_from_environment() or registry.tags())
+        self.tags = list(tags or tags_from_environment() or default_tags())
         self.concurrency = concurrency
         self.interval = settings.interval if interval is None else interval
         self.burst = burst
@@ -121,6 +130,8 @@ class Worker:
         self._recycle_reason = ""
         self._database_failures = 0
         self._pool: ThreadPool[RunningJob] | None = None
+        #: which jobs this worker may claim (set when it starts)
+        self._runnable = Runnable(())
         #: while running: the thread that wakes the loop when new jobs arrive (None: polling only)
         self.listener: PostgresListener | None = None
         #: while running with KINETIK["REDIS"]: where job ids come from first
@@ -158,11 +169,12 @@ class Worker:
 
     def run(self) -> int:
         """Serve jobs until stopped (or drained, with ``burst``); return an exit status."""
-        tasks = registry.names()
-        if not tasks:
+        self._runnable = Runnable(tuple(registry.names()), django_tasks=tasks_configuration.enabled())
+        if not self._runnable:
             raise ImproperlyConfigured(
                 "No kinetik tasks are registered, so this worker has nothing to run. "
-                "Define tasks with @kinetik.task in an installed app's tasks.py."
+                "Define tasks with @kinetik.task in an installed app's tasks.py, or configure "
+                "django_kinetik.tasks_backend.KinetikTaskBackend in TASKS to run django.tasks functions."
             )
         if not self.tags:
             raise ImproperlyConfigured("The worker has no tags to serve.")
@@ -197,7 +209,7 @@ class Worker:
                 self.feed = RedisFeed(self._alias, self._open_tags, self._wake)
                 self.feed.start()
             logger.info("Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency)
-            self._serve(executor, pool, heartbeat, tasks)
+            self._serve(executor, pool, heartbeat)
             if listener is not None:
                 listener.stop()
             if self.feed is not None:
@@ -282,7 +294,7 @@ class Worker:
         """Jobs still running here, or ended but not yet written."""
         return bool(self._running or self._settling)
 
-    def _serve(self, executor: Executor, pool: ThreadPool[RunningJob], heartbeat: Heartbeat, tasks: list[str]) -> None:
+    def _serve(self, executor: Executor, pool: ThreadPool[RunningJob], heartbeat: Heartbeat) -> None:
         while not self._stopping.is_set():
             # Clear before looking at the state: a wake-up after this point is kept.
             self._wake.clear()
@@ -298,7 +310,7 @@ class Worker:
                 # Claim before the rest of the upkeep: a wake-up for a new job
                 # should not wait on it. Which tags are paused must be known first.
                 changed = self._refresh_paused()
-                claimed = self._claim(executor, pool, tasks)
+                claimed = self._claim(executor, pool)
                 changed = self._maintain(executor) or changed
             except DATABASE_ERRORS as error:
                 self._database_trouble(error)
@@ -328,7 +340,7 @@ class Worker:
         """The tags to take work from now, in order."""
         return [tag for tag in self.tags if tag not in self._paused]
 
-    def _claim(self, executor: Executor, pool: ThreadPool[RunningJob], tasks: list[str]) -> int:
+    def _claim(self, executor: Executor, pool: ThreadPool[RunningJob]) -> int:
         free = self._free_slots()
         if free <= 0:
             return 0
@@ -341,7 +353,7 @@ class Worker:
             # (stale ones are skipped, so ask again). Ids lost to a database
             # error here stay queued in the database, where the fallback claim
             # and the reconciler find them.
-            jobs = self.backend.claim_ids(self.worker_id, ids, tasks, self.lease)  # type: ignore[arg-type]
+            jobs = self.backend.claim_ids(self.worker_id, ids, self._runnable, self.lease)  # type: ignore[arg-type]
             for job in jobs:
                 self._start(executor, pool, job)
             claimed += len(jobs)
@@ -349,7 +361,7 @@ class Worker:
             # The database claim: always without Redis; with it, the fallback
             # when Redis offered nothing runnable (down, flushed, or just empty).
             for tag in self._open_tags():
-                jobs = self.backend.claim(self.worker_id, tag, tasks, free - claimed, self.lease)  # type: ignore[arg-type]
+                jobs = self.backend.claim(self.worker_id, tag, self._runnable, free - claimed, self.lease)  # type: ignore[arg-type]
                 # Started at once, tag by tag: a database error on the next tag must
                 # not strand jobs this claim already took.
                 for job in jobs:
@@ -370,6 +382,14 @@ class Worker:
         self.jobs_claimed += 1
         try:
             running = executor.start(job)
+        except TaskNotImportable as error:
+            # A django.tasks function whose code is not in this process (an
+            # older deploy): leave the job to a worker that has it.
+            logger.warning("Job %s: %s; leaving it queued for a worker that has it.", job.pk, error)
+            self._runnable = replace(self._runnable, unimportable=self._runnable.unimportable | {job.task})
+            self.backend.release(job)
+            self.jobs_claimed -= 1
+            return
         except Exception as error:
             logger.exception("Job %s (%s) cannot start.", job.pk, job.task)
             executor.settle(job, outcomes.failed(job, TaskOptions(), error))

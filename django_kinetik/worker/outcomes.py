@@ -12,11 +12,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from ..backends.base import Settlement
 from ..backoff import retries_on, retry_delay
 from ..durations import format_seconds
-from ..exceptions import JobTimeout
+from ..exceptions import JobLost, JobTimeout
 from ..models import Job, Outcome, Status
 from ..options import RUN_OPTION_NAMES, TaskOptions
 from ..registry import Task
@@ -30,6 +31,30 @@ def run_options(task: Task | None, job: Job) -> TaskOptions:
     overrides = {name: value for name, value in job.options.items() if name in RUN_OPTION_NAMES}
     base = task.effective_options() if task is not None else TaskOptions()
     return base.merged(overrides, where=f"job {job.pk} options")
+
+
+def exception_path(error: BaseException) -> str:
+    """The dotted path of ``error``'s class, or of its nearest base class that imports back.
+
+    Recorded with each failed attempt, so whoever reads the run later
+    (``django.tasks``' ``TaskError.exception_class``, the admin) can import it:
+    a class defined in ``__main__`` or inside a function cannot be, so its
+    nearest importable base stands in for it.
+    """
+    for cls in type(error).__mro__:
+        path = f"{cls.__module__}.{cls.__qualname__}"
+        if cls.__module__ == "builtins":
+            return path
+        try:
+            if import_string(path) is cls:
+                return path
+        except ImportError:
+            continue
+    return "builtins.Exception"
+
+
+def _path_of(cls: type[BaseException]) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def completed(result: Any) -> Settlement:
@@ -47,6 +72,7 @@ def failed(job: Job, options: TaskOptions, error: BaseException) -> Settlement:
         outcome=Outcome.FAILED,
         message=str(error) or type(error).__name__,
         code="" if code is None else str(code)[:100],
+        exception=exception_path(error),
         details="".join(traceback.format_exception(error)),
     )
 
@@ -63,6 +89,7 @@ def timed_out(job: Job, options: TaskOptions) -> Settlement:
         outcome=Outcome.TIMEOUT,
         message=str(error),
         code=TIMEOUT_CODE,
+        exception=_path_of(JobTimeout),
         details="",
     )
 
@@ -85,6 +112,7 @@ def lost(job: Job, options: TaskOptions, worker_name: str) -> Settlement:
             run_at=now,
             error=message,
             error_code=LOST_CODE,
+            exception=_path_of(JobLost),
             lost=True,
         )
     return Settlement(
@@ -93,6 +121,7 @@ def lost(job: Job, options: TaskOptions, worker_name: str) -> Settlement:
         finished_at=now,
         error=f"{message}; gave up after {job.ghosts} ghost retries",
         error_code=LOST_CODE,
+        exception=_path_of(JobLost),
         lost=True,
     )
 
@@ -106,6 +135,7 @@ def _retry_or_end(
     outcome: Outcome,
     message: str,
     code: str,
+    exception: str,
     details: str,
 ) -> Settlement:
     now = timezone.now()
@@ -114,6 +144,7 @@ def _retry_or_end(
         "finished_at": now,
         "error": message,
         "error_code": code,
+        "exception": exception,
         "traceback": details,
     }
     if job.attempts < options.max_attempts and retries_on(options, error):

@@ -1,0 +1,107 @@
+"""``KinetikTaskBackend``: Django's Tasks framework with kinetik workers behind it.
+
+    TASKS = {
+        "default": {
+            "BACKEND": "django_kinetik.tasks_backend.KinetikTaskBackend",
+            "QUEUES": ["default", "emails"],
+            "OPTIONS": {"retries": 3, "timeout": "5m"},
+        }
+    }
+
+Enqueuing a ``@task`` function creates a Job: ``queue_name`` is its tag,
+``priority`` its priority, ``run_after`` its run time, the arguments its data
+(``{"args": [...], "kwargs": {...}}``) and the function's module path its task.
+``OPTIONS`` are kinetik task options (``timeout``, ``retries``, ``retry_delay``,
+``backoff``, ...) for every task of this backend; ``KINETIK["TASKS"][path]``
+overrides them per task. Results are read back from the job and its runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ImproperlyConfigured
+from django.db import transaction
+
+from ..conf import get_settings
+from ..models import Job
+from ..options import OPTION_NAMES, TaskOptions, parse_options
+from ..worker import eager
+from . import results, running
+from .framework import BaseTaskBackend, Task, TaskResult, TaskResultDoesNotExist, normalize_json, task_enqueued
+
+#: options that come from the Task itself (queue_name and priority), not from OPTIONS
+_FROM_TASK = ("tag", "priority")
+
+
+class KinetikTaskBackend(BaseTaskBackend):
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def __init__(self, alias: str, params: dict[str, Any]) -> None:
+        super().__init__(alias, params)
+        where = f"TASKS[{alias!r}]['OPTIONS']"
+        if not isinstance(self.options, dict):
+            raise ImproperlyConfigured(f"{where} must be a dict of kinetik task options, not {self.options!r}.")
+        misplaced = [name for name in self.options if name in _FROM_TASK]
+        if misplaced:
+            raise ImproperlyConfigured(
+                f"{where} cannot set {', '.join(misplaced)}: a task's queue_name is its tag and its priority "
+                "comes from @task(priority=...) or .using(priority=...)."
+            )
+        try:
+            parsed = parse_options(self.options, where=where)
+        except (TypeError, ValueError) as error:
+            known = ", ".join(name for name in OPTION_NAMES if name not in _FROM_TASK)
+            raise ImproperlyConfigured(f"{error} (OPTIONS takes {known})") from None
+        #: the kinetik options every task of this backend starts from
+        self.task_defaults = TaskOptions(**parsed)
+
+    def validate_task(self, task: Task) -> None:
+        """Django's checks, then the kinetik definition of the function is registered (once)."""
+        super().validate_task(task)
+        running.register(task, self.task_defaults)
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        from ..jobs import create
+
+        self.validate_task(task)
+        data = {"args": normalize_json(args), "kwargs": normalize_json(kwargs)}
+        # Eager mode runs the job here, after task_enqueued, not inside create().
+        with eager.held():
+            job = create(
+                task.module_path,
+                data,
+                tag=task.queue_name,
+                priority=task.priority,
+                delay=task.run_after,
+                task_backend=self.alias,
+            )
+        result = results.task_result(job, [], task=task)
+        # Like kinetik's job_created: only once the job is committed (at once outside a transaction).
+        transaction.on_commit(lambda: running.send(task_enqueued, self.alias, result), using=job._state.db)
+        if eager.enabled():
+            eager.run(job)
+            fresh = results.load(job, task=task)
+            for name in results.REFRESHED:
+                object.__setattr__(result, name, getattr(fresh, name))
+        return result
+
+    def get_result(self, result_id: str) -> TaskResult:
+        try:
+            pk = int(result_id)
+        except (TypeError, ValueError):
+            raise TaskResultDoesNotExist(result_id) from None
+        job = Job.objects.using(get_settings().database).filter(pk=pk, task_backend=self.alias).first()
+        if job is None:
+            raise TaskResultDoesNotExist(result_id)
+        return results.load(job)
+
+    async def aget_result(self, result_id: str) -> TaskResult:
+        return await sync_to_async(self.get_result, thread_sensitive=True)(result_id)
+
+    def check(self, **kwargs: Any) -> list[Any]:
+        return []

@@ -1,0 +1,122 @@
+"""A job as ``django.tasks`` sees it: the TaskResult built from a Job row and its runs.
+
+Statuses map as the framework defines them: a job waiting to run (queued,
+delayed for later, or waiting to retry) is READY; active is RUNNING;
+completed is SUCCESSFUL; failed, timed out, cancelled and lost are FAILED.
+Every attempt that ended in an error contributes a TaskError, in order, with
+the importable path of its exception class; a cancelled job ends with a
+``JobCancelled`` error, so a FAILED result always says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from ..exceptions import JobCancelled
+from ..models import Job, JobRun, Outcome, Status, Worker
+from .framework import InvalidTask, Task, TaskError, TaskResult, TaskResultDoesNotExist, TaskResultStatus
+
+STATUSES = {
+    Status.QUEUED: TaskResultStatus.READY,
+    Status.DELAYED: TaskResultStatus.READY,
+    Status.ACTIVE: TaskResultStatus.RUNNING,
+    Status.COMPLETED: TaskResultStatus.SUCCESSFUL,
+    Status.FAILED: TaskResultStatus.FAILED,
+    Status.TIMEOUT: TaskResultStatus.FAILED,
+    Status.CANCELLED: TaskResultStatus.FAILED,
+}
+#: attempt outcomes that are errors (an interrupted run was put back by its worker: not an error)
+_ERROR_OUTCOMES = (Outcome.FAILED, Outcome.TIMEOUT, Outcome.LOST)
+_CANCELLED = f"{JobCancelled.__module__}.{JobCancelled.__qualname__}"
+
+
+def django_task(job: Job) -> Task:
+    """The ``django.tasks`` Task a job was enqueued from, with the job's queue, priority and run time."""
+    try:
+        task = import_string(job.task)
+    except ImportError as error:
+        raise TaskResultDoesNotExist(f"Job {job.pk}'s task {job.task!r} cannot be imported here: {error}") from None
+    if not isinstance(task, Task):
+        raise TaskResultDoesNotExist(f"Job {job.pk}'s task {job.task!r} is not a Task of this Tasks framework.")
+    run_after = job.run_at if job.run_at > job.created_at else None
+    try:
+        return task.using(
+            queue_name=job.tag, priority=job.priority, run_after=run_after, backend=job.task_backend or task.backend
+        )
+    except (InvalidTask, ImproperlyConfigured):
+        # The settings changed since the job was enqueued (a queue or backend
+        # removed): the result is still worth reading, with the task's defaults.
+        return task
+
+
+def task_result(
+    job: Job, runs: Sequence[JobRun], *, task: Task | None = None, workers: dict[int, str] | None = None
+) -> TaskResult:
+    """The TaskResult of ``job``, whose ended attempts are ``runs`` (oldest first)."""
+    workers = workers or {}
+    active = job.status == Status.ACTIVE
+    starts: list[datetime] = [run.started_at for run in runs]
+    worker_ids = [workers.get(run.worker_id or 0, str(run.worker_id or "")) for run in runs]
+    if active and job.started_at is not None:
+        starts.append(job.started_at)
+        worker_ids.append(workers.get(job.worker_id or 0, str(job.worker_id or "")))
+    data = job.data if isinstance(job.data, dict) else {}
+    result: Any = TaskResult(
+        task=task if task is not None else django_task(job),
+        id=str(job.pk),
+        status=STATUSES[Status(job.status)],
+        enqueued_at=job.created_at,
+        started_at=starts[0] if starts else None,
+        last_attempted_at=starts[-1] if starts else None,
+        finished_at=job.finished_at if job.status in STATUSES_FINISHED else None,
+        args=data.get("args", []),
+        kwargs=data.get("kwargs", {}),
+        backend=job.task_backend,
+        errors=_errors(job, runs),
+        worker_ids=worker_ids,
+    )
+    if job.status == Status.COMPLETED:
+        object.__setattr__(result, "_return_value", job.result)
+    return result
+
+
+#: what TaskResult.refresh() re-reads (django.tasks.base.TASK_REFRESH_ATTRS)
+REFRESHED = (
+    "errors",
+    "_return_value",
+    "finished_at",
+    "started_at",
+    "last_attempted_at",
+    "status",
+    "enqueued_at",
+    "worker_ids",
+)
+STATUSES_FINISHED = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
+
+
+def _errors(job: Job, runs: Sequence[JobRun]) -> list[Any]:
+    errors = [
+        TaskError(
+            exception_class_path=run.exception or "builtins.Exception",
+            traceback=run.traceback or f"{run.exception or 'Exception'}: {run.error}",
+        )
+        for run in runs
+        if run.outcome in _ERROR_OUTCOMES
+    ]
+    if job.status == Status.CANCELLED:
+        errors.append(TaskError(exception_class_path=_CANCELLED, traceback=f"{_CANCELLED}: job {job.pk} was cancelled"))
+    return errors
+
+
+def load(job: Job, *, task: Task | None = None) -> TaskResult:
+    """:func:`task_result` for a job, reading its runs and the names of the workers that ran them."""
+    alias = job._state.db
+    runs = list(JobRun.objects.using(alias).filter(job_id=job.pk).order_by("id"))
+    wanted = {run.worker_id for run in runs if run.worker_id} | ({job.worker_id} if job.worker_id else set())
+    workers = dict(Worker.objects.using(alias).filter(pk__in=wanted).values_list("pk", "name")) if wanted else {}
+    return task_result(job, runs, task=task, workers=workers)

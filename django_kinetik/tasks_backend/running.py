@@ -1,0 +1,125 @@
+"""A ``django.tasks`` function as a kinetik task: its definition, its call, its signals.
+
+A Task enqueued through :class:`~django_kinetik.tasks_backend.KinetikTaskBackend`
+becomes a kinetik task named by the function's module path
+(``myapp.tasks.send_report``). It is registered when the function is defined
+(the backend validates every Task it is given), or, in a worker that never
+imported its module, when a job of it is claimed. From there it is a task like
+any other: ``KINETIK["TASKS"]["myapp.tasks.send_report"]`` tunes its retries
+and timeout, and its jobs run through the one execution path (middleware,
+retries, timeouts, leases, logs, kinetik's signals). Django's own
+``task_started`` is sent here, as the function is called; ``task_enqueued``
+and ``task_finished`` follow kinetik's ``job_created`` and end signals
+(see ``bridge.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.dispatch import Signal
+from django.utils.module_loading import import_string
+
+from ..exceptions import TaskNotImportable
+from ..options import TaskOptions, parse_tag
+from ..registry import Task as KinetikTask
+from ..registry import registry
+from . import results
+from .framework import InvalidTask, Task, TaskContext, TaskResult, normalize_json, task_backends, task_started
+
+if TYPE_CHECKING:
+    from ..worker.context import JobContext
+
+logger = logging.getLogger("django_kinetik.tasks_backend")
+
+
+class DjangoTaskAction:
+    """The kinetik action of a ``django.tasks`` function: call it with the job's args and kwargs."""
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
+        # What the registry compares to tell a re-definition from a clash.
+        self.__module__ = task.func.__module__
+        self.__qualname__ = task.func.__qualname__
+
+    def __call__(self, job: JobContext) -> Any:
+        result = results.load(job.model, task=results.django_task(job.model))
+        send(task_started, job.model.task_backend, result)
+        data = job.data
+        args, kwargs = data.get("args", []), data.get("kwargs", {})
+        if self.task.takes_context:
+            value = self.task.call(TaskContext(task_result=result), *args, **kwargs)
+        else:
+            value = self.task.call(*args, **kwargs)
+        return normalize_json(value)
+
+    def __repr__(self) -> str:
+        return f"<django.tasks function {self.task.module_path}>"
+
+
+def register(task: Task, defaults: TaskOptions) -> KinetikTask:
+    """The kinetik definition of ``task``, registered on first sight; ``defaults`` are its backend's OPTIONS."""
+    existing = registry.find(task.module_path)
+    if existing is not None and isinstance(existing.action, DjangoTaskAction):
+        return existing
+    try:
+        tag = parse_tag(task.queue_name)
+    except (TypeError, ValueError) as error:
+        raise InvalidTask(f"queue_name {task.queue_name!r} cannot be a kinetik tag: {error}") from None
+    doc = (task.func.__doc__ or "").strip().split("\n")[0]
+    options = dataclasses.replace(defaults, tag=tag, priority=task.priority)
+    return registry.register(
+        KinetikTask(name=task.module_path, action=DjangoTaskAction(task), options=options, desc=doc)
+    )
+
+
+def import_definition(name: str, alias: str) -> KinetikTask:
+    """The definition of a job's ``django.tasks`` function that this process has not registered yet.
+
+    Imports its module (defining it registers it, if its backend is a kinetik
+    one here); raises :class:`TaskNotImportable` if it is not there.
+    """
+    try:
+        task = import_string(name)
+    except ImportError as error:
+        raise TaskNotImportable(name, str(error)) from None
+    if not isinstance(task, Task):
+        raise TaskNotImportable(name, f"it is a {type(task).__name__}, not a Task of {task_started.__module__}")
+    definition = registry.find(name)
+    if definition is not None:
+        return definition
+    from .backend import KinetikTaskBackend
+
+    backend = backend_for(alias)
+    defaults = backend.task_defaults if isinstance(backend, KinetikTaskBackend) else TaskOptions()
+    return register(task, defaults)
+
+
+def backend_for(alias: str) -> Any:
+    """The configured backend ``alias`` of this process (None if the settings here lack it)."""
+    try:
+        return task_backends[alias]
+    except ImproperlyConfigured:
+        return None
+
+
+def send(signal: Signal, alias: str, result: TaskResult) -> None:
+    """Send one of Django's task signals as the backend would; a receiver's error is logged, never raised."""
+    backend = backend_for(alias)
+    if backend is None:
+        from .backend import KinetikTaskBackend
+
+        sender: type = KinetikTaskBackend
+    else:
+        sender = type(backend)
+    for receiver, response in signal.send_robust(sender, task_result=result):
+        if isinstance(response, Exception):
+            logger.error(
+                "Task signal receiver %s raised %r; the job is not affected.",
+                getattr(receiver, "__qualname__", repr(receiver)),
+                response,
+                exc_info=(type(response), response, response.__traceback__),
+            )

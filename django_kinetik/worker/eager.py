@@ -1,0 +1,86 @@
+"""Eager mode: ``KINETIK["EAGER"] = True`` runs each job in the process that creates it.
+
+For test suites and scripts (Kue's test mode, Celery's ``task_always_eager``).
+``create()`` saves the job as usual, then claims and runs it here before
+returning, through the same :class:`~.execution.Executor` a worker uses:
+middleware, kinetik's signals, job logs, the outcome rules. A failing attempt
+with retries left runs again at once (its retry delay is skipped: a test should
+not sleep), and a delayed job runs now. A run that overstays its timeout is
+recorded as timed out once it returns (nothing can stop code in the caller's
+own thread). The returned job shows how it ended.
+
+:func:`held` suspends eager running for jobs created inside it: the test
+helpers' capture uses it, and so does the ``django.tasks`` backend, which sends
+``task_enqueued`` before it runs the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+from django.utils import timezone
+
+from ..backends import get_backend
+from ..backends.base import Runnable
+from ..conf import get_settings
+from ..middleware import middleware_factories
+from ..models import Job, Status
+from ..options import TaskOptions
+from . import outcomes
+from .execution import Executor
+from .logwriter import immediate
+
+_state = threading.local()
+
+
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Within this block (on this thread), creating a job never runs it, even in eager mode."""
+    depth = getattr(_state, "held", 0)
+    _state.held = depth + 1
+    try:
+        yield
+    finally:
+        _state.held = depth
+
+
+def enabled() -> bool:
+    """Whether a job created now should run at once: eager mode on, and not held."""
+    return get_settings().eager and not getattr(_state, "held", 0)
+
+
+def run(job: Job) -> Job:
+    """Run ``job`` here until it completes or fails for good; update ``job`` in place and return it."""
+    settings = get_settings()
+    alias = job._state.db or settings.database
+    backend = get_backend()
+    executor = Executor(
+        backend, alias, middleware_factories(settings.middleware), lease=settings.lease, logs=immediate(alias)
+    )
+    runnable = Runnable((job.task,), django_tasks=bool(job.task_backend))
+    jobs = Job.objects.using(alias)
+    # A delayed job, or a retry waiting out its delay, runs now.
+    jobs.filter(pk=job.pk, status=Status.DELAYED).update(status=Status.QUEUED, run_at=timezone.now())
+    while True:
+        claimed = backend.claim_ids(None, [job.pk], runnable, settings.lease)  # type: ignore[arg-type]
+        if not claimed:
+            break  # cancelled, or taken by a worker after all
+        current = claimed[0]
+        try:
+            running = executor.start(current)
+        except Exception as error:
+            executor.settle(current, outcomes.failed(current, TaskOptions(), error))
+            break
+        settlement = executor.run(running)
+        if settlement is not None and running.deadline is not None and time.monotonic() > running.deadline:
+            executor.time_out(running)
+        elif settlement is not None:
+            executor.recorded(running, settlement, executor.settle(current, settlement))
+        if current.status not in (Status.QUEUED, Status.DELAYED):
+            break
+        jobs.filter(pk=job.pk, status=Status.DELAYED).update(status=Status.QUEUED, run_at=timezone.now())
+    job.refresh_from_db(using=alias)
+    return job
