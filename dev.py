@@ -4,8 +4,8 @@
     python3 dev.py demo    run the example project: a worker, demo jobs, the admin
     python3 dev.py test    run the whole test suite on SQLite and PostgreSQL
 
-``test`` runs the oldest and newest supported Django (5.2 on Python 3.11, 6.1 on
-Python 3.13) on SQLite and PostgreSQL, and 5.2 on MariaDB; ``test --all`` runs
+``test`` runs every supported Django (5.2 on Python 3.11 with the django-tasks
+backport, 6.0 on 3.12, 6.1 on 3.13) on SQLite and PostgreSQL, and 5.2 on MariaDB; ``test --all`` runs
 the whole tox matrix. Extra arguments after
 ``--`` go to pytest: ``python3 dev.py test -- -k worker -x``.
 """
@@ -23,7 +23,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
-DEFAULT_ENVS = ["lint", "py311-django52", "py313-django61", "py311-django52-mysql", "browser", "faults"]
+DEFAULT_ENVS = [
+    "lint",
+    "py311-django52",
+    "py312-django60",
+    "py313-django61",
+    "py311-django52-mysql",
+    "browser",
+    "faults",
+]
 
 
 def venv_python() -> Path:

@@ -68,3 +68,6 @@ KINETIK = {"INTERVAL": os.environ.get("KINETIK_BENCH_INTERVAL", "1s")}
 if os.environ.get("KINETIK_BENCH_REDIS"):
     KINETIK["REDIS"] = os.environ["KINETIK_BENCH_REDIS"]
     KINETIK["REDIS_PREFIX"] = "kinetik-bench"
+# bench/throughput.py --django-tasks: jobs enqueued through Django's Tasks framework.
+if os.environ.get("KINETIK_BENCH_DJANGO_TASKS"):
+    TASKS = {"default": {"BACKEND": "django_kinetik.tasks_backend.KinetikTaskBackend", "QUEUES": ["bench"]}}

@@ -5,6 +5,7 @@
     python bench/throughput.py --db postgres --jobs 10000 --samples 200
     python bench/throughput.py --db postgres --redis        # the Redis fast path
     python bench/throughput.py --db postgres --processes 1 2 --concurrency 32
+    python bench/throughput.py --db postgres --django-tasks # jobs enqueued through django.tasks
 
 Prints, per database: creating N jobs one by one and with create_many (jobs/s);
 ``kinetik_worker --burst`` processes (1, then 2 by default) draining N queued
@@ -12,7 +13,9 @@ no-op jobs (jobs/s, from the first job's start to the last one's finish, and
 wall time including process start-up); and enqueue-to-start latency with an
 idle worker (p50/p99, and a create + job.wait() round trip; wake-ups by NOTIFY on PostgreSQL, by Redis with
 ``--redis``, by polling on SQLite). ``--redis URL`` (default
-redis://127.0.0.1:6379/0) uses keys under ``kinetik-bench:``.
+redis://127.0.0.1:6379/0) uses keys under ``kinetik-bench:``. ``--django-tasks``
+enqueues a ``django.tasks`` function through KinetikTaskBackend instead of
+creating kinetik jobs (no bulk enqueue there: the drains' jobs are enqueued one by one).
 Run it from the repository root in an environment with the project installed.
 """
 
@@ -34,6 +37,8 @@ def run_in_child(database: str, args: argparse.Namespace) -> None:
     env = dict(os.environ, KINETIK_BENCH_DB=database, DJANGO_SETTINGS_MODULE="bench.settings", PYTHONPATH=str(ROOT))
     if args.redis:
         env["KINETIK_BENCH_REDIS"] = args.redis
+    if args.django_tasks:
+        env["KINETIK_BENCH_DJANGO_TASKS"] = "1"
     command = [sys.executable, __file__, "--child", "--db", database, "--jobs", str(args.jobs)]
     command += ["--samples", str(args.samples), "--concurrency", str(args.concurrency)]
     command += ["--processes", *map(str, args.processes)]
@@ -93,23 +98,46 @@ def child(args: argparse.Namespace) -> None:
 
     n = args.jobs
     mode = " + Redis fast path" if get_settings().redis else ""
+    django_tasks = bool(os.environ.get("KINETIK_BENCH_DJANGO_TASKS"))
+    if django_tasks:
+        from bench.benchapp.django_tasks import noop
+
+        mode += ", django.tasks enqueue()"
+
+        def create_one() -> Job:
+            return Job.objects.get(pk=noop.enqueue().id)
+
+        def create_n() -> None:
+            for _ in range(n):
+                noop.enqueue()
+    else:
+
+        def create_one() -> Job:
+            return kinetik.create("bench.noop", {"n": 1})
+
+        def create_n() -> None:
+            kinetik.create_many("bench.noop", [{"n": 1}] * n)
+
     print(f"== {args.db}{mode} (Django {django.get_version()}, {n:,} jobs) ==", flush=True)
 
     started = time.perf_counter()
     for _ in range(n):
-        kinetik.create("bench.noop", {"n": 1})
+        if django_tasks:
+            noop.enqueue()
+        else:
+            kinetik.create("bench.noop", {"n": 1})
     elapsed = time.perf_counter() - started
     print(f"create one by one : {n / elapsed:>9,.0f} jobs/s", flush=True)
-    Job.objects.all().delete()
-
-    started = time.perf_counter()
-    kinetik.create_many("bench.noop", [{"n": 1}] * n)
-    elapsed = time.perf_counter() - started
-    print(f"create_many       : {n / elapsed:>9,.0f} jobs/s", flush=True)
+    if not django_tasks:
+        Job.objects.all().delete()
+        started = time.perf_counter()
+        create_n()
+        elapsed = time.perf_counter() - started
+        print(f"create_many       : {n / elapsed:>9,.0f} jobs/s", flush=True)
 
     for processes in args.processes:
         if processes != args.processes[0]:
-            kinetik.create_many("bench.noop", [{"n": 1}] * n)
+            create_n()
         started = time.perf_counter()
         workers = [worker("--burst", "--concurrency", str(args.concurrency)) for _ in range(processes)]
         codes = [process.wait() for process in workers]
@@ -143,7 +171,7 @@ def child(args: argparse.Namespace) -> None:
             # every point of the worker's wait, not just after it started.
             time.sleep(random.uniform(0.0, interval_seconds))
             began = time.perf_counter()
-            job = kinetik.create("bench.noop")
+            job = create_one()
             created = time.time()  # create() returned: committed (autocommit) and announced
             # A view's "hot job": wait for the result (woken by the feed where there is one).
             job.wait(timeout="10s")
@@ -187,6 +215,7 @@ def main() -> None:
     parser.add_argument(
         "--redis", nargs="?", const="redis://127.0.0.1:6379/0", default="", help="use the Redis fast path (a URL)"
     )
+    parser.add_argument("--django-tasks", action="store_true", help="enqueue through django.tasks instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

@@ -17,6 +17,19 @@ from django.utils.module_loading import import_string
 
 from .conf import read_settings
 from .registry import registry
+from .tasks_backend import configured as tasks_configuration
+
+
+def _is_django_task(name: str) -> bool:
+    """Whether ``name`` is the module path of a django.tasks function (whose module may not be imported yet)."""
+    if "." not in name or not tasks_configuration.enabled():
+        return False
+    try:
+        from .tasks_backend.framework import Task
+
+        return isinstance(import_string(name), Task)
+    except Exception:  # not importable (or no Tasks framework): not one
+        return False
 
 
 @register(Tags.compatibility, "kinetik")
@@ -37,7 +50,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     for name in parsed.tasks:
-        if name not in registry:
+        if name not in registry and not _is_django_task(name):
             messages.append(
                 Warning(
                     f'KINETIK["TASKS"] has options for {name!r}, but no task has that name.',

@@ -122,7 +122,7 @@ class Job(models.Model):
     tag = models.CharField(max_length=100)
     #: the alias of the ``django.tasks`` backend that enqueued this job ("" for
     #: kinetik's own jobs); such a job's task is the function's module path
-    task_backend = models.CharField(max_length=100, blank=True, default="")
+    task_backend = models.CharField(max_length=100, blank=True, default="", db_default="")
     #: larger runs first (Django's Tasks framework uses the same direction)
     priority = models.SmallIntegerField(default=0)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
@@ -304,7 +304,7 @@ class JobRun(models.Model):
     error = models.TextField(blank=True)
     error_code = models.CharField(max_length=100, blank=True)
     #: dotted path of the exception class that ended the attempt, importable
-    exception = models.CharField(max_length=255, blank=True)
+    exception = models.CharField(max_length=255, blank=True, default="", db_default="")
     traceback = models.TextField(blank=True)
 
     class Meta:

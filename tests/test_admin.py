@@ -225,12 +225,20 @@ def test_detail_shows_data_result_error_traceback_attempts_and_logs(staff):
         progress_total=4,
     )
     JobRunFactory(job=job, attempt=1, outcome="failed", error="timeout talking to bank", traceback="Traceback: first")
-    JobRunFactory(job=job, attempt=2, outcome="failed", error="card declined", traceback="Traceback: second")
+    JobRunFactory(
+        job=job,
+        attempt=2,
+        outcome="failed",
+        error="card declined",
+        exception="payments.errors.CardDeclined",
+        traceback="Traceback: second",
+    )
     for n in range(60):
         JobLogFactory(job=job, message=f"line {n}", data={"n": n} if n == 59 else None)
     html = staff.get(url("change", job.pk)).content.decode()
     assert "&quot;to&quot;: &quot;ada@example.com&quot;" in html  # pretty-printed JSON, escaped
     assert "card declined" in html and "[E_CARD]" in html and "Traceback: second" in html
+    assert "payments.errors.CardDeclined" in html  # the exception class of the last attempt
     assert "timeout talking to bank" in html  # the attempt history
     assert "line 59" in html and "line 0<" not in html  # the last page of the log first
     assert "&quot;n&quot;: 59" in html

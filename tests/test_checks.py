@@ -72,3 +72,12 @@ def test_manage_py_check_reports_the_error(capsys):
 def test_a_django_redis_cache_alias_is_a_valid_fast_path():
     assert "kinetik.E009" not in kinetik_messages()
     assert (get_settings().redis, get_settings().redis_prefix) == ("redis", "shop")
+
+
+def test_options_for_a_django_tasks_function_by_module_path_are_not_a_stray_task(settings):
+    from django_kinetik.checks import check_settings
+
+    settings.KINETIK = {"TASKS": {"tests.testapp.django_tasks.flaky": {"retries": 2}, "tests.nothing": {}}}
+    assert [message.msg for message in check_settings()] == [
+        """KINETIK["TASKS"] has options for 'tests.nothing', but no task has that name."""
+    ]

@@ -5,13 +5,15 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 import django_kinetik as kinetik
+from django_kinetik.backends.base import Runnable
 from django_kinetik.backends.sql import POSTGRES_CLAIM
 from django_kinetik.models import Job, Status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
 
 
-def test_after_a_burst_on_stale_statistics_the_claim_still_reads_only_its_index():
+@pytest.mark.parametrize("django_tasks", [False, True], ids=["kinetik tasks", "with django.tasks jobs"])
+def test_after_a_burst_on_stale_statistics_the_claim_still_reads_only_its_index(django_tasks):
     kinetik.create_many("test.echo", [{} for _ in range(3000)])
     Job.objects.update(status=Status.COMPLETED, finished_at=timezone.now())
     with connection.cursor() as cursor:
@@ -19,7 +21,8 @@ def test_after_a_burst_on_stale_statistics_the_claim_still_reads_only_its_index(
     kinetik.create_many("test.echo", [{} for _ in range(5000)])  # then a burst arrives
     with transaction.atomic(), connection.cursor() as cursor:
         now = timezone.now()
-        cursor.execute("EXPLAIN " + POSTGRES_CLAIM, [now, 1, now, "alpha", ["test.echo"], 1])
+        runnable = Runnable(("test.echo",), django_tasks=django_tasks)
+        cursor.execute("EXPLAIN " + POSTGRES_CLAIM[django_tasks], [now, 1, now, "alpha", *runnable.params(), 1])
         plan = "\n".join(row[0] for row in cursor.fetchall())
         transaction.set_rollback(True)
     assert "kinetik_job_claim" in plan, plan

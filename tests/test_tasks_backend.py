@@ -19,6 +19,7 @@ from django.utils import timezone
 
 import django_kinetik as kinetik
 from django_kinetik.exceptions import JobCancelled, JobLost, JobTimeout
+from django_kinetik.fastpath.connection import queue_key
 from django_kinetik.models import Job, JobRun, Outcome, Status, Worker
 from django_kinetik.registry import registry
 from django_kinetik.tasks_backend import KinetikTaskBackend, framework
@@ -95,7 +96,7 @@ def test_enqueue_creates_a_job_and_returns_a_ready_result():
     assert (result.started_at, result.last_attempted_at, result.finished_at) == (None, None, None)
     assert result.task == functions.send_mail
     with pytest.raises(ValueError, match="not finished"):
-        result.return_value
+        _ = result.return_value
 
 
 def test_priority_queue_and_run_after_become_the_jobs():
@@ -203,7 +204,7 @@ def test_an_exception_fails_it_with_an_importable_class_and_the_traceback(run_wo
     assert error.exception_class is ValueError
     assert error.traceback.endswith("ValueError: card declined\n")
     with pytest.raises(ValueError, match="Task failed"):
-        result.return_value
+        _ = result.return_value
     assert [(name, status) for name, _, status, _ in task_signals][-1] == ("task_finished", FAILED)
 
 
@@ -226,7 +227,8 @@ def test_a_return_value_that_is_not_json_fails_it(run_worker):
 
 
 def test_retries_from_kinetik_settings_apply_and_every_attempts_error_is_kept(run_worker, settings):
-    settings.KINETIK = {**settings.KINETIK, "TASKS": {"tests.testapp.django_tasks.flaky": {"retries": 2, "retry_delay": 0}}}
+    flaky = {"retries": 2, "retry_delay": 0}
+    settings.KINETIK = {**settings.KINETIK, "TASKS": {"tests.testapp.django_tasks.flaky": flaky}}
     result = functions.flaky.enqueue(2)
     run_worker()
     result.refresh()
@@ -384,3 +386,25 @@ def test_the_result_is_built_from_the_job_and_its_runs_only():
     job = Job.objects.get(pk=result.id)
     built = task_results.task_result(job, [])
     assert (built.id, built.status, built.args, built.backend) == (result.id, READY, [1, 2], "default")
+
+
+@pytest.mark.slow
+def test_manage_py_kinetik_worker_runs_them_in_a_fresh_process(start_worker):
+    # That process has never imported tests/testapp/django_tasks.py: it must.
+    results = [functions.add.enqueue(n, n) for n in range(20)] + [functions.send_mail.enqueue("ada@example.com")]
+    process = start_worker("--burst", "--concurrency", "4")
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, output
+    for result in results:
+        result.refresh()
+    assert [result.status for result in results] == [SUCCESSFUL] * 21
+    assert [result.return_value for result in results[:3]] == [0, 2, 4]
+    assert {tuple(result.worker_ids) for result in results} == {(Worker.objects.get().name,)}
+
+
+def test_the_redis_fast_path_carries_them_too(redis_fastpath, run_worker):
+    result = functions.send_mail.enqueue("ada@example.com")
+    assert redis_fastpath.zcard(queue_key("mail")) == 1
+    run_worker()
+    result.refresh()
+    assert result.status == SUCCESSFUL

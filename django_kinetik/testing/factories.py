@@ -19,9 +19,7 @@ from datetime import timedelta
 try:
     import factory
 except ImportError as error:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "django_kinetik.testing.factories needs factory-boy: pip install factory-boy"
-    ) from error
+    raise ImportError("django_kinetik.testing.factories needs factory-boy: pip install factory-boy") from error
 from django.utils import timezone
 
 from ..models import Job, JobLog, JobRun, Outcome, Status, Worker
