@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..models import Job
+from ..models import Job, Status
 from ..signals import job_cancelled, job_completed, job_failed, job_timeout
 
 logger = logging.getLogger("django_kinetik.tasks_backend")
@@ -26,8 +26,12 @@ def _finished(sender: Any, job: Job, **kwargs: Any) -> None:
     from . import results, running
     from .framework import TaskResultDoesNotExist, task_finished
 
+    started = getattr(job, "started_result", None)
     try:
-        result = results.load(job)
+        if started is not None and job.status == Status.COMPLETED:
+            result = results.finished(job, started)
+        else:
+            result = results.load(job)  # an error to add, or no attempt ran here (a cancel)
     except TaskResultDoesNotExist as error:
         logger.warning("No task_finished for job %s: %s", job.pk, error)
         return

@@ -10,13 +10,16 @@ the importable path of its exception class; a cancelled job ends with a
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
 from django.utils.module_loading import import_string
 
+from ..backends.database import execute_prepared
 from ..exceptions import JobCancelled
 from ..models import Job, JobRun, Outcome, Status, Worker
 from .framework import InvalidTask, Task, TaskError, TaskResult, TaskResultDoesNotExist, TaskResultStatus
@@ -44,10 +47,11 @@ def django_task(job: Job) -> Task:
     if not isinstance(task, Task):
         raise TaskResultDoesNotExist(f"Job {job.pk}'s task {job.task!r} is not a Task of this Tasks framework.")
     run_after = job.run_at if job.run_at > job.created_at else None
+    alias = job.task_backend or task.backend
+    if (task.queue_name, task.priority, task.backend, task.run_after) == (job.tag, job.priority, alias, run_after):
+        return task  # as decorated: no copy to validate
     try:
-        return task.using(
-            queue_name=job.tag, priority=job.priority, run_after=run_after, backend=job.task_backend or task.backend
-        )
+        return task.using(queue_name=job.tag, priority=job.priority, run_after=run_after, backend=alias)
     except (InvalidTask, ImproperlyConfigured):
         # The settings changed since the job was enqueued (a queue or backend
         # removed): the result is still worth reading, with the task's defaults.
@@ -55,7 +59,7 @@ def django_task(job: Job) -> Task:
 
 
 def task_result(
-    job: Job, runs: Sequence[JobRun], *, task: Task | None = None, workers: dict[int, str] | None = None
+    job: Job, runs: Sequence[Run], *, task: Task | None = None, workers: dict[int, str] | None = None
 ) -> TaskResult:
     """The TaskResult of ``job``, whose ended attempts are ``runs`` (oldest first)."""
     workers = workers or {}
@@ -99,7 +103,7 @@ REFRESHED = (
 STATUSES_FINISHED = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
 
 
-def _errors(job: Job, runs: Sequence[JobRun]) -> list[Any]:
+def _errors(job: Job, runs: Sequence[Run]) -> list[Any]:
     errors = [
         TaskError(
             exception_class_path=run.exception or "builtins.Exception",
@@ -113,10 +117,69 @@ def _errors(job: Job, runs: Sequence[JobRun]) -> list[Any]:
     return errors
 
 
-def load(job: Job, *, task: Task | None = None) -> TaskResult:
-    """:func:`task_result` for a job, reading its runs and the names of the workers that ran them."""
-    alias = job._state.db
-    runs = list(JobRun.objects.using(alias).filter(job_id=job.pk).order_by("id"))
-    wanted = {run.worker_id for run in runs if run.worker_id} | ({job.worker_id} if job.worker_id else set())
-    workers = dict(Worker.objects.using(alias).filter(pk__in=wanted).values_list("pk", "name")) if wanted else {}
+class Run(NamedTuple):
+    """The parts of a JobRun a TaskResult is built from."""
+
+    outcome: str
+    started_at: datetime
+    worker_id: int | None
+    worker_name: str | None
+    error: str
+    exception: str
+    traceback: str
+
+
+# One prepared statement on PostgreSQL: a worker reads this as each job starts,
+# and building the ORM query cost more than running it.
+_RUNS = f"""
+SELECT r.outcome, r.started_at, r.worker_id, w.name, r.error, r.exception, r.traceback
+FROM {JobRun._meta.db_table} r LEFT JOIN {Worker._meta.db_table} w ON w.id = r.worker_id
+WHERE r.job_id = %s ORDER BY r.id
+"""
+
+
+def runs_of(job: Job) -> list[Run]:
+    """The job's ended attempts, oldest first, with the names of their workers."""
+    alias = job._state.db or "default"
+    if connections[alias].vendor == "postgresql":
+        return [Run(*row) for row in execute_prepared(alias, _RUNS, [job.pk])]
+    rows = JobRun.objects.using(alias).filter(job_id=job.pk).select_related("worker").order_by("id")
+    return [
+        Run(
+            run.outcome,
+            run.started_at,
+            run.worker_id,
+            run.worker.name if run.worker_id and run.worker is not None else None,
+            run.error,
+            run.exception,
+            run.traceback,
+        )
+        for run in rows
+    ]
+
+
+def load(job: Job, *, task: Task | None = None, current_worker: str = "") -> TaskResult:
+    """:func:`task_result` for a job, reading its runs with the names of the workers that ran them.
+
+    ``current_worker`` names the worker running an active job (a worker knows
+    its own name; otherwise it is read too).
+    """
+    runs = runs_of(job)
+    workers = {run.worker_id: run.worker_name for run in runs if run.worker_id and run.worker_name}
+    if job.status == Status.ACTIVE and job.worker_id:
+        workers[job.worker_id] = current_worker or (
+            Worker.objects.using(job._state.db).filter(pk=job.worker_id).values_list("name", flat=True).first() or ""
+        )
     return task_result(job, runs, task=task, workers=workers)
+
+
+def finished(job: Job, started: TaskResult) -> TaskResult:
+    """The result of a job that just completed, from the one its attempt started with: no query.
+
+    A completed attempt adds no error and no worker, so only the end changes.
+    """
+    result: Any = dataclasses.replace(
+        started, status=TaskResultStatus.SUCCESSFUL, finished_at=job.finished_at, errors=list(started.errors)
+    )
+    object.__setattr__(result, "_return_value", job.result)
+    return result

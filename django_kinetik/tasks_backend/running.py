@@ -46,7 +46,9 @@ class DjangoTaskAction:
         self.__qualname__ = task.func.__qualname__
 
     def __call__(self, job: JobContext) -> Any:
-        result = results.load(job.model, task=results.django_task(job.model))
+        result = results.load(job.model, task=results.django_task(job.model), current_worker=job.worker_name)
+        # Kept on the row object, so task_finished after a completed attempt needs no query (bridge.py).
+        job.model.started_result = result  # type: ignore[attr-defined]
         send(task_started, job.model.task_backend, result)
         data = job.data
         args, kwargs = data.get("args", []), data.get("kwargs", {})

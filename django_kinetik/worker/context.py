@@ -24,12 +24,21 @@ class JobContext:
     """The running job, as its action sees it.
 
     ``id``, ``data``, ``attempt`` (1 on the first run), ``task`` (the name),
-    ``tag``, ``priority``; :meth:`log` and :meth:`progress` report back while
-    the job runs. ``model`` is the :class:`~django_kinetik.models.Job` row as it
-    was claimed, for the rare action that needs more.
+    ``tag``, ``priority``, ``worker_name`` (the worker running it; "" outside
+    one); :meth:`log` and :meth:`progress` report back while the job runs.
+    ``model`` is the :class:`~django_kinetik.models.Job` row as it was claimed,
+    for the rare action that needs more.
     """
 
-    def __init__(self, job: Job, definition: Task | None, alias: str, logs: LogWriter | None = None) -> None:
+    def __init__(
+        self,
+        job: Job,
+        definition: Task | None,
+        alias: str,
+        logs: LogWriter | None = None,
+        *,
+        worker_name: str = "",
+    ) -> None:
         self.model = job
         self.definition = definition
         self.id: int = job.pk
@@ -39,6 +48,7 @@ class JobContext:
         self.tag: str = job.tag
         self.priority: int = job.priority
         self.created_at: datetime = job.created_at
+        self.worker_name = worker_name
         self._alias = alias
         self._logs = logs
         self._closed = False

@@ -17,6 +17,8 @@ helpers' capture uses it, and so does the ``django.tasks`` backend, which sends
 from __future__ import annotations
 
 import contextlib
+import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +36,11 @@ from .execution import Executor
 from .logwriter import immediate
 
 _state = threading.local()
+
+
+def worker_name() -> str:
+    """What an eager job sees as its worker's name (no Worker row runs it)."""
+    return f"eager:{socket.gethostname()}:{os.getpid()}"
 
 
 @contextlib.contextmanager
@@ -58,7 +65,12 @@ def run(job: Job) -> Job:
     alias = job._state.db or settings.database
     backend = get_backend()
     executor = Executor(
-        backend, alias, middleware_factories(settings.middleware), lease=settings.lease, logs=immediate(alias)
+        backend,
+        alias,
+        middleware_factories(settings.middleware),
+        lease=settings.lease,
+        logs=immediate(alias),
+        worker_name=worker_name(),
     )
     runnable = Runnable((job.task,), django_tasks=bool(job.task_backend))
     jobs = Job.objects.using(alias)

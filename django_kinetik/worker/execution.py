@@ -120,10 +120,13 @@ class Executor:
         *,
         lease: float = 60.0,
         logs: LogWriter | None = None,
+        worker_name: str = "",
     ) -> None:
         self.backend = backend
         self.alias = alias
         self.lease = lease
+        #: the name jobs see as ``job.worker_name`` (the Worker row's name)
+        self.worker_name = worker_name
         #: where job log lines go; a worker hands this to its settler to write in batches
         self.logs = LogWriter(alias) if logs is None else logs
         self._chain = build_chain(_call_action, middleware)
@@ -137,7 +140,7 @@ class Executor:
             job=job,
             task=task,
             options=options,
-            context=JobContext(job, task, self.alias, self.logs),
+            context=JobContext(job, task, self.alias, self.logs, worker_name=self.worker_name),
             deadline=None if options.timeout is None else started + options.timeout,
             started=started,
         )

@@ -182,7 +182,7 @@ class Worker:
         try:
             if not self._register():
                 return 0
-            executor = Executor(self.backend, self._alias, self._middleware, lease=self.lease)
+            executor = Executor(self.backend, self._alias, self._middleware, lease=self.lease, worker_name=self.name)
             pool: ThreadPool[RunningJob] = ThreadPool(
                 self.concurrency, lambda running: self._execute(executor, running), name="kinetik-job"
             )
