@@ -82,8 +82,13 @@ def interpreter_path() -> str:
     return os.pathsep.join([*dict.fromkeys(directories), os.environ.get("PATH", "")])
 
 
+#: Django's Tasks framework for the demo's django.tasks function: built into Django 6
+#: (Python 3.12+ gets it); on Python 3.11, Django 5.2 needs the backport
+DEMO_REQUIREMENTS = ("django-tasks>=0.10; python_version < '3.12'",)
+
+
 def demo(args: list[str]) -> int:
-    python = ensure_venv()
+    python = ensure_venv(*DEMO_REQUIREMENTS)
     return subprocess.call([str(python), str(ROOT / "manage.py"), "kinetik_demo", *args], cwd=ROOT)
 
 

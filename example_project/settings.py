@@ -72,6 +72,15 @@ KINETIK = {
     },
 }
 
+# Django's Tasks framework (django.tasks) on kinetik: see demo/background.py.
+TASKS = {
+    "default": {
+        "BACKEND": "django_kinetik.tasks_backend.KinetikTaskBackend",
+        "QUEUES": ["default", "images"],
+        "OPTIONS": {"retries": 2, "timeout": "1m"},
+    }
+}
+
 USE_TZ = True
 TIME_ZONE = "UTC"
 STATIC_URL = "static/"

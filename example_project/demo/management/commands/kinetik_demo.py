@@ -48,7 +48,7 @@ class Command(BaseCommand):
 
         processes = []
         worker = subprocess.Popen(
-            [sys.executable, str(MANAGE), "kinetik_worker", "messaging", "reports", "--concurrency", "2"],
+            [sys.executable, str(MANAGE), "kinetik_worker", "messaging", "reports", "images", "--concurrency", "2"],
         )
         processes.append(worker)
         port = None
@@ -102,11 +102,17 @@ class Command(BaseCommand):
         self.stderr.write("The worker or the admin server stopped; ending the demo.")
 
     def _create_jobs(self) -> list[Job]:
-        self.stdout.write("Creating demo jobs on two tags, messaging and reports...")
+        from example_project.demo.background import make_thumbnail
+
+        self.stdout.write("Creating demo jobs on three tags, messaging, reports and images...")
         jobs = kinetik.create_many("demo.greet", [{"name": name} for name in ("Ada", "Grace", "Linus")])
         jobs.append(kinetik.create("demo.greet", {"name": "a delayed friend"}, delay="3s"))
         jobs.append(kinetik.create("demo.flaky", {"to": "ops@example.com"}))
         jobs.append(kinetik.create("demo.report", {"rows": 8}, priority="high"))
+        # Django's own Tasks API, on the same queue: the result is a Job too.
+        result = make_thumbnail.enqueue("holiday.jpg", size=256)
+        self.stdout.write(f"Enqueued {make_thumbnail.name} through django.tasks as job {result.id}.")
+        jobs.append(Job.objects.get(pk=result.id))
         return jobs
 
     def _watch(self, jobs: list[Job], timeout: float) -> bool:
