@@ -372,7 +372,7 @@ def test_the_async_api_works_too(run_worker):
 def test_eager_mode_runs_it_inside_enqueue_with_signals_in_order(settings, task_signals):
     settings.KINETIK = {**settings.KINETIK, "EAGER": True}
     result = functions.add.enqueue(20, 22)
-    assert (result.status, result.return_value, result.attempts) == (SUCCESSFUL, 42, 1)
+    assert (result.status, result.return_value, result.worker_ids) == (SUCCESSFUL, 42, ["eager"])
     assert [(name, status) for name, _, status, _ in task_signals] == [
         ("task_enqueued", READY),
         ("task_started", RUNNING),

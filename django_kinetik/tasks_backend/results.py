@@ -21,7 +21,7 @@ from django.utils.module_loading import import_string
 
 from ..backends.database import execute_prepared
 from ..exceptions import JobCancelled
-from ..models import Job, JobRun, Outcome, Status, Worker
+from ..models import FINISHED_STATUSES, Job, JobRun, Outcome, Status, Worker
 from .framework import InvalidTask, Task, TaskError, TaskResult, TaskResultDoesNotExist, TaskResultStatus
 
 STATUSES = {
@@ -65,10 +65,10 @@ def task_result(
     workers = workers or {}
     active = job.status == Status.ACTIVE
     starts: list[datetime] = [run.started_at for run in runs]
-    worker_ids = [workers.get(run.worker_id or 0, str(run.worker_id or "")) for run in runs]
+    worker_ids = [_worker_id(run.worker_id, workers) for run in runs]
     if active and job.started_at is not None:
         starts.append(job.started_at)
-        worker_ids.append(workers.get(job.worker_id or 0, str(job.worker_id or "")))
+        worker_ids.append(_worker_id(job.worker_id, workers))
     data = job.data if isinstance(job.data, dict) else {}
     result: Any = TaskResult(
         task=task if task is not None else django_task(job),
@@ -77,7 +77,7 @@ def task_result(
         enqueued_at=job.created_at,
         started_at=starts[0] if starts else None,
         last_attempted_at=starts[-1] if starts else None,
-        finished_at=job.finished_at if job.status in STATUSES_FINISHED else None,
+        finished_at=job.finished_at if job.status in FINISHED_STATUSES else None,
         args=data.get("args", []),
         kwargs=data.get("kwargs", {}),
         backend=job.task_backend,
@@ -100,7 +100,16 @@ REFRESHED = (
     "enqueued_at",
     "worker_ids",
 )
-STATUSES_FINISHED = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
+
+
+def _worker_id(pk: int | None, names: dict[int, str]) -> str:
+    """A worker's name; its id if the row was purged; "eager" for a run in eager mode (no worker)."""
+    if pk is None:
+        return EAGER
+    return names.get(pk) or str(pk)
+
+
+EAGER = "eager"
 
 
 def _errors(job: Job, runs: Sequence[Run]) -> list[Any]:
