@@ -3,7 +3,8 @@
 Ids are stable: kinetik.E001 not a dict, E002 unknown key, E003 bad duration,
 E004 wrong type, E005 unknown database alias, E006 bad task option, E007
 middleware that cannot be imported, E008 SQLite too old, E009 KINETIK["REDIS"]
-neither a URL nor a django-redis cache; W001 settings for a task that is not defined.
+neither a URL nor a django-redis cache, E010 an API token too short to be
+safe; W001 settings for a task that is not defined.
 """
 
 from __future__ import annotations

@@ -43,6 +43,12 @@ class KinetikSettings:
     redis_prefix: str = "kinetik"
     #: run each job in the creating process, before ``create`` returns (tests, scripts)
     eager: bool = False
+    #: completed jobs are deleted by the workers this long after they finished (None: kept)
+    purge_after: float | None = 86400.0
+    #: failed, timed-out and cancelled jobs likewise (None, the default: kept until cleaned)
+    purge_failed_after: float | None = None
+    #: bearer tokens accepted by the JSON API and metrics (besides a staff session)
+    api_tokens: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,20 @@ class Problem:
 
 _DURATIONS = {"INTERVAL": "interval", "LEASE": "lease", "SHUTDOWN_TIMEOUT": "shutdown_timeout"}
 _MINIMUM = {"INTERVAL": 0.001, "LEASE": 1.0, "SHUTDOWN_TIMEOUT": 0.0}
-KNOWN_KEYS = ("DATABASE", "TASKS", "MIDDLEWARE", "REDIS", "REDIS_PREFIX", "EAGER", *_DURATIONS)
+_OPTIONAL_DURATIONS = {"PURGE_AFTER": "purge_after", "PURGE_FAILED_AFTER": "purge_failed_after"}
+KNOWN_KEYS = (
+    "DATABASE",
+    "TASKS",
+    "MIDDLEWARE",
+    "REDIS",
+    "REDIS_PREFIX",
+    "EAGER",
+    "API_TOKENS",
+    *_DURATIONS,
+    *_OPTIONAL_DURATIONS,
+)
+#: an API token shorter than this is refused (it would be guessable)
+MIN_TOKEN_LENGTH = 20
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
@@ -115,6 +134,29 @@ def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
         else:
             values["middleware"] = tuple(middleware)
     problems += _read_redis(raw, values)
+    for key, attribute in _OPTIONAL_DURATIONS.items():
+        if key in raw:
+            if raw[key] is None:
+                values[attribute] = None
+                continue
+            try:
+                values[attribute] = parse_duration(raw[key], what=f'KINETIK["{key}"]')
+            except (TypeError, ValueError) as error:
+                problems.append(Problem("kinetik.E003", f"{error}.", "Give a duration such as '1d', or None to keep."))
+    if "API_TOKENS" in raw:
+        tokens = raw["API_TOKENS"]
+        if not isinstance(tokens, (list, tuple)) or not all(isinstance(token, str) for token in tokens):
+            problems.append(_wrong_type("API_TOKENS", "a list of strings", tokens))
+        elif any(len(token) < MIN_TOKEN_LENGTH for token in tokens):
+            problems.append(
+                Problem(
+                    "kinetik.E010",
+                    f'KINETIK["API_TOKENS"] has a token shorter than {MIN_TOKEN_LENGTH} characters.',
+                    "Generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                )
+            )
+        else:
+            values["api_tokens"] = tuple(tokens)
     if "EAGER" in raw:
         if not isinstance(raw["EAGER"], bool):
             problems.append(_wrong_type("EAGER", "True or False", raw["EAGER"]))

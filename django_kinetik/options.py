@@ -45,6 +45,8 @@ class TaskOptions:
     #: how often a run whose worker vanished (lease expired) is queued again
     #: before the job fails as "lost"
     ghost_retries: int = 3
+    #: delete a job (with its logs and runs) as soon as it completes (Kue's removeOnComplete)
+    remove_on_complete: bool = False
 
     @property
     def max_attempts(self) -> int:
@@ -105,6 +107,15 @@ def parse_retry_on(value: Any) -> tuple[type[BaseException] | str, ...]:
     return tuple(items)
 
 
+def parse_flag(name: str) -> Callable[[Any], bool]:
+    def parse(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
+        return value
+
+    return parse
+
+
 def parse_count(name: str) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -127,6 +138,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "retry_jitter": parse_jitter,
     "retry_on": parse_retry_on,
     "ghost_retries": parse_count("ghost_retries"),
+    "remove_on_complete": parse_flag("remove_on_complete"),
 }
 OPTION_NAMES = tuple(_PARSERS)
 #: options ``create`` may override for one job; kept as JSON in its ``options``
@@ -139,6 +151,7 @@ RUN_OPTION_NAMES = (
     "retry_max_delay",
     "retry_jitter",
     "ghost_retries",
+    "remove_on_complete",
 )
 
 

@@ -52,6 +52,7 @@ from .execution import DATABASE_ERRORS, Executor, RunningJob
 from .heartbeat import Heartbeat
 from .memory import resident_memory
 from .pool import ThreadPool
+from .purge import Purger
 from .redisfeed import RedisFeed
 from .settler import Settler
 from .supervisor import EXIT_RECYCLE, supervisor_gone
@@ -132,6 +133,7 @@ class Worker:
         self._pool: ThreadPool[RunningJob] | None = None
         #: which jobs this worker may claim (set when it starts)
         self._runnable = Runnable(())
+        self._purger = Purger(self._alias)
         #: while running: the thread that wakes the loop when new jobs arrive (None: polling only)
         self.listener: PostgresListener | None = None
         #: while running with KINETIK["REDIS"]: where job ids come from first
@@ -282,6 +284,8 @@ class Worker:
             if ok and settlement.status == Status.QUEUED and self.feed is not None:
                 job = running.job
                 self.feed.push([(job.pk, job.tag, job.priority)])  # a retry without delay
+            if ok and settlement.status == Status.COMPLETED and running.options.remove_on_complete:
+                self._purger.completed(running.job.pk)
             executor.recorded(running, settlement, ok)
         finally:
             with self._lock:
@@ -454,6 +458,7 @@ class Worker:
             self._next_recovery = now + self._recovery_every
         if self.feed is not None:
             changed = self.feed.maintain(self.interval) or changed
+        self._purger.maintain(now)
         # Measured after jobs ran (at most once a second): a process that starts
         # above the limit still runs a job per life instead of recycling forever.
         if self.max_memory and self.jobs_claimed and now >= self._next_memory_check:
