@@ -94,7 +94,7 @@ def test_kinetik_clean_command(capsys):
     assert "Deleted 2 job(s)." in capsys.readouterr().out
     call_command("kinetik_clean")
     assert "Deleted 1 job(s)." in capsys.readouterr().out
-    with pytest.raises(CommandError, match="older_than"):
+    with pytest.raises(CommandError, match="older-than"):
         call_command("kinetik_clean", "--older-than", "last week")
 
 

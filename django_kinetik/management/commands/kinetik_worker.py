@@ -6,9 +6,10 @@ import os
 import sys
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import CommandError, CommandParser
 
 from django_kinetik.durations import format_seconds, parse_duration
+from django_kinetik.management.output import KinetikCommand
 from django_kinetik.worker import Worker
 from django_kinetik.worker.memory import parse_memory
 from django_kinetik.worker.supervisor import Supervisor, child_command
@@ -28,25 +29,21 @@ def _memory(value: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-class Command(BaseCommand):
+class Command(KinetikCommand):
     help = (
         "Run jobs. Tags are served in the order given: after every job the worker goes "
         "back to the first tag with work.\n\n"
-        "Examples:\n"
-        "  manage.py kinetik_worker                      # every registered tag\n"
-        "  manage.py kinetik_worker messaging db.aggregation --concurrency 8\n"
-        "  manage.py kinetik_worker --processes 4 --max-jobs 1000 --max-memory 512MB\n"
-        "  KINETIK_QUEUE=messaging manage.py kinetik_worker --burst   # drain and exit\n\n"
         "Threads (--concurrency) cannot be killed: a job that passes its timeout is marked\n"
         "'timeout' and its thread is abandoned. With --processes, the process running it is\n"
         "killed and replaced (use --concurrency 1 with it for a hard kill that touches\n"
         "no other job)."
     )
-
-    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        return super().create_parser(
-            prog_name, subcommand, formatter_class=argparse.RawDescriptionHelpFormatter, **kwargs
-        )
+    examples = """
+  manage.py kinetik_worker                      # every registered tag
+  manage.py kinetik_worker messaging db.aggregation --concurrency 8
+  manage.py kinetik_worker --processes 4 --max-jobs 1000 --max-memory 512MB
+  KINETIK_QUEUE=messaging manage.py kinetik_worker --burst   # drain and exit
+"""
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
