@@ -401,8 +401,8 @@ def test_clean_deletes_in_batches_of_its_own_transaction_with_progress():
     with CaptureQueriesContext(connection) as queries:
         out, _ = run("kinetik_clean", "--batch-size", "10", stderr=terminal)
     assert out == "Deleted 35 job(s).\n"
-    table = Job._meta.db_table
-    deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(f'DELETE FROM "{table}"')]
+    table = connection.ops.quote_name(Job._meta.db_table)
+    deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(f"DELETE FROM {table}")]
     assert len(deletes) == 4
     # Each batch commits on its own (here, in the test's transaction: a savepoint each).
     assert sum(q["sql"].startswith("SAVEPOINT") for q in queries.captured_queries) == 4
