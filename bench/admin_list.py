@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The admin's job pages at a million rows on PostgreSQL: server time per page.
+"""The admin's job pages and the JSON API at a million rows on PostgreSQL: server time per page.
 
     python bench/admin_list.py                    # fills 1,000,000 jobs, then measures
     python bench/admin_list.py --rows 1000000 --keep   # reuse a filled database
@@ -8,7 +8,8 @@ Fills the benchmark database in one INSERT ... SELECT (90% completed, 4% failed,
 3% queued, 1% delayed, 1% cancelled, 1% timeout; 5 tags, 10 tasks, 90 days of
 creation times), analyzes it, then renders each page in-process with Django's
 test client as a superuser and prints the median and worst of 15 renders (after
-2 warm-ups): the time from request to full HTML, all queries included.
+2 warm-ups): the time from request to full HTML, all queries included. Then the
+same for the JSON API's reads (``kinetik/api/...``) and the metrics page.
 """
 
 from __future__ import annotations
@@ -90,9 +91,28 @@ def main() -> None:
         ("job detail", f"/{Job.objects.order_by('-id').values_list('id', flat=True).first()}/change/"),
         ("dashboard", "/dashboard/"),
     ]
+    middle = Job.objects.order_by("-id").values_list("id", flat=True)[args.rows // 2]
+    newest = Job.objects.order_by("-id").values_list("id", flat=True).first()
+    api = [
+        ("api: jobs", "/kinetik/api/jobs"),
+        ("api: status = failed", "/kinetik/api/jobs?status=failed"),
+        ("api: status = queued", "/kinetik/api/jobs?status=queued"),
+        ("api: tag = tag3", "/kinetik/api/jobs?tag=tag3"),
+        ("api: task = bench.task7", "/kinetik/api/jobs?task=bench.task7"),
+        ("api: tag + status", "/kinetik/api/jobs?tag=tag3&status=failed"),
+        ("api: page at mid-table", f"/kinetik/api/jobs?after={middle}"),
+        ("api: oldest first", "/kinetik/api/jobs?order=id"),
+        ("api: one job", f"/kinetik/api/jobs/{newest}"),
+        ("api: stats", "/kinetik/api/stats"),
+        ("metrics", "/kinetik/metrics"),
+    ]
     print(f"\n{'page':<24} {'median':>8} {'worst':>8}   (ms server time, {Job.objects.count():,} jobs)")
-    for name, query in pages:
-        path = "/admin/django_kinetik/job" + (query if query.startswith("/") else "/" + query)
+    for name, query in [*pages, *api]:
+        path = (
+            query
+            if query.startswith("/kinetik/")
+            else "/admin/django_kinetik/job" + (query if query.startswith("/") else "/" + query)
+        )
         timings = []
         for attempt in range(17):
             started = time.perf_counter()
