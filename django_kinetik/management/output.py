@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -91,15 +92,23 @@ def duration_argument(value: str) -> float:
     return seconds
 
 
-def positive_int(value: str) -> int:
-    """An argparse type for counts that must be at least 1 (batch sizes)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
-    return number
+def whole_number(minimum: int, what: str = "a whole number") -> Callable[[str], int]:
+    """An argparse type for an integer of at least ``minimum``; ``what`` names it in errors."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {number}")
+        return number
+
+    return parse
+
+
+#: counts that must be at least 1 (batch sizes)
+positive_int = whole_number(1)
 
 
 def age(moment: datetime | None, now: datetime | None = None) -> str:

@@ -11,7 +11,6 @@ usual signals for the rest.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any
@@ -29,20 +28,14 @@ from django_kinetik.management.output import (
     add_format_argument,
     duration_argument,
     positive_int,
+    whole_number,
     write_json,
 )
 from django_kinetik.management.tables import render_table
 from django_kinetik.models import Job
 
-
-def _job_id(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a job id (a whole number)") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a job id (ids start at 1)")
-    return number
+#: an argparse type for job ids
+_job_id = whole_number(1, "a job id (a whole number)")
 
 
 class SelectionCommand(KinetikCommand):

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import threading
@@ -17,7 +16,7 @@ from django.utils import timezone
 from django_kinetik.conf import KinetikSettings, get_settings
 from django_kinetik.durations import format_seconds
 from django_kinetik.fastpath.connection import redis_client
-from django_kinetik.management.output import KinetikCommand, age, duration_argument
+from django_kinetik.management.output import KinetikCommand, age, duration_argument, whole_number
 from django_kinetik.models import Job, Status, TagState, Worker
 
 
@@ -173,14 +172,8 @@ def _check_queue(settings: KinetikSettings, max_age: float) -> str:
     return f"no queued job older than {format_seconds(max_age)}"
 
 
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"cannot be negative: {number}")
-    return number
+#: an argparse type for counts that may be 0
+_count = whole_number(0)
 
 
 def _first_line(error: BaseException) -> str:
