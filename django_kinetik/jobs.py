@@ -27,6 +27,7 @@ from .options import RUN_OPTION_NAMES, parse_options, parse_tag
 from .priorities import PriorityLike, parse_priority
 from .registry import Task, registry
 from .signals import emit, job_cancelled, job_created
+from .uniqueness import unique_key_for
 from .worker import eager
 
 TaskRef = Task | str
@@ -75,6 +76,7 @@ def _prepare(
         "task": name,
         "task_backend": task_backend,
         "definition": definition,
+        "unique": defaults.unique if defaults else False,
         "tag": parse_tag(tag) if tag is not None else defaults.tag,  # type: ignore[union-attr]
         "priority": parse_priority(priority) if priority is not None else (defaults.priority if defaults else 0),
         "status": Status.DELAYED if run_at > now else Status.QUEUED,
@@ -108,7 +110,9 @@ def create(
     ``delay`` is milliseconds (int), ``"30s"``-style text, a ``timedelta`` or a
     ``datetime`` to run at. ``priority`` is an integer or a level name
     (``"high"``). With ``unique_key``, a queued, delayed or running job with the
-    same key is returned instead of a new one. Other keyword arguments override
+    same key is returned instead of a new one; a task defined with ``unique=``
+    computes that key from its name and ``data`` (an explicit ``unique_key``
+    wins). Other keyword arguments override
     the task's ``timeout``, ``retries``, ``retry_delay`` and ``backoff`` for this
     job. Nothing is written if any argument is invalid. ``task_backend`` is set
     by the ``django.tasks`` backend (the alias that enqueued the job).
@@ -118,8 +122,11 @@ def create(
     payload = ensure_json_object(data)
     fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options, task_backend=task_backend)
     definition = fields.pop("definition")
+    unique = fields.pop("unique")
     if unique_key is not None and not isinstance(unique_key, str):
         raise TypeError(f"unique_key must be a string, not {type(unique_key).__name__}")
+    if unique_key is None:
+        unique_key = unique_key_for(fields["task"], unique, payload)
     using = _using()
     if unique_key is None and connections[using].vendor == "postgresql":
         # One prepared statement, like create_many (Django's save() costs ~0.4 ms here).
@@ -205,7 +212,8 @@ def create_many(
     """Create one job per item of ``items`` in bulk inserts; all-or-nothing.
 
     Every item is checked before anything is written; the jobs share ``delay``,
-    ``priority``, ``tag`` and options.
+    ``priority``, ``tag`` and options. A task defined with ``unique=`` is
+    refused (``TypeError``): use :func:`create` for each of its jobs.
     """
     payloads = []
     for index, item in enumerate(items):
@@ -215,6 +223,12 @@ def create_many(
             raise type(error)(f"create_many: {error}") from None
     fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options)
     definition = fields.pop("definition")
+    if fields.pop("unique") is not False:
+        # A bulk insert cannot hand back the live job a duplicate would have been.
+        raise TypeError(
+            f"create_many: task {fields['task']!r} is unique; create its jobs one at a time with create(), "
+            f"which returns the live job for a duplicate"
+        )
     if not payloads:
         return []
     using = _using()

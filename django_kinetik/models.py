@@ -345,3 +345,25 @@ class TagState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tag} ({'paused' if self.paused else 'running'})"
+
+
+class Schedule(models.Model):
+    """Where a periodic task is on its schedule: the last slot that got a job, and the next one.
+
+    Workers claim a slot by moving ``last_slot`` forward with a conditional
+    ``UPDATE ... WHERE last_slot < slot`` in the transaction that creates its
+    job, so however many workers look, a slot gets one job (``worker/scheduler.py``).
+    """
+
+    task = models.CharField(max_length=200, primary_key=True)
+    #: the timing the slots were computed from (``"*/5 * * * *"``, ``"every 10m"``)
+    schedule = models.CharField(max_length=200)
+    #: the latest slot a job was created for (None: none yet)
+    last_slot = models.DateTimeField(null=True, blank=True)
+    next_slot = models.DateTimeField()
+
+    class Meta:
+        ordering = ["task"]
+
+    def __str__(self) -> str:
+        return f"{self.task} ({self.schedule})"

@@ -19,6 +19,8 @@ from typing import Any
 
 from .durations import parse_duration
 from .priorities import parse_priority
+from .schedules import parse_every, parse_missed, parse_schedule
+from .uniqueness import Unique, parse_unique
 
 BACKOFFS = ("fixed", "linear", "exponential")
 
@@ -47,6 +49,15 @@ class TaskOptions:
     ghost_retries: int = 3
     #: delete a job (with its logs and runs) as soon as it completes (Kue's removeOnComplete)
     remove_on_complete: bool = False
+    #: one live job per key: True (the whole data), a tuple of data keys, or a
+    #: function ``data -> str | None``; see :mod:`django_kinetik.uniqueness`
+    unique: Unique = False
+    #: run a job on this cron schedule (UTC), e.g. ``"*/5 * * * *"``; see :mod:`.schedules`
+    schedule: str | None = None
+    #: or run one every this many seconds (``every="10m"``); not both
+    every: float | None = None
+    #: slots missed while no worker ran: ``"skip"`` them, or ``"catch_up"`` with one job
+    missed: str = "skip"
 
     @property
     def max_attempts(self) -> int:
@@ -56,7 +67,13 @@ class TaskOptions:
         """These options with ``overrides`` (raw, unparsed values) applied on top."""
         if not overrides:
             return self
-        return dataclasses.replace(self, **parse_options(overrides, where=where))
+        parsed = parse_options(overrides, where=where)
+        # A later layer's timing replaces the earlier one: every= set in
+        # settings turns off the decorator's schedule=, and the other way round.
+        for timing, other in (("schedule", "every"), ("every", "schedule")):
+            if parsed.get(timing) is not None:
+                parsed.setdefault(other, None)
+        return dataclasses.replace(self, **parsed)
 
 
 def parse_tag(value: Any) -> str:
@@ -139,6 +156,10 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "retry_on": parse_retry_on,
     "ghost_retries": parse_count("ghost_retries"),
     "remove_on_complete": parse_flag("remove_on_complete"),
+    "unique": parse_unique,
+    "schedule": parse_schedule,
+    "every": parse_every,
+    "missed": parse_missed,
 }
 OPTION_NAMES = tuple(_PARSERS)
 #: options ``create`` may override for one job; kept as JSON in its ``options``
@@ -166,4 +187,6 @@ def parse_options(raw: Mapping[str, Any], *, where: str) -> dict[str, Any]:
             parsed[name] = parser(value)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{where}: {error}") from None
+    if parsed.get("schedule") is not None and parsed.get("every") is not None:
+        raise ValueError(f"{where}: give schedule (cron) or every (a period), not both")
     return parsed

@@ -176,7 +176,9 @@ def task(name: Any = None, /, *, desc: str = "", **options: Any) -> Any:
     ``@kinetik.task("send email", tag="notifications", retries=3, timeout="30s")``;
     the name defaults to ``"<module>.<function>"``, and a bare ``@kinetik.task``
     works too. Options: ``tag``, ``priority``, ``timeout``, ``retries``,
-    ``retry_delay``, ``backoff``.
+    ``retry_delay``, ``backoff``, ``schedule`` (cron, UTC) or ``every`` (a
+    period) with ``missed`` for periodic tasks, and ``unique`` (one live job per key: ``True``
+    for the whole data, a tuple of data keys, or a function ``data -> str | None``).
     """
     if callable(name):
         return define_task(None, name, desc)
@@ -223,6 +225,18 @@ class TaskBuilder:
         if backoff is not None:
             options["backoff"] = backoff
         return self._set(**options)
+
+    def unique(self, unique: Any = True) -> TaskBuilder:
+        """One live job per key: ``True`` (the whole data), data keys, or ``data -> str | None``."""
+        return self._set(unique=unique)
+
+    def schedule(self, cron: str, missed: str | None = None) -> TaskBuilder:
+        """Run a job on this cron schedule, in UTC (``"0 * * * *"``); replaces an ``every``."""
+        return self._set(schedule=cron, every=None, **({} if missed is None else {"missed": missed}))
+
+    def every(self, period: Any, missed: str | None = None) -> TaskBuilder:
+        """Run a job every ``period`` (``"10m"``); replaces a ``schedule``."""
+        return self._set(every=period, schedule=None, **({} if missed is None else {"missed": missed}))
 
     def action(self, action: Action) -> Task:
         """Register the task with ``action`` as its code and return it."""

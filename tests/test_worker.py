@@ -121,13 +121,18 @@ def test_tags_are_served_in_priority_order_going_back_to_the_first_tag(run_worke
 
 
 def test_priority_orders_jobs_within_a_tag_then_first_in_first_out(run_worker):
+    # Named levels and integers share one scale: "medium" is 5, "high" is 10.
     low = kinetik.create("test.echo", priority="low").pk
     normal_1 = kinetik.create("test.echo").pk
+    medium_int = kinetik.create("test.echo", priority=5).pk
     critical = kinetik.create("test.echo", priority="critical").pk
-    normal_2 = kinetik.create("test.echo").pk
+    normal_2 = kinetik.create("test.echo", priority="normal").pk
     high = kinetik.create("test.echo", priority=10).pk
-    run_worker()
-    assert test_tasks.ran == [critical, high, normal_1, normal_2, low]
+    medium = kinetik.create("test.echo", priority="medium").pk
+    above_high = kinetik.create("test.echo", priority=11).pk
+    lowest = kinetik.create("test.echo", priority=-100).pk
+    run_worker("alpha", concurrency=1)
+    assert test_tasks.ran == [critical, above_high, high, medium_int, medium, normal_1, normal_2, low, lowest]
 
 
 def test_a_delayed_job_waits_for_its_time(run_worker):

@@ -22,7 +22,8 @@ from django.utils.safestring import SafeString
 
 from ..conf import get_settings
 from ..jobs import stats
-from ..models import Job, Status, Worker
+from ..models import Job, Schedule, Status, Worker
+from ..worker.scheduler import periodic_tasks
 
 MINUTES = 60
 
@@ -132,8 +133,30 @@ def dashboard_view(model_admin: Any, request: HttpRequest) -> TemplateResponse:
         "chart": chart_svg(minutes),
         "completed_last_hour": sum(m.completed for m in minutes),
         "failed_last_hour": sum(m.failed for m in minutes),
+        "schedules": schedules(),
     }
     return TemplateResponse(request, "admin/django_kinetik/dashboard.html", context)
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    task: str
+    schedule: str
+    next_run: datetime
+    last_run: datetime | None
+
+
+def schedules() -> list[ScheduleRow]:
+    """Periodic tasks as the workers have them, and those defined here that no worker has run yet."""
+    rows = {
+        row.task: ScheduleRow(row.task, row.schedule, row.next_slot, row.last_slot)
+        for row in Schedule.objects.using(get_settings().database)
+    }
+    now = timezone.now()
+    for name, (_, timing) in periodic_tasks().items():
+        if name not in rows:
+            rows[name] = ScheduleRow(name, timing.describe(), timing.next_after(now), None)
+    return sorted(rows.values(), key=lambda row: row.task)
 
 
 def _rows(groups: dict[str, dict[str, int]], statuses: list[str]) -> list[tuple[str, list[int], int]]:

@@ -54,6 +54,7 @@ from .memory import resident_memory
 from .pool import ThreadPool
 from .purge import Purger
 from .redisfeed import RedisFeed
+from .scheduler import Scheduler
 from .settler import Settler
 from .supervisor import EXIT_RECYCLE, supervisor_gone
 from .wakeup import PostgresListener
@@ -134,6 +135,7 @@ class Worker:
         #: which jobs this worker may claim (set when it starts)
         self._runnable = Runnable(())
         self._purger = Purger(self._alias)
+        self._scheduler = Scheduler(self._alias, self.interval)
         #: while running: the thread that wakes the loop when new jobs arrive (None: polling only)
         self.listener: PostgresListener | None = None
         #: while running with KINETIK["REDIS"]: where job ids come from first
@@ -459,6 +461,7 @@ class Worker:
         if self.feed is not None:
             changed = self.feed.maintain(self.interval) or changed
         self._purger.maintain(now)
+        changed = bool(self._scheduler.maintain(now)) or changed
         # Measured after jobs ran (at most once a second): a process that starts
         # above the limit still runs a job per life instead of recycling forever.
         if self.max_memory and self.jobs_claimed and now >= self._next_memory_check:

@@ -1,17 +1,22 @@
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.management.base import CommandParser
+from django.utils import timezone
 
+from django_kinetik.conf import get_settings
 from django_kinetik.durations import format_seconds
 from django_kinetik.management.output import KinetikCommand, add_format_argument, write_json
 from django_kinetik.management.tables import render_table
+from django_kinetik.models import Schedule
 from django_kinetik.registry import Task, registry
+from django_kinetik.schedules import Timing
 
 
 class Command(KinetikCommand):
-    help = "List the registered tasks with their tag, description and effective options."
+    help = "List the registered tasks with their tag, description, effective options and schedule (UTC)."
     examples = """
   manage.py kinetik_tasks
   manage.py kinetik_tasks --format json
@@ -22,22 +27,55 @@ class Command(KinetikCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         tasks = sorted(registry, key=lambda t: (t.effective_options().tag, t.name))
+        next_runs = _next_runs(tasks)
         if options["format"] == "json":
-            write_json(self.stdout, [_as_json(task) for task in tasks])
+            write_json(self.stdout, [_as_json(task, next_runs.get(task.name)) for task in tasks])
             return
         rows = []
         for task in tasks:
             opts = task.effective_options()
             retry = f"{opts.retries} ({opts.backoff} {format_seconds(opts.retry_delay)})" if opts.retries else "0"
-            rows.append([task.name, opts.tag, opts.priority, format_seconds(opts.timeout), retry, task.desc])
+            timing = Timing.of(opts)
+            next_run = next_runs.get(task.name)
+            rows.append(
+                [
+                    task.name,
+                    opts.tag,
+                    opts.priority,
+                    format_seconds(opts.timeout),
+                    retry,
+                    timing.describe() if timing else "-",
+                    f"{next_run:%Y-%m-%d %H:%M:%S} UTC" if next_run else "-",
+                    task.desc,
+                ]
+            )
         if not rows:
             self.stdout.write("No tasks are registered. Define them with @kinetik.task in an app's tasks.py.")
             return
-        self.stdout.write(render_table(["TASK", "TAG", "PRIORITY", "TIMEOUT", "RETRIES", "DESCRIPTION"], rows))
+        headers = ["TASK", "TAG", "PRIORITY", "TIMEOUT", "RETRIES", "SCHEDULE", "NEXT RUN", "DESCRIPTION"]
+        self.stdout.write(render_table(headers, rows))
 
 
-def _as_json(task: Task) -> dict[str, Any]:
+def _next_runs(tasks: list[Task]) -> dict[str, datetime]:
+    """When each periodic task runs next: as the workers have it, or as its timing says."""
+    timings = {task.name: timing for task in tasks if (timing := Timing.of(task.effective_options()))}
+    if not timings:
+        return {}
+    rows = Schedule.objects.using(get_settings().database).in_bulk(list(timings))
+    now = timezone.now()
+    return {
+        name: (
+            rows[name].next_slot
+            if name in rows and rows[name].schedule == timing.describe()
+            else timing.next_after(now)
+        ).astimezone(UTC)
+        for name, timing in timings.items()
+    }
+
+
+def _as_json(task: Task, next_run: datetime | None) -> dict[str, Any]:
     opts = task.effective_options()
+    timing = Timing.of(opts)
     return {
         "name": task.name,
         "description": task.desc,
@@ -47,4 +85,7 @@ def _as_json(task: Task) -> dict[str, Any]:
         "retries": opts.retries,
         "retry_delay_seconds": opts.retry_delay,
         "backoff": opts.backoff,
+        "schedule": timing.describe() if timing else None,
+        "missed": opts.missed if timing else None,
+        "next_run": next_run.isoformat() if next_run else None,
     }
