@@ -186,3 +186,8 @@ def test_the_factories_build_jobs_in_every_state_and_their_logs():
     messages = list(JobLog.objects.filter(job=job).values_list("message", flat=True))
     assert len(messages) == 3 and all(message.startswith("line ") for message in messages)
     assert JobRunFactory().job.status == Status.COMPLETED
+
+
+def test_an_eager_job_sees_an_eager_worker_name(eager, temp_task):
+    temp_task("eager.whoami", lambda job: job.worker_name)
+    assert kinetik.create("eager.whoami").result.startswith("eager:")

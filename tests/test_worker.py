@@ -383,3 +383,11 @@ def test_log_lines_show_while_the_job_still_runs(run_worker):
     finally:
         thread.join(timeout=10)
     assert list(job.logs.values_list("message", flat=True)) == ["first line", "last line"]
+
+
+def test_a_job_knows_the_name_of_the_worker_running_it(run_worker, temp_task):
+    temp_task("test.whoami", lambda job: job.worker_name, tag="alpha")
+    job = kinetik.create("test.whoami")
+    run_worker("alpha")
+    job.refresh_from_db()
+    assert job.result == Worker.objects.get().name

@@ -29,7 +29,15 @@ from ..models import Job
 from ..options import OPTION_NAMES, TaskOptions, parse_options
 from ..worker import eager
 from . import results, running
-from .framework import BaseTaskBackend, Task, TaskResult, TaskResultDoesNotExist, normalize_json, task_enqueued
+from .framework import (
+    TASK_REFRESH_ATTRS,
+    BaseTaskBackend,
+    Task,
+    TaskResult,
+    TaskResultDoesNotExist,
+    normalize_json,
+    task_enqueued,
+)
 
 #: options that come from the Task itself (queue_name and priority), not from OPTIONS
 _FROM_TASK = ("tag", "priority")
@@ -86,7 +94,7 @@ class KinetikTaskBackend(BaseTaskBackend):
         if eager.enabled():
             eager.run(job)
             fresh = results.load(job, task=task)
-            for name in results.REFRESHED:
+            for name in TASK_REFRESH_ATTRS:
                 object.__setattr__(result, name, getattr(fresh, name))
         return result
 

@@ -15,7 +15,7 @@ from django.core.exceptions import ImproperlyConfigured
 if django.VERSION >= (6, 0):
     from django.tasks import TaskContext, TaskResult, TaskResultStatus, task_backends
     from django.tasks.backends.base import BaseTaskBackend
-    from django.tasks.base import Task, TaskError
+    from django.tasks.base import TASK_REFRESH_ATTRS, Task, TaskError
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
     from django.tasks.signals import task_enqueued, task_finished, task_started
     from django.utils.json import normalize_json
@@ -36,7 +36,7 @@ else:  # pragma: no cover - exercised by the Django 5.2 test runs
             "(the django-tasks package)."
         ) from error
     from django_tasks.backends.base import BaseTaskBackend  # type: ignore[assignment]
-    from django_tasks.base import Task, TaskError  # type: ignore[no-redef,assignment]
+    from django_tasks.base import TASK_REFRESH_ATTRS, Task, TaskError  # type: ignore[no-redef,assignment]
     from django_tasks.exceptions import (  # type: ignore[no-redef,assignment]
         InvalidTaskError as InvalidTask,
     )
@@ -48,6 +48,7 @@ else:  # pragma: no cover - exercised by the Django 5.2 test runs
 
 __all__ = [
     "NAME",
+    "TASK_REFRESH_ATTRS",
     "BaseTaskBackend",
     "InvalidTask",
     "Task",

@@ -89,19 +89,6 @@ def task_result(
     return result
 
 
-#: what TaskResult.refresh() re-reads (django.tasks.base.TASK_REFRESH_ATTRS)
-REFRESHED = (
-    "errors",
-    "_return_value",
-    "finished_at",
-    "started_at",
-    "last_attempted_at",
-    "status",
-    "enqueued_at",
-    "worker_ids",
-)
-
-
 def _worker_id(pk: int | None, names: dict[int, str]) -> str:
     """A worker's name; its id if the row was purged; "eager" for a run in eager mode (no worker)."""
     if pk is None:

@@ -74,9 +74,9 @@ def run(job: Job) -> Job:
     )
     runnable = Runnable((job.task,), django_tasks=bool(job.task_backend))
     jobs = Job.objects.using(alias)
-    # A delayed job, or a retry waiting out its delay, runs now.
-    jobs.filter(pk=job.pk, status=Status.DELAYED).update(status=Status.QUEUED, run_at=timezone.now())
     while True:
+        # A delayed job, or a retry waiting out its delay, runs now.
+        jobs.filter(pk=job.pk, status=Status.DELAYED).update(status=Status.QUEUED, run_at=timezone.now())
         claimed = backend.claim_ids(None, [job.pk], runnable, settings.lease)  # type: ignore[arg-type]
         if not claimed:
             break  # cancelled, or taken by a worker after all
@@ -93,6 +93,5 @@ def run(job: Job) -> Job:
             executor.recorded(running, settlement, executor.settle(current, settlement))
         if current.status not in (Status.QUEUED, Status.DELAYED):
             break
-        jobs.filter(pk=job.pk, status=Status.DELAYED).update(status=Status.QUEUED, run_at=timezone.now())
     job.refresh_from_db(using=alias)
     return job

@@ -125,25 +125,24 @@ class Purger:
     def _only_worker(self) -> Iterator[bool]:
         """Yield True if this worker may purge now (no other one is)."""
         connection = connections[self.alias]
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY])
-                locked = bool(cursor.fetchone()[0])
-            try:
-                yield locked
-            finally:
-                if locked:
-                    with connection.cursor() as cursor:
-                        cursor.execute("SELECT pg_advisory_unlock(%s)", [LOCK_KEY])
-        elif connection.vendor == "mysql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT GET_LOCK(%s, 0)", [LOCK_NAME])
-                locked = cursor.fetchone()[0] == 1
-            try:
-                yield locked
-            finally:
-                if locked:
-                    with connection.cursor() as cursor:
-                        cursor.execute("SELECT RELEASE_LOCK(%s)", [LOCK_NAME])
-        else:
-            yield True
+        statements = _LOCKS.get(connection.vendor)
+        if statements is None:
+            yield True  # SQLite: writers take turns anyway
+            return
+        take, release, lock = statements
+        with connection.cursor() as cursor:
+            cursor.execute(take, [lock])
+            locked = cursor.fetchone()[0] in (True, 1)
+        try:
+            yield locked
+        finally:
+            if locked:
+                with connection.cursor() as cursor:
+                    cursor.execute(release, [lock])
+
+
+#: per vendor: take the lock without waiting, release it, and the lock's name or key
+_LOCKS: dict[str, tuple[str, str, int | str]] = {
+    "postgresql": ("SELECT pg_try_advisory_lock(%s)", "SELECT pg_advisory_unlock(%s)", LOCK_KEY),
+    "mysql": ("SELECT GET_LOCK(%s, 0)", "SELECT RELEASE_LOCK(%s)", LOCK_NAME),
+}
