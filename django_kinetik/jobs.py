@@ -22,6 +22,7 @@ from .exceptions import InvalidTransition, JobNotFound, UnknownTask
 from .fastpath import queue as fastpath_queue
 from .feed import publishing
 from .jsondata import ensure_json_object
+from .limits import limit_key_for, parse_limit_key
 from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobLog, JobRun, Status, TagState
 from .options import RUN_OPTION_NAMES, parse_options, parse_tag
 from .priorities import PriorityLike, parse_priority
@@ -77,6 +78,9 @@ def _prepare(
         "task_backend": task_backend,
         "definition": definition,
         "unique": defaults.unique if defaults else False,
+        "limit_by": defaults.limit_by if defaults else None,
+        # Limited jobs are claimed from the database only (backends/limited.py), never pushed to Redis.
+        "limited": bool(defaults.limit) if defaults else False,
         "tag": parse_tag(tag) if tag is not None else defaults.tag,  # type: ignore[union-attr]
         "priority": parse_priority(priority) if priority is not None else (defaults.priority if defaults else 0),
         "status": Status.DELAYED if run_at > now else Status.QUEUED,
@@ -101,6 +105,7 @@ def create(
     priority: PriorityLike | None = None,
     tag: str | None = None,
     unique_key: str | None = None,
+    limit_key: str | None = None,
     task_backend: str = "",
     **options: Any,
 ) -> Job:
@@ -112,7 +117,8 @@ def create(
     (``"high"``). With ``unique_key``, a queued, delayed or running job with the
     same key is returned instead of a new one; a task defined with ``unique=``
     computes that key from its name and ``data`` (an explicit ``unique_key``
-    wins). Other keyword arguments override
+    wins). ``limit_key`` is what the task's concurrency and rate limits count
+    the job under (by default computed with the task's ``limit_by``). Other keyword arguments override
     the task's ``timeout``, ``retries``, ``retry_delay`` and ``backoff`` for this
     job. Nothing is written if any argument is invalid. ``task_backend`` is set
     by the ``django.tasks`` backend (the alias that enqueued the job).
@@ -123,23 +129,26 @@ def create(
     fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options, task_backend=task_backend)
     definition = fields.pop("definition")
     unique = fields.pop("unique")
+    limit_by = fields.pop("limit_by")
+    limited = fields.pop("limited")
     if unique_key is not None and not isinstance(unique_key, str):
         raise TypeError(f"unique_key must be a string, not {type(unique_key).__name__}")
     if unique_key is None:
         unique_key = unique_key_for(fields["task"], unique, payload)
+    key = parse_limit_key(limit_key) if limit_key is not None else limit_key_for(fields["task"], limit_by, payload)
     using = _using()
     if unique_key is None and connections[using].vendor == "postgresql":
         # One prepared statement, like create_many (Django's save() costs ~0.4 ms here).
-        (job,) = postgres_inserts.insert_jobs(using, fields, [payload], batch_size=1)
+        (job,) = postgres_inserts.insert_jobs(using, fields, [payload], batch_size=1, limit_keys=[key])
     else:
-        job = Job(data=payload, unique_key=unique_key, **fields)
+        job = Job(data=payload, unique_key=unique_key, limit_key=key, **fields)
         if unique_key is None:
             job.save(using=using, force_insert=True)
         else:
             existing = _save_unique(job, using)
             if existing is not None:
                 return existing
-    if job.status == Status.QUEUED:
+    if job.status == Status.QUEUED and not limited:
         fastpath_queue.announce([(job.pk, job.tag, job.priority)], using)
     publishing.created([job], using)
     if job_created.has_listeners(Job):
@@ -223,6 +232,8 @@ def create_many(
             raise type(error)(f"create_many: {error}") from None
     fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options)
     definition = fields.pop("definition")
+    limit_by = fields.pop("limit_by")
+    limited = fields.pop("limited")
     if fields.pop("unique") is not False:
         # A bulk insert cannot hand back the live job a duplicate would have been.
         raise TypeError(
@@ -231,15 +242,20 @@ def create_many(
         )
     if not payloads:
         return []
+    keys = [limit_key_for(fields["task"], limit_by, payload) for payload in payloads] if limit_by else None
     using = _using()
     if connections[using].vendor == "postgresql":
-        jobs = postgres_inserts.insert_jobs(using, fields, payloads, batch_size=max(batch_size, 5000))
+        jobs = postgres_inserts.insert_jobs(using, fields, payloads, batch_size=max(batch_size, 5000), limit_keys=keys)
     else:
         with transaction.atomic(using=using):
             jobs = Job.objects.using(using).bulk_create(
-                [Job(data=payload, **fields) for payload in payloads], batch_size=batch_size
+                [
+                    Job(data=payload, limit_key=keys[index] if keys else "", **fields)
+                    for index, payload in enumerate(payloads)
+                ],
+                batch_size=batch_size,
             )
-    if fields["status"] == Status.QUEUED:
+    if fields["status"] == Status.QUEUED and not limited:
         fastpath_queue.announce([(job.pk, job.tag, job.priority) for job in jobs], using)
     publishing.created(jobs, using)
 

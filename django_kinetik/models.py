@@ -138,6 +138,8 @@ class Job(models.Model):
     ghosts = models.PositiveSmallIntegerField(default=0)
     # NULL, not "", for "no key": the partial unique constraint ignores NULLs.
     unique_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    #: what the task's concurrency and rate limits count this job under ("" = the task as a whole)
+    limit_key = models.CharField(max_length=200, blank=True, default="", db_default="")
     run_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -159,6 +161,13 @@ class Job(models.Model):
                 fields=["status", "tag", "-priority", "run_at", "id"],
                 condition=Q(status=Status.QUEUED),
                 name="kinetik_job_claim",
+            ),
+            # The limited claim (backends/limited.py): one task's queued jobs in
+            # one tag, in claim order, without reading the rest of the tag.
+            models.Index(
+                fields=["status", "task", "tag", "-priority", "run_at", "id"],
+                condition=Q(status=Status.QUEUED),
+                name="kinetik_job_claim_task",
             ),
             # Promoting delayed jobs whose time has come.
             models.Index(
@@ -367,3 +376,25 @@ class Schedule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task} ({self.schedule})"
+
+
+class LimitState(models.Model):
+    """What one task's limits know across workers, per limit key.
+
+    ``starts`` counts the jobs started per slice of the rate limit's period
+    (``backends/limited.py``). The row with key ``""`` always exists for a
+    limited task: workers lock it to take the task's jobs one claim at a time,
+    so a limit is never exceeded by two workers claiming at once.
+    """
+
+    task = models.CharField(max_length=200)
+    key = models.CharField(max_length=200, blank=True)
+    #: {slice number: jobs started in it}, for the slices of the last rate period
+    starts = models.JSONField(default=dict, blank=True)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "key"], name="kinetik_limit_task_key")]
+
+    def __str__(self) -> str:
+        return f"{self.task} [{self.key}]" if self.key else self.task

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .durations import parse_duration
+from .limits import Limit, LimitBy, Rate, parse_concurrency, parse_limit_by, parse_rate_limit
 from .priorities import parse_priority
 from .schedules import parse_every, parse_missed, parse_schedule
 from .uniqueness import Unique, parse_unique
@@ -58,6 +59,17 @@ class TaskOptions:
     every: float | None = None
     #: slots missed while no worker ran: ``"skip"`` them, or ``"catch_up"`` with one job
     missed: str = "skip"
+    #: at most this many of the task's jobs run at once across all workers (per key with ``limit_by``)
+    concurrency: int | None = None
+    #: at most ``count`` of its jobs start in any window of ``period`` (``"10/s"``); per key with ``limit_by``
+    rate_limit: Rate | None = None
+    #: what the limits apply per: data keys, or a function ``data -> str | None``; see :mod:`.limits`
+    limit_by: LimitBy | None = None
+
+    @property
+    def limit(self) -> Limit:
+        """The concurrency and rate limits workers enforce for this task (falsy: none)."""
+        return Limit(concurrency=self.concurrency, rate=self.rate_limit)
 
     @property
     def max_attempts(self) -> int:
@@ -160,6 +172,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "schedule": parse_schedule,
     "every": parse_every,
     "missed": parse_missed,
+    "concurrency": parse_concurrency,
+    "rate_limit": parse_rate_limit,
+    "limit_by": parse_limit_by,
 }
 OPTION_NAMES = tuple(_PARSERS)
 #: options ``create`` may override for one job; kept as JSON in its ``options``

@@ -45,19 +45,20 @@ class Runnable:
 
     Its tasks, by name. A worker that serves a ``django.tasks`` backend also
     runs every job such a backend enqueued (the task is the function's module
-    path, imported when the job runs), except the paths it failed to import:
-    those stay queued for a worker that has the code.
+    path, imported when the job runs), except the ``excluded`` paths: those it
+    failed to import (they stay queued for a worker that has the code) and
+    those with limits (taken by the limited claim, ``limited.py``).
     """
 
     tasks: tuple[str, ...]
     django_tasks: bool = False
-    unimportable: frozenset[str] = frozenset()
+    excluded: frozenset[str] = frozenset()
 
     def params(self) -> list[Any]:
         """The claim's parameters for the runnable condition (see ``sql.py``), as lists."""
         if not self.django_tasks:
             return [list(self.tasks)]
-        return [list(self.tasks), ["", *sorted(self.unimportable)]]
+        return [list(self.tasks), ["", *sorted(self.excluded)]]
 
     def __bool__(self) -> bool:
         return bool(self.tasks) or self.django_tasks

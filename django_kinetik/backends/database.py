@@ -134,7 +134,7 @@ class DatabaseBackend(Backend):
     def _execute_prepared(self, statement: str, params: list[Any]) -> list[tuple[Any, ...]]:
         return execute_prepared(self.alias, statement, params)
 
-    def _retrying_locks(self, operation: Callable[[], T]) -> T:
+    def retrying_locks(self, operation: Callable[[], T]) -> T:
         """Run ``operation``, waiting out SQLite's "database is locked" a few times.
 
         SQLite's busy timeout already waits for the writer lock; this covers the
@@ -171,7 +171,7 @@ class DatabaseBackend(Backend):
 
     def retire_worker(self, worker_id: int, stats: dict[str, int]) -> None:
         now = timezone.now()
-        self._retrying_locks(
+        self.retrying_locks(
             lambda: (
                 Worker.objects.using(self.alias)
                 .filter(pk=worker_id)
@@ -194,7 +194,7 @@ class DatabaseBackend(Backend):
                     lease_expires_at=now + timedelta(seconds=lease),
                 )
 
-        self._retrying_locks(beat)
+        self.retrying_locks(beat)
 
     def expired_leases(self, limit: int) -> list[Job]:
         return list(
@@ -206,7 +206,7 @@ class DatabaseBackend(Backend):
 
     def mark_lost_workers(self, silent_for: float) -> int:
         cutoff = timezone.now() - timedelta(seconds=silent_for)
-        return self._retrying_locks(
+        return self.retrying_locks(
             lambda: (
                 Worker.objects.using(self.alias)
                 .filter(state__in=(Worker.State.ONLINE, Worker.State.STOPPING), last_heartbeat__lt=cutoff)
@@ -233,7 +233,7 @@ class DatabaseBackend(Backend):
             condition, values = _sqlite_runnable(runnable)
             statement = sql.SQLITE_CLAIM.format(runnable=condition)
             params = [self._adapt(now), worker_id, self._adapt(expires), tag, *values, limit]
-            jobs = self._retrying_locks(lambda: list(self._jobs().raw(statement, params)))
+            jobs = self.retrying_locks(lambda: list(self._jobs().raw(statement, params)))
         else:
             jobs = self._claim_with_orm(worker_id, tag, runnable, limit, now, expires)
         jobs.sort(key=_claim_order)
@@ -250,7 +250,7 @@ class DatabaseBackend(Backend):
         jobs = []
         for row in rows:
             (job_id, task, task_backend, tag_, priority, data, options) = row[:7]
-            (attempts, ghosts, unique_key, run_at, created_at) = row[7:]
+            (attempts, ghosts, unique_key, limit_key, run_at, created_at) = row[7:]
             jobs.append(
                 Job.loaded(
                     self.alias,
@@ -266,6 +266,7 @@ class DatabaseBackend(Backend):
                         "attempts": attempts,
                         "ghosts": ghosts,
                         "unique_key": unique_key,
+                        "limit_key": limit_key,
                         "run_at": _from_epoch(run_at),
                         "created_at": _from_epoch(created_at),
                         "started_at": now,
@@ -290,7 +291,7 @@ class DatabaseBackend(Backend):
             condition, values = _sqlite_runnable(runnable)
             statement = sql.SQLITE_CLAIM_IDS.format(ids=", ".join(["%s"] * len(ids)), runnable=condition)
             params = [self._adapt(now), worker_id, self._adapt(expires), *ids, *values]
-            jobs = self._retrying_locks(lambda: list(self._jobs().raw(statement, params)))
+            jobs = self.retrying_locks(lambda: list(self._jobs().raw(statement, params)))
         else:
             jobs = self._claim_with_orm(worker_id, None, runnable, len(ids), now, expires, ids=ids)
         position = {job_id: index for index, job_id in enumerate(ids)}
@@ -310,7 +311,7 @@ class DatabaseBackend(Backend):
         """The claim for MySQL/MariaDB: the next jobs of ``tag``, or those of ``ids`` still queued."""
         condition = Q(task__in=runnable.tasks)
         if runnable.django_tasks:
-            condition |= ~Q(task_backend="") & ~Q(task__in=runnable.unimportable)
+            condition |= ~Q(task_backend="") & ~Q(task__in=runnable.excluded)
         candidates = self._jobs().filter(condition, status=Status.QUEUED)
         candidates = candidates.filter(tag=tag) if ids is None else candidates.filter(pk__in=list(ids))
         with transaction.atomic(using=self.alias):
@@ -350,7 +351,7 @@ class DatabaseBackend(Backend):
             batch = list(delayed.filter(run_at__lte=now).order_by("run_at").values_list("id", "tag", "priority")[:1000])
             if not batch:
                 break
-            self._retrying_locks(
+            self.retrying_locks(
                 partial(delayed.filter(pk__in=[job_id for job_id, _, _ in batch]).update, status=Status.QUEUED)
             )
             promoted += batch
@@ -364,7 +365,7 @@ class DatabaseBackend(Backend):
             with transaction.atomic(using=self.alias):
                 return self._settle_one(job, settlement)
 
-        return self._retrying_locks(write)
+        return self.retrying_locks(write)
 
     def settle_many(self, items: Sequence[tuple[Job, Settlement]]) -> list[bool]:
         if not items:
@@ -376,7 +377,7 @@ class DatabaseBackend(Backend):
             with transaction.atomic(using=self.alias):
                 return [self._settle_one(job, settlement) for job, settlement in items]
 
-        return self._retrying_locks(write)
+        return self.retrying_locks(write)
 
     def _settle_one(self, job: Job, settlement: Settlement) -> bool:
         """The guarded UPDATE and the JobRun insert, inside the caller's transaction."""
@@ -449,7 +450,7 @@ class DatabaseBackend(Backend):
 
     def release(self, job: Job) -> bool:
         return bool(
-            self._retrying_locks(
+            self.retrying_locks(
                 lambda: (
                     self._jobs()
                     .filter(pk=job.pk, status=Status.ACTIVE, worker_id=job.worker_id, attempts=job.attempts)
@@ -507,4 +508,4 @@ class DatabaseBackend(Backend):
                         )
             return requeued
 
-        return self._retrying_locks(put_back)
+        return self.retrying_locks(put_back)

@@ -18,10 +18,17 @@ from . import sql
 from .database import execute_prepared
 
 
-def insert_jobs(using: str, fields: dict[str, Any], payloads: list[dict[str, Any]], batch_size: int) -> list[Job]:
+def insert_jobs(
+    using: str,
+    fields: dict[str, Any],
+    payloads: list[dict[str, Any]],
+    batch_size: int,
+    limit_keys: list[str] | None = None,
+) -> list[Job]:
     """``create_many`` on PostgreSQL: one ``INSERT ... SELECT FROM unnest`` per batch.
 
-    The data travels as one binary array of JSON texts; the shared fields as
+    The data travels as one binary array of JSON texts (and the limit keys as
+    another, when the task computes them per job); the shared fields as
     single values. Django's ``bulk_create`` spends its time building a model
     and a parameter per column per job, and binding them as SQL text.
     """
@@ -33,19 +40,32 @@ def insert_jobs(using: str, fields: dict[str, Any], payloads: list[dict[str, Any
         for start in range(0, len(payloads), batch_size):
             batch = payloads[start : start + batch_size]
             texts = [_ENCODE(payload) for payload in batch]
-            # The sequence hands out ids in insertion order, which follows the array.
-            ids = sorted(row[0] for row in execute_prepared(using, sql.INSERT_JOBS, [*shared, texts]))
-            jobs += [_inserted_job(using, job_id, payload, fields) for job_id, payload in zip(ids, batch, strict=True)]
+            keys = limit_keys[start : start + batch_size] if limit_keys else None
+            if keys is None or not any(keys):
+                ids = _insert(using, sql.INSERT_JOBS, [*shared, texts])
+                keys = [""] * len(batch)
+            else:
+                ids = _insert(using, sql.INSERT_KEYED_JOBS, [*shared, texts, keys])
+            jobs += [
+                _inserted_job(using, job_id, payload, key, fields)
+                for job_id, payload, key in zip(ids, batch, keys, strict=True)
+            ]
     return jobs
 
 
-def _inserted_job(using: str, job_id: int, data: dict[str, Any], fields: dict[str, Any]) -> Job:
+def _insert(using: str, statement: str, params: list[Any]) -> list[int]:
+    # The sequence hands out ids in insertion order, which follows the array.
+    return sorted(row[0] for row in execute_prepared(using, statement, params))
+
+
+def _inserted_job(using: str, job_id: int, data: dict[str, Any], limit_key: str, fields: dict[str, Any]) -> Job:
     return Job.loaded(
         using,
         {
             **_NEW_JOB,
             "id": job_id,
             "data": data,
+            "limit_key": limit_key,
             "task": fields["task"],
             "task_backend": fields["task_backend"],
             "tag": fields["tag"],

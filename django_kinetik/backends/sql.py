@@ -14,7 +14,7 @@ _RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data
 
 #: what a PostgreSQL claim returns per job (built into a Job by DatabaseBackend._claimed_jobs)
 _CLAIM_RETURNING = """RETURNING id, task, task_backend, tag, priority, data, options, attempts, ghosts, unique_key,
-          extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8"""
+          limit_key, extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8"""
 
 # ``id = ANY(ARRAY(subquery))`` rather than a join on the picked ids: a join
 # makes the planner probe the ends of the primary-key index for its estimates,
@@ -62,12 +62,12 @@ POSTGRES_CLAIM_IDS = {
 }
 
 
-def sqlite_runnable(tasks: int, unimportable: int | None) -> str:
+def sqlite_runnable(tasks: int, excluded: int | None) -> str:
     """The runnable condition for SQLite with this many task names (and, with django.tasks, exclusions)."""
     names = f"task IN ({', '.join(['%s'] * tasks)})"
-    if unimportable is None:
+    if excluded is None:
         return names
-    return f"({names} OR (task_backend <> '' AND task NOT IN ({', '.join(['%s'] * unimportable)})))"
+    return f"({names} OR (task_backend <> '' AND task NOT IN ({', '.join(['%s'] * excluded)})))"
 
 
 SQLITE_CLAIM_IDS = f"""
@@ -153,9 +153,19 @@ INSERT_SHARED_COLUMNS = ("task", "task_backend", "tag", "priority", "status", "o
 
 INSERT_JOBS = f"""
 INSERT INTO {JOB} (task, task_backend, tag, priority, status, options, run_at, created_at, data, result, error,
-                   error_code, attempts, ghosts)
-SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, %s, data::jsonb, NULL, '', '', 0, 0
+                   error_code, attempts, ghosts, limit_key)
+SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, %s, data::jsonb, NULL, '', '', 0, 0, ''
 FROM unnest(%b::text[]) WITH ORDINALITY AS d(data, n)
+ORDER BY n
+RETURNING id
+"""
+
+#: INSERT_JOBS with a limit key per job (a task with ``limit_by``), as a second array
+INSERT_KEYED_JOBS = f"""
+INSERT INTO {JOB} (task, task_backend, tag, priority, status, options, run_at, created_at, data, result, error,
+                   error_code, attempts, ghosts, limit_key)
+SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, %s, data::jsonb, NULL, '', '', 0, 0, limit_key
+FROM unnest(%b::text[], %b::text[]) WITH ORDINALITY AS d(data, limit_key, n)
 ORDER BY n
 RETURNING id
 """

@@ -38,9 +38,11 @@ from django.utils import timezone
 
 from ..backends import Backend, Settlement, WorkerInfo, get_backend
 from ..backends.base import Runnable
+from ..backends.limited import LimitedClaims
 from ..conf import get_settings
 from ..exceptions import TaskNotImportable
 from ..fastpath import connection as fastpath
+from ..limits import Limit
 from ..middleware import middleware_factories
 from ..models import Job, Status
 from ..options import TaskOptions
@@ -72,6 +74,19 @@ EXIT_FENCED = 4
 def default_tags() -> list[str]:
     """A worker given no tags serves its tasks' tags, then the queues of kinetik's django.tasks backends."""
     return list(dict.fromkeys([*registry.tags(), *tasks_configuration.served_queues()]))
+
+
+def task_limits() -> dict[str, Limit]:
+    """The concurrency and rate limits of the tasks this worker may run, by task name.
+
+    Registered tasks, and ``django.tasks`` functions given limits in
+    ``KINETIK["TASKS"]`` (a worker may not have imported them yet).
+    """
+    limits = {task.name: task.effective_options().limit for task in registry}
+    for name, overrides in get_settings().tasks.items():
+        if name not in limits:
+            limits[name] = TaskOptions().merged(overrides, where=f'KINETIK["TASKS"][{name!r}]').limit
+    return {name: limit for name, limit in limits.items() if limit}
 
 
 def tags_from_environment() -> list[str]:
@@ -134,6 +149,10 @@ class Worker:
         self._pool: ThreadPool[RunningJob] | None = None
         #: which jobs this worker may claim (set when it starts)
         self._runnable = Runnable(())
+        #: the claims of tasks with concurrency or rate limits (set when it starts, if any)
+        self._limited: LimitedClaims | None = None
+        #: time.monotonic() at which a job held back by a limit may start (None: none is)
+        self._limited_retry_at: float | None = None
         self._purger = Purger(self._alias)
         self._scheduler = Scheduler(self._alias, self.interval)
         #: while running: the thread that wakes the loop when new jobs arrive (None: polling only)
@@ -173,8 +192,15 @@ class Worker:
 
     def run(self) -> int:
         """Serve jobs until stopped (or drained, with ``burst``); return an exit status."""
-        self._runnable = Runnable(tuple(registry.names()), django_tasks=tasks_configuration.enabled())
-        if not self._runnable:
+        limits = task_limits()
+        self._runnable = Runnable(
+            tuple(name for name in registry.names() if name not in limits),
+            django_tasks=tasks_configuration.enabled(),
+            excluded=frozenset(limits),
+        )
+        if limits:
+            self._limited = LimitedClaims(self.backend, limits)  # type: ignore[arg-type]
+        if not self._runnable and not limits:
             raise ImproperlyConfigured(
                 "No kinetik tasks are registered, so this worker has nothing to run. "
                 "Define tasks with @kinetik.task in an installed app's tasks.py, or configure "
@@ -290,6 +316,8 @@ class Worker:
                 self._purger.completed(running.job.pk)
             executor.recorded(running, settlement, ok)
         finally:
+            if self._limited is not None:
+                self._limited.job_ended(running.job.task)
             with self._lock:
                 self._settling.discard(running)
                 self.jobs_done += 1
@@ -350,7 +378,10 @@ class Worker:
         free = self._free_slots()
         if free <= 0:
             return 0
-        claimed = 0
+        # First what the limits allow: never more than that, so limited tasks
+        # cannot crowd out other work beyond their limits (and they are never in Redis).
+        claimed = self._claim_limited(executor, pool, free)
+        from_redis = 0
         while self.feed is not None and claimed < free:
             ids = self.feed.take(free - claimed)
             if not ids:
@@ -362,27 +393,40 @@ class Worker:
             jobs = self.backend.claim_ids(self.worker_id, ids, self._runnable, self.lease)  # type: ignore[arg-type]
             for job in jobs:
                 self._start(executor, pool, job)
+            from_redis += len(jobs)
             claimed += len(jobs)
-        if not claimed:
+        if not from_redis and claimed < free and self._runnable:
             # The database claim: always without Redis; with it, the fallback
             # when Redis offered nothing runnable (down, flushed, or just empty).
+            from_database = 0
             for tag in self._open_tags():
                 jobs = self.backend.claim(self.worker_id, tag, self._runnable, free - claimed, self.lease)  # type: ignore[arg-type]
                 # Started at once, tag by tag: a database error on the next tag must
                 # not strand jobs this claim already took.
                 for job in jobs:
                     self._start(executor, pool, job)
+                from_database += len(jobs)
                 claimed += len(jobs)
                 if claimed >= free:
                     break
-            if claimed and self.feed is not None:
+            if from_database and self.feed is not None:
                 self.feed.database_had_more()
         if claimed:
             self._idle = False
-        elif not self._busy and not self._idle:
+        elif not self._busy and not self._idle and self._limited_retry_at is None:
             self._idle = True
             emit(queue_empty, self, tags=list(self.tags))
         return claimed
+
+    def _claim_limited(self, executor: Executor, pool: ThreadPool[RunningJob], free: int) -> int:
+        """Claim jobs of tasks with concurrency or rate limits, as far as the limits allow."""
+        if self._limited is None:
+            return 0
+        limited = self._limited.claim(self._open_tags(), free, self.worker_id, self.lease)  # type: ignore[arg-type]
+        self._limited_retry_at = limited.retry_at
+        for job in limited.jobs:
+            self._start(executor, pool, job)
+        return len(limited.jobs)
 
     def _start(self, executor: Executor, pool: ThreadPool[RunningJob], job: Job) -> None:
         self.jobs_claimed += 1
@@ -392,7 +436,7 @@ class Worker:
             # A django.tasks function whose code is not in this process (an
             # older deploy): leave the job to a worker that has it.
             logger.warning("Job %s: %s; leaving it queued for a worker that has it.", job.pk, error)
-            self._runnable = replace(self._runnable, unimportable=self._runnable.unimportable | {job.task})
+            self._runnable = replace(self._runnable, excluded=self._runnable.excluded | {job.task})
             self.backend.release(job)
             self.jobs_claimed -= 1
             return
@@ -413,7 +457,7 @@ class Worker:
         if self._recycle_reason:
             logger.info("Worker %s stopping: %s.", self.name, self._recycle_reason)
             return True
-        if self.burst and self._free_slots() > 0:
+        if self.burst and self._free_slots() > 0 and self._limited_retry_at is None:
             logger.info("Worker %s found no runnable jobs; burst mode, stopping.", self.name)
             return True
         return False
@@ -423,6 +467,8 @@ class Worker:
         marks = [now + self.interval, self._next_recovery]
         if self._free_slots() > 0:
             marks.append(self._next_due)
+            if self._limited_retry_at is not None:
+                marks.append(self._limited_retry_at)
         with self._lock:
             marks += [running.deadline for running in self._running if running.deadline is not None]
         return max(0.0, min(marks) - now)
@@ -502,6 +548,8 @@ class Worker:
             if not self.supervised:
                 pool.abandon(running)  # its thread cannot be killed; a new one takes the slot
             executor.time_out(running)
+            if self._limited is not None:
+                self._limited.job_ended(running.job.task)
         if self.supervised:
             # Only ending the process stops the timed-out code for sure.
             self._exit_now(heartbeat, EXIT_REPLACE, "a job timed out; replacing this process to kill it")

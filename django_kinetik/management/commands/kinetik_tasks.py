@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from django_kinetik.conf import get_settings
 from django_kinetik.durations import format_seconds
+from django_kinetik.limits import describe_limit_by
 from django_kinetik.management.output import KinetikCommand, add_format_argument, write_json
 from django_kinetik.management.tables import render_table
 from django_kinetik.models import Schedule
@@ -16,7 +17,7 @@ from django_kinetik.schedules import Timing
 
 
 class Command(KinetikCommand):
-    help = "List the registered tasks with their tag, description, effective options and schedule (UTC)."
+    help = "List the registered tasks with their tag, description, effective options, limits and schedule (UTC)."
     examples = """
   manage.py kinetik_tasks
   manage.py kinetik_tasks --format json
@@ -44,6 +45,7 @@ class Command(KinetikCommand):
                     opts.priority,
                     format_seconds(opts.timeout),
                     retry,
+                    opts.limit.describe(opts.limit_by) or "-",
                     timing.describe() if timing else "-",
                     f"{next_run:%Y-%m-%d %H:%M:%S} UTC" if next_run else "-",
                     task.desc,
@@ -52,7 +54,7 @@ class Command(KinetikCommand):
         if not rows:
             self.stdout.write("No tasks are registered. Define them with @kinetik.task in an app's tasks.py.")
             return
-        headers = ["TASK", "TAG", "PRIORITY", "TIMEOUT", "RETRIES", "SCHEDULE", "NEXT RUN", "DESCRIPTION"]
+        headers = ["TASK", "TAG", "PRIORITY", "TIMEOUT", "RETRIES", "LIMITS", "SCHEDULE", "NEXT RUN", "DESCRIPTION"]
         self.stdout.write(render_table(headers, rows))
 
 
@@ -85,6 +87,9 @@ def _as_json(task: Task, next_run: datetime | None) -> dict[str, Any]:
         "retries": opts.retries,
         "retry_delay_seconds": opts.retry_delay,
         "backoff": opts.backoff,
+        "concurrency": opts.concurrency,
+        "rate_limit": str(opts.rate_limit) if opts.rate_limit else None,
+        "limit_by": None if opts.limit_by is None else describe_limit_by(opts.limit_by),
         "schedule": timing.describe() if timing else None,
         "missed": opts.missed if timing else None,
         "next_run": next_run.isoformat() if next_run else None,

@@ -1,0 +1,284 @@
+"""The limited claim: jobs of tasks with concurrency or rate limits, one task at a time.
+
+The plain claim (``database.py``) takes the next queued jobs of a tag in one
+statement. A limited task is left out of it (the worker's ``Runnable`` does not
+name the task) and its jobs are taken here, for each tag the worker serves:
+
+1. A look, outside any lock, through the index ``kinetik_job_claim_task``:
+   does the tag hold queued jobs of the task at all? Usually that is all.
+2. One short transaction that starts by writing the task's ``LimitState`` row
+   (key ``""``). That write is the lock every worker's limited claim of the task
+   waits on: a row lock on PostgreSQL and MySQL, the write lock on SQLite.
+   Under it, the claim counts the task's running jobs per limit key, reads the
+   rate windows of the keys it meets, walks the queued jobs in claim order
+   taking what the limits allow (keys that are full are skipped, so one
+   customer's backlog never holds up the next customer's jobs), claims those by
+   id like the Redis path does (``status = 'queued'`` re-checked), and counts
+   their starts in the rate windows.
+
+Why this cannot pass a limit: claims of one task are serialised, and while one
+holds the lock the running count can only fall (jobs end; only limited claims
+start them), so what it read plus what it takes is at most the limit. A job that
+is recovered, put back or cancelled stops counting as soon as it stops being
+``active``; a run that timed out in a thread that cannot be killed does too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count
+
+from ..limits import Limit, RateWindow
+from ..models import Job, LimitState, Status
+from .base import Runnable
+
+if TYPE_CHECKING:
+    from .database import DatabaseBackend
+
+#: queued jobs read per look under the lock; more looks follow while keys turn out full
+PEEK = 50
+#: looks per claim: each one skips every key found full by the ones before
+LOOKS = 8
+#: at most this many full keys are named in a look's NOT IN (the rest cost extra looks)
+MAX_SKIPPED = 500
+#: a task whose jobs were held back is looked at again after at most this (sooner when one
+#: of its jobs ends in this worker, or a rate window opens): another worker's job may end any
+#: time, and a job of a new key may arrive
+HELD_BACK_RETRY = 0.25
+
+
+@dataclass
+class LimitedClaim:
+    """What one round of limited claims took, and when to look again."""
+
+    jobs: list[Job] = field(default_factory=list)
+    #: time.monotonic() at which a job held back by a limit may be startable (None: none held back)
+    retry_at: float | None = None
+
+    def hold_until(self, moment: float) -> None:
+        self.retry_at = moment if self.retry_at is None else min(self.retry_at, moment)
+
+
+class LimitedClaims:
+    """One worker's claims of its limited tasks (``limits``: task name -> Limit)."""
+
+    def __init__(self, backend: DatabaseBackend, limits: Mapping[str, Limit]) -> None:
+        self.backend = backend
+        self.alias = backend.alias
+        self.limits = {task: limit for task, limit in limits.items() if limit}
+        #: task -> time.monotonic() before which it is not looked at (its jobs were held back)
+        self._not_before: dict[str, float] = {}
+        #: task -> key -> epoch seconds until which its rate window is full (it can only fill further)
+        self._rate_full: dict[str, dict[str, float]] = {}
+        self._have_lock_rows = False
+
+    @property
+    def tasks(self) -> frozenset[str]:
+        return frozenset(self.limits)
+
+    def job_ended(self, task: str) -> None:
+        """A job of ``task`` ended here: its slot may be free, look again at once."""
+        self._not_before.pop(task, None)
+
+    def claim(self, tags: Iterable[str], free: int, worker_id: int, lease: float) -> LimitedClaim:
+        """Take up to ``free`` jobs of the limited tasks, tag by tag, as their limits allow."""
+        outcome = LimitedClaim()
+        if free <= 0 or not self.limits:
+            return outcome
+        self._ensure_lock_rows()
+        tags = list(tags)
+        now = time.monotonic()
+        for task, limit in self.limits.items():
+            if now < self._not_before.get(task, 0.0):
+                outcome.hold_until(self._not_before[task])
+                continue
+            for tag in tags:
+                left = free - len(outcome.jobs)
+                if left <= 0:
+                    return outcome
+                if self._startable(task, tag, outcome):
+                    self.backend.retrying_locks(
+                        lambda: self._claim_task(task, limit, tag, left, worker_id, lease, outcome)  # noqa: B023
+                    )
+        return outcome
+
+    def _startable(self, task: str, tag: str, outcome: LimitedClaim) -> bool:
+        """Whether ``tag`` has queued jobs of ``task`` whose key is not known to have a full rate window.
+
+        Jobs held back only by full windows make ``outcome`` wait until the first one opens.
+        """
+        queued = self._jobs().filter(status=Status.QUEUED, task=task, tag=tag)
+        epoch = time.time()
+        full = {key: until for key, until in self._rate_full.get(task, {}).items() if until > epoch}
+        if not full:
+            return bool(queued.exists())
+        if queued.exclude(limit_key__in=list(full)[:MAX_SKIPPED]).exists():
+            return True
+        if queued.exists():
+            outcome.hold_until(time.monotonic() + min(full.values()) - epoch)
+        return False
+
+    # -- one task in one tag ------------------------------------------------
+
+    def _claim_task(
+        self, task: str, limit: Limit, tag: str, free: int, worker_id: int, lease: float, outcome: LimitedClaim
+    ) -> None:
+        with transaction.atomic(using=self.alias):
+            states = LimitState.objects.using(self.alias)
+            # The lock: every limited claim of this task waits here for the one before.
+            if not states.filter(task=task, key="").update(changed_at=datetime.now(UTC)):
+                self._have_lock_rows = False  # deleted under us; recreated next round
+                return
+            # Read after the lock is ours: a claim that waited for it must not count
+            # the room of the moment it started waiting.
+            epoch = time.time()
+            room = _Room(task, limit, self._running_by_key(task), self._rate_full.setdefault(task, {}), epoch)
+            picked: list[int] = []
+            for _ in range(LOOKS):
+                rows = self._queued(task, tag, room.full_keys(), max(PEEK, 2 * free))
+                if limit.rate is not None:
+                    room.read_windows(states, {key for _, key in rows})
+                for job_id, key in rows:
+                    if room.take(key):
+                        picked.append(job_id)
+                        if len(picked) == free:
+                            break
+                if len(picked) == free or len(rows) < max(PEEK, 2 * free):
+                    break
+            jobs = self.backend.claim_ids(worker_id, picked, Runnable((task,)), lease) if picked else []
+            if limit.rate is not None and jobs:
+                # Counted at a moment no earlier than the claim's started_at, so a
+                # start never leaves the window before a period has passed.
+                room.record_starts(states, [job.limit_key for job in jobs], time.time())
+        outcome.jobs += jobs
+        if room.held_back:
+            wait = HELD_BACK_RETRY
+            if room.rate_opens_at is not None:
+                wait = min(wait, max(0.0, room.rate_opens_at - time.time()))
+            self._not_before[task] = time.monotonic() + wait
+            outcome.hold_until(self._not_before[task])
+
+    def _jobs(self) -> Any:
+        return Job.objects.using(self.alias)
+
+    def _running_by_key(self, task: str) -> dict[str, int]:
+        """Running jobs of ``task`` per limit key (the active rows: at most one per worker slot)."""
+        rows = (
+            self._jobs()
+            .filter(status=Status.ACTIVE, task=task)
+            .order_by()
+            .values_list("limit_key")
+            .annotate(running=Count("id"))
+        )
+        return dict(rows)
+
+    def _queued(self, task: str, tag: str, skipped: Sequence[str], count: int) -> list[tuple[int, str]]:
+        """The next queued jobs of ``task`` in ``tag`` whose key is not ``skipped``, in claim order."""
+        queued = self._jobs().filter(status=Status.QUEUED, task=task, tag=tag)
+        if skipped:
+            queued = queued.exclude(limit_key__in=list(skipped)[:MAX_SKIPPED])
+        return list(queued.order_by("-priority", "run_at", "id").values_list("id", "limit_key")[:count])
+
+    def _ensure_lock_rows(self) -> None:
+        """Every limited task has its LimitState row with key "" (the lock); made once per worker."""
+        if self._have_lock_rows:
+            return
+        states = LimitState.objects.using(self.alias)
+        existing = set(states.filter(task__in=list(self.limits), key="").values_list("task", flat=True))
+        for task in self.limits.keys() - existing:
+            try:
+                with transaction.atomic(using=self.alias):
+                    states.create(task=task, key="")
+            except IntegrityError:
+                pass  # another worker made it first
+        self._have_lock_rows = True
+
+
+class _Room:
+    """Under the lock: how many more jobs of each key the limits let start now."""
+
+    def __init__(
+        self, task: str, limit: Limit, running: dict[str, int], rate_full: dict[str, float], epoch: float
+    ) -> None:
+        self.task = task
+        self.limit = limit
+        self.running = running
+        self.epoch = epoch
+        self.windows: dict[str, RateWindow] = {}
+        self._known: set[str] = set()
+        #: the worker's memory of keys whose rate window is full, and until when
+        self.rate_full = rate_full
+        for key, until in list(rate_full.items()):
+            if until <= epoch:
+                del rate_full[key]
+        self.left: dict[str, int] = {}
+        #: some job was skipped because a limit was reached
+        self.held_back = False
+        #: epoch seconds at which the earliest rate-limited key has room again
+        self.rate_opens_at: float | None = None
+
+    def full_keys(self) -> list[str]:
+        keys = [key for key, left in self.left.items() if left <= 0]
+        if self.limit.concurrency is not None:
+            keys += [key for key, n in self.running.items() if n >= self.limit.concurrency and key not in self.left]
+        keys += [key for key in self.rate_full if key not in self.left]
+        return keys
+
+    def read_windows(self, states, keys: set[str]) -> None:  # type: ignore[no-untyped-def]
+        new = keys - self._known
+        if not new:
+            return
+        self._known |= new
+        for key, starts in states.filter(task=self.task, key__in=list(new)).values_list("key", "starts"):
+            self.windows[key] = RateWindow(self.limit.rate, starts)  # type: ignore[arg-type]
+
+    def take(self, key: str) -> bool:
+        """Count one more start of ``key`` if the limits allow it."""
+        if key not in self.left:
+            self.left[key] = self._allowed(key)
+        if self.left[key] <= 0:
+            self.held_back = True
+            return False
+        self.left[key] -= 1
+        return True
+
+    def _allowed(self, key: str) -> int:
+        allowed = 2**31
+        if self.limit.concurrency is not None:
+            allowed = self.limit.concurrency - self.running.get(key, 0)
+        if self.limit.rate is not None:
+            if key in self.rate_full:
+                self._rate_held(self.rate_full[key])
+                return 0
+            window = self.windows.setdefault(key, RateWindow(self.limit.rate))
+            room = window.room(self.epoch)
+            if room <= 0:
+                opens = window.opens_at(self.epoch)
+                self.rate_full[key] = opens
+                self._rate_held(opens)
+            allowed = min(allowed, room)
+        return allowed
+
+    def _rate_held(self, opens: float) -> None:
+        self.rate_opens_at = opens if self.rate_opens_at is None else min(self.rate_opens_at, opens)
+
+    def record_starts(self, states, keys: list[str], epoch: float) -> None:  # type: ignore[no-untyped-def]
+        """Count the jobs just claimed in their keys' rate windows at ``epoch`` (rows made as needed)."""
+        counts: dict[str, int] = {}
+        for key in keys:
+            counts[key] = counts.get(key, 0) + 1
+        now = datetime.fromtimestamp(epoch, tz=UTC)
+        for key, count in counts.items():
+            window = self.windows.setdefault(key, RateWindow(self.limit.rate))  # type: ignore[arg-type]
+            window.add(epoch, count)
+            if window.room(epoch) <= 0:
+                self.rate_full[key] = window.opens_at(epoch)
+            stored = window.stored()
+            if not states.filter(task=self.task, key=key).update(starts=stored, changed_at=now):
+                states.create(task=self.task, key=key, starts=stored, changed_at=now)
