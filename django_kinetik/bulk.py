@@ -16,6 +16,7 @@ from django.db.models import QuerySet
 from django.dispatch import Signal
 from django.utils import timezone
 
+from . import dependencies
 from .conf import get_settings
 from .fastpath.queue import announce_ids
 from .feed import publishing
@@ -25,7 +26,9 @@ from .registry import registry
 from .signals import emit, job_cancelled
 
 #: a running job is never deleted from under its worker: cancel it first
-DELETABLE = (Status.QUEUED, Status.DELAYED, *FINISHED_STATUSES)
+DELETABLE = (Status.QUEUED, Status.DELAYED, Status.WAITING, *FINISHED_STATUSES)
+#: what "run now" moves to the queue: scheduled jobs, and jobs waiting for others (which stop waiting)
+RUNNABLE_NOW = (Status.DELAYED, Status.WAITING)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ def _transition(ids: list[int], allowed: tuple[str, ...], signal: Signal | None 
         announce_ids(candidates, get_settings().database)
     if moved and changes["status"] == Status.CANCELLED:
         publishing.cancelled(jobs.filter(pk__in=candidates, status=Status.CANCELLED), jobs.db)
+        dependencies.parents_ended(jobs.db, candidates)
     if signal is not None and moved and signal.has_listeners(Job):
         for job in jobs.filter(pk__in=candidates, status=changes["status"]):
             emit(signal, Job, job=job, task=registry.find(job.task))
@@ -74,10 +78,10 @@ def retry_all(queryset: QuerySet[Job], batch_size: int = 500) -> BulkResult:
 
 
 def run_now_all(queryset: QuerySet[Job], batch_size: int = 500) -> BulkResult:
-    """Queue the delayed jobs of ``queryset`` to run now."""
+    """Queue the delayed and waiting jobs of ``queryset`` to run now (waiting ones stop waiting)."""
     return _apply(
         queryset,
-        lambda ids: _transition(ids, (Status.DELAYED,), status=Status.QUEUED, run_at=timezone.now()),
+        lambda ids: _transition(ids, RUNNABLE_NOW, status=Status.QUEUED, run_at=timezone.now()),
         batch_size,
     )
 

@@ -7,6 +7,7 @@ transaction commits, and ``job_created`` is sent only then.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
+from . import dependencies
 from .backends import postgres_inserts
 from .conf import get_settings
 from .durations import DelayLike, parse_duration, run_at_for
@@ -22,8 +24,18 @@ from .exceptions import InvalidTransition, JobNotFound, UnknownTask
 from .fastpath import queue as fastpath_queue
 from .feed import publishing
 from .jsondata import ensure_json_object
-from .limits import limit_key_for, parse_limit_key
-from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobLog, JobRun, Status, TagState
+from .limits import Limit, parse_limit_key
+from .models import (
+    FINISHED_STATUSES,
+    LIVE_STATUSES,
+    RETRYABLE_STATUSES,
+    Job,
+    JobDependency,
+    JobLog,
+    JobRun,
+    Status,
+    TagState,
+)
 from .options import RUN_OPTION_NAMES, parse_options, parse_tag
 from .priorities import PriorityLike, parse_priority
 from .registry import Task, registry
@@ -78,9 +90,10 @@ def _prepare(
         "task_backend": task_backend,
         "definition": definition,
         "unique": defaults.unique if defaults else False,
-        "limit_by": defaults.limit_by if defaults else None,
-        # Limited jobs are claimed from the database only (backends/limited.py), never pushed to Redis.
-        "limited": bool(defaults.limit) if defaults else False,
+        # A limited task's jobs get a limit key and are claimed from the database
+        # only (backends/limited.py), never pushed to Redis.
+        "limit": defaults.limit if defaults else Limit(),
+        "policy": run_options.get("on_parent_failure") or (defaults.on_parent_failure if defaults else "cancel"),
         "tag": parse_tag(tag) if tag is not None else defaults.tag,  # type: ignore[union-attr]
         "priority": parse_priority(priority) if priority is not None else (defaults.priority if defaults else 0),
         "status": Status.DELAYED if run_at > now else Status.QUEUED,
@@ -106,6 +119,7 @@ def create(
     tag: str | None = None,
     unique_key: str | None = None,
     limit_key: str | None = None,
+    after: Iterable[JobRef] | None = None,
     task_backend: str = "",
     **options: Any,
 ) -> Job:
@@ -118,7 +132,10 @@ def create(
     same key is returned instead of a new one; a task defined with ``unique=``
     computes that key from its name and ``data`` (an explicit ``unique_key``
     wins). ``limit_key`` is what the task's concurrency and rate limits count
-    the job under (by default computed with the task's ``limit_by``). Other keyword arguments override
+    the job under (by default computed with the task's ``limit_by``). With
+    ``after`` (jobs or job ids) the job waits until they have all completed,
+    and is cancelled if one of them fails, times out or is cancelled (or runs
+    anyway, with ``on_parent_failure="run"``). Other keyword arguments override
     the task's ``timeout``, ``retries``, ``retry_delay`` and ``backoff`` for this
     job. Nothing is written if any argument is invalid. ``task_backend`` is set
     by the ``django.tasks`` backend (the alias that enqueued the job).
@@ -129,32 +146,66 @@ def create(
     fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options, task_backend=task_backend)
     definition = fields.pop("definition")
     unique = fields.pop("unique")
-    limit_by = fields.pop("limit_by")
-    limited = fields.pop("limited")
+    limit = fields.pop("limit")
+    policy = fields.pop("policy")
     if unique_key is not None and not isinstance(unique_key, str):
         raise TypeError(f"unique_key must be a string, not {type(unique_key).__name__}")
     if unique_key is None:
         unique_key = unique_key_for(fields["task"], unique, payload)
-    key = parse_limit_key(limit_key) if limit_key is not None else limit_key_for(fields["task"], limit_by, payload)
+    if limit_key is not None:
+        limit_key = parse_limit_key(limit_key)
+    elif limit:
+        limit_key = limit.key_for(fields["task"], payload)
+    parents = dependencies.parent_ids(after) if after is not None else []
     using = _using()
-    if unique_key is None and connections[using].vendor == "postgresql":
-        # One prepared statement, like create_many (Django's save() costs ~0.4 ms here).
-        (job,) = postgres_inserts.insert_jobs(using, fields, [payload], batch_size=1, limit_keys=[key])
-    else:
-        job = Job(data=payload, unique_key=unique_key, limit_key=key, **fields)
-        if unique_key is None:
-            job.save(using=using, force_insert=True)
-        else:
-            existing = _save_unique(job, using)
-            if existing is not None:
-                return existing
-    if job.status == Status.QUEUED and not limited:
+    with transaction.atomic(using=using) if parents else contextlib.nullcontext():
+        done = _runs_after(using, fields, parents, policy) if parents else None
+        job, existing = _insert_one(using, fields, payload, unique_key, limit_key)
+        if existing:
+            return job
+        if done is not None:
+            dependencies.link(using, [job], done)
+            dependencies.created(using, [job])
+    if job.status == Status.QUEUED and not limit:
         fastpath_queue.announce([(job.pk, job.tag, job.priority)], using)
     publishing.created([job], using)
     if job_created.has_listeners(Job):
         transaction.on_commit(lambda: emit(job_created, Job, job=job, task=definition), using=using)
     _created([job])
     return job
+
+
+def _insert_one(
+    using: str, fields: dict[str, Any], payload: dict[str, Any], unique_key: str | None, limit_key: str | None
+) -> tuple[Job, bool]:
+    """Insert one job; (the job, False), or (the live job holding ``unique_key``, True)."""
+    if unique_key is None and "error" not in fields and connections[using].vendor == "postgresql":
+        # One prepared statement, like create_many (Django's save() costs ~0.4 ms here).
+        keys = None if limit_key is None else [limit_key]
+        (job,) = postgres_inserts.insert_jobs(using, fields, [payload], batch_size=1, limit_keys=keys)
+        return job, False
+    job = Job(data=payload, unique_key=unique_key, limit_key=limit_key, **fields)
+    if unique_key is None:
+        job.save(using=using, force_insert=True)
+        return job, False
+    existing = _save_unique(job, using)
+    return (existing, True) if existing is not None else (job, False)
+
+
+def _runs_after(using: str, fields: dict[str, Any], parents: list[int], policy: str) -> dict[int, bool]:
+    """Set up jobs that run after ``parents``: waiting, or cancelled at once if one already failed.
+
+    Returns which parents already let them go on (inside the creating transaction).
+    """
+    status, done, why = dependencies.start_state(using, parents, policy)
+    if status == Status.CANCELLED:
+        fields.update(status=status, error=why, error_code=dependencies.PARENT_FAILED, finished_at=timezone.now())
+    elif status is not None:
+        fields["status"] = status
+    if policy != "cancel":
+        # Kept with the job: whoever moves it on may not have its task's definition.
+        fields["options"] = {**fields["options"], dependencies.POLICY: policy}
+    return done
 
 
 #: called with every batch of jobs just created, before eager mode runs them
@@ -215,13 +266,14 @@ def create_many(
     delay: DelayLike = None,
     priority: PriorityLike | None = None,
     tag: str | None = None,
+    after: Iterable[JobRef] | None = None,
     batch_size: int = 1000,
     **options: Any,
 ) -> list[Job]:
     """Create one job per item of ``items`` in bulk inserts; all-or-nothing.
 
     Every item is checked before anything is written; the jobs share ``delay``,
-    ``priority``, ``tag`` and options. A task defined with ``unique=`` is
+    ``priority``, ``tag``, ``after`` and options. A task defined with ``unique=`` is
     refused (``TypeError``): use :func:`create` for each of its jobs.
     """
     payloads = []
@@ -232,30 +284,39 @@ def create_many(
             raise type(error)(f"create_many: {error}") from None
     fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options)
     definition = fields.pop("definition")
-    limit_by = fields.pop("limit_by")
-    limited = fields.pop("limited")
+    limit = fields.pop("limit")
+    policy = fields.pop("policy")
     if fields.pop("unique") is not False:
         # A bulk insert cannot hand back the live job a duplicate would have been.
         raise TypeError(
             f"create_many: task {fields['task']!r} is unique; create its jobs one at a time with create(), "
             f"which returns the live job for a duplicate"
         )
+    parents = dependencies.parent_ids(after) if after is not None else []
     if not payloads:
         return []
-    keys = [limit_key_for(fields["task"], limit_by, payload) for payload in payloads] if limit_by else None
+    keys = [limit.key_for(fields["task"], payload) for payload in payloads] if limit else None
     using = _using()
-    if connections[using].vendor == "postgresql":
-        jobs = postgres_inserts.insert_jobs(using, fields, payloads, batch_size=max(batch_size, 5000), limit_keys=keys)
-    else:
-        with transaction.atomic(using=using):
+    fast = connections[using].vendor == "postgresql"
+    # PostgreSQL's insert is all-or-nothing by itself (see postgres_inserts).
+    with transaction.atomic(using=using) if parents or not fast else contextlib.nullcontext():
+        done = _runs_after(using, fields, parents, policy) if parents else None
+        if fast and "error" not in fields:
+            jobs = postgres_inserts.insert_jobs(
+                using, fields, payloads, batch_size=max(batch_size, 5000), limit_keys=keys
+            )
+        else:
             jobs = Job.objects.using(using).bulk_create(
                 [
-                    Job(data=payload, limit_key=keys[index] if keys else "", **fields)
+                    Job(data=payload, limit_key=keys[index] if keys else None, **fields)
                     for index, payload in enumerate(payloads)
                 ],
                 batch_size=batch_size,
             )
-    if fields["status"] == Status.QUEUED and not limited:
+        if done is not None:
+            dependencies.link(using, jobs, done)
+            dependencies.created(using, jobs)
+    if fields["status"] == Status.QUEUED and not limit:
         fastpath_queue.announce([(job.pk, job.tag, job.priority) for job in jobs], using)
     publishing.created(jobs, using)
 
@@ -362,9 +423,16 @@ def batches_of_ids(queryset: QuerySet[Job], size: int) -> Iterable[list[int]]:
 
 
 def delete_jobs(ids: list[int]) -> int:
-    """Delete these jobs and their logs and runs in one short transaction."""
+    """Delete these jobs and their logs and runs in one short transaction.
+
+    Jobs waiting for a deleted job that had not completed are cancelled first
+    (or run anyway, with ``on_parent_failure="run"``).
+    """
     using = _using()
+    dependencies.parents_deleted(using, ids)
     with transaction.atomic(using=using):
+        JobDependency.objects.using(using).filter(child_id__in=ids)._raw_delete(using)
+        JobDependency.objects.using(using).filter(parent_id__in=ids)._raw_delete(using)
         JobLog.objects.using(using).filter(job_id__in=ids)._raw_delete(using)
         JobRun.objects.using(using).filter(job_id__in=ids)._raw_delete(using)
         return Job.objects.using(using).filter(pk__in=ids)._raw_delete(using)

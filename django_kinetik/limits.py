@@ -136,15 +136,20 @@ def limit_key_for(task: str, limit_by: LimitBy | None, data: Mapping[str, Any]) 
 
 @dataclass(frozen=True)
 class Limit:
-    """What a worker enforces for one task when it claims its jobs."""
+    """What a worker enforces for one task when it claims its jobs (falsy: nothing)."""
 
     concurrency: int | None = None
     rate: Rate | None = None
+    #: what the limits apply per (None: the task as a whole)
+    by: LimitBy | None = None
 
     def __bool__(self) -> bool:
         return self.concurrency is not None or self.rate is not None
 
-    def describe(self, limit_by: LimitBy | None = None) -> str:
+    def key_for(self, task: str, data: Mapping[str, Any]) -> str:
+        return limit_key_for(task, self.by, data)
+
+    def describe(self) -> str:
         """``"2 at once, 10/s per customer_id"`` ("" for no limits)."""
         parts = []
         if self.concurrency is not None:
@@ -152,8 +157,8 @@ class Limit:
         if self.rate is not None:
             parts.append(str(self.rate))
         text = ", ".join(parts)
-        if text and limit_by is not None:
-            text += f" per {describe_limit_by(limit_by)}"
+        if text and self.by is not None:
+            text += f" per {describe_limit_by(self.by)}"
         return text
 
 

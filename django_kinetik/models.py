@@ -21,6 +21,7 @@ from django.utils import timezone
 class Status(models.TextChoices):
     QUEUED = "queued"
     DELAYED = "delayed"  # scheduled for later, or waiting to retry
+    WAITING = "waiting"  # for the jobs it runs after (create(after=[...]))
     ACTIVE = "active"
     COMPLETED = "completed"
     FAILED = "failed"
@@ -29,7 +30,7 @@ class Status(models.TextChoices):
 
 
 #: statuses of a job that has not run to an end yet
-LIVE_STATUSES = (Status.QUEUED, Status.DELAYED, Status.ACTIVE)
+LIVE_STATUSES = (Status.QUEUED, Status.DELAYED, Status.WAITING, Status.ACTIVE)
 #: statuses a job ends in (until someone retries it)
 FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
 
@@ -138,8 +139,9 @@ class Job(models.Model):
     ghosts = models.PositiveSmallIntegerField(default=0)
     # NULL, not "", for "no key": the partial unique constraint ignores NULLs.
     unique_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
-    #: what the task's concurrency and rate limits count this job under ("" = the task as a whole)
-    limit_key = models.CharField(max_length=200, blank=True, default="", db_default="")
+    #: what its task's concurrency and rate limits count this job under ("" = the task as a whole);
+    #: NULL for a job of a task without limits, so the limited claim's index holds limited jobs only
+    limit_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     run_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -149,6 +151,10 @@ class Job(models.Model):
     progress_data = models.JSONField(null=True, blank=True)
     worker = worker_reference("jobs")
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    #: the jobs this one runs after (``create(after=[...])``); ``job.children`` are the other way
+    parents = models.ManyToManyField(
+        "self", through="JobDependency", symmetrical=False, related_name="children", blank=True
+    )
 
     class Meta:
         ordering = ["-id"]
@@ -162,12 +168,13 @@ class Job(models.Model):
                 condition=Q(status=Status.QUEUED),
                 name="kinetik_job_claim",
             ),
-            # The limited claim (backends/limited.py): one task's queued jobs in
-            # one tag, in claim order, without reading the rest of the tag.
+            # The limited claim (backends/limited.py): one limited task's queued
+            # jobs in one tag, in claim order, without reading the rest of the
+            # tag. Only jobs with a limit key are in it: other inserts pay nothing.
             models.Index(
                 fields=["status", "task", "tag", "-priority", "run_at", "id"],
-                condition=Q(status=Status.QUEUED),
-                name="kinetik_job_claim_task",
+                condition=Q(status=Status.QUEUED) & Q(limit_key__isnull=False),
+                name="kinetik_job_limited",
             ),
             # Promoting delayed jobs whose time has come.
             models.Index(
@@ -175,6 +182,8 @@ class Job(models.Model):
                 condition=Q(status=Status.DELAYED),
                 name="kinetik_job_due",
             ),
+            # Jobs waiting for their parents: the safety-net sweep (dependencies.py) reads only these.
+            models.Index(fields=["status", "id"], condition=Q(status=Status.WAITING), name="kinetik_job_waiting"),
             # Heartbeats and lease recovery look only at running jobs.
             models.Index(
                 fields=["status", "lease_expires_at"],
@@ -254,16 +263,21 @@ class Job(models.Model):
         return bool(updated)
 
     def cancel(self) -> bool:
-        """Cancel a queued, delayed or running job; False if it had already finished.
+        """Cancel a live job; False if it had already finished.
 
         A running job's code is not interrupted; whatever it returns is discarded.
+        The jobs waiting for it are cancelled too (unless they run anyway:
+        ``on_parent_failure="run"``).
         """
         if not self._transition(LIVE_STATUSES, **cancelled()):
             return False
+        from . import dependencies
         from .conf import get_settings
         from .feed import publishing
 
-        publishing.cancelled([self], self._state.db or get_settings().database)
+        using = self._state.db or get_settings().database
+        publishing.cancelled([self], using)
+        dependencies.parents_ended(using, [self.pk])
         return True
 
     def retry(self) -> bool:
@@ -299,6 +313,26 @@ class Job(models.Model):
         from .waiting import await_for
 
         return await await_for(self, timeout, poll)
+
+
+class JobDependency(models.Model):
+    """One arrow of ``create(after=[...])``: ``child`` runs after ``parent`` has finished.
+
+    ``done`` once the parent's end lets the child go on (it completed, or it
+    failed and the child runs anyway: ``on_parent_failure="run"``); a child
+    whose arrows are all done is queued (see ``dependencies.py``).
+    """
+
+    child = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="parent_links", db_index=False)
+    parent = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="child_links")
+    done = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["child", "id"]
+        constraints = [models.UniqueConstraint(fields=["child", "parent"], name="kinetik_dependency_once")]
+
+    def __str__(self) -> str:
+        return f"job {self.child_id} after job {self.parent_id}"
 
 
 class JobRun(models.Model):

@@ -65,11 +65,14 @@ class TaskOptions:
     rate_limit: Rate | None = None
     #: what the limits apply per: data keys, or a function ``data -> str | None``; see :mod:`.limits`
     limit_by: LimitBy | None = None
+    #: a job created with ``after=`` whose parent fails, times out or is cancelled:
+    #: ``"cancel"`` it too, or ``"run"`` it anyway once every parent has finished
+    on_parent_failure: str = "cancel"
 
     @property
     def limit(self) -> Limit:
         """The concurrency and rate limits workers enforce for this task (falsy: none)."""
-        return Limit(concurrency=self.concurrency, rate=self.rate_limit)
+        return Limit(concurrency=self.concurrency, rate=self.rate_limit, by=self.limit_by)
 
     @property
     def max_attempts(self) -> int:
@@ -86,6 +89,19 @@ class TaskOptions:
             if parsed.get(timing) is not None:
                 parsed.setdefault(other, None)
         return dataclasses.replace(self, **parsed)
+
+
+#: what a job created with ``after=`` does when a parent does not complete
+PARENT_FAILURE_POLICIES = ("cancel", "run")
+
+
+def parse_policy(value: Any) -> str:
+    if value not in PARENT_FAILURE_POLICIES:
+        raise ValueError(
+            f"on_parent_failure {value!r} is not one of {', '.join(PARENT_FAILURE_POLICIES)} "
+            f"(what a job does when a job it runs after fails, times out or is cancelled)"
+        )
+    return str(value)
 
 
 def parse_tag(value: Any) -> str:
@@ -175,6 +191,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "concurrency": parse_concurrency,
     "rate_limit": parse_rate_limit,
     "limit_by": parse_limit_by,
+    "on_parent_failure": parse_policy,
 }
 OPTION_NAMES = tuple(_PARSERS)
 #: options ``create`` may override for one job; kept as JSON in its ``options``
@@ -188,6 +205,7 @@ RUN_OPTION_NAMES = (
     "retry_jitter",
     "ghost_retries",
     "remove_on_complete",
+    "on_parent_failure",
 )
 
 

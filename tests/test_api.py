@@ -101,6 +101,8 @@ def test_a_job_is_shown_with_every_field(api):
         "attempts": 1,
         "ghosts": 0,
         "unique_key": "mail-1",
+        "limit_key": None,
+        "after": [],
         "options": {},
         "run_at": shown["run_at"],
         "created_at": shown["created_at"],
@@ -230,8 +232,10 @@ def test_a_page_is_one_query_with_no_count_and_no_offset(api):
     with CaptureQueriesContext(connection) as captured:
         assert api.get(first["next"]).status_code == 200
     sql = [query["sql"].upper() for query in captured if "KINETIK_JOB" in query["sql"].upper()]
-    assert len(sql) == 1
+    # The page, then the parents of the jobs on it (by their ids, through the arrows' index).
+    assert len(sql) == 2
     assert "COUNT(" not in sql[0] and "OFFSET" not in sql[0]
+    assert "KINETIK_JOBDEPENDENCY" in sql[1] and "CHILD_ID" in sql[1]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from django.template.response import TemplateResponse
 
 from .. import bulk
-from ..models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, Status
+from ..models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ ACTIONS = [
         "run_jobs_now",
         "Run now",
         "Queued to run now",
-        (Status.DELAYED,),
+        bulk.RUNNABLE_NOW,
         bulk.run_now_all,
         "change",
         "Run selected jobs now",

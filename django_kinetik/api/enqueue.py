@@ -1,7 +1,7 @@
 """A job request in JSON, turned into :func:`django_kinetik.create`.
 
 ``{"task": "send email", "data": {...}, "delay": "30s", "priority": "high",
-"tag": "mail", "unique_key": "...", "retries": 3, "timeout": "1m"}``: the
+"tag": "mail", "unique_key": "...", "after": [12, 13], "retries": 3, "timeout": "1m"}``: the
 fields are ``create``'s arguments, plus ``run_at`` (an ISO-8601 time, as an
 alternative to ``delay``). Values go through the same parsers as in Python,
 so an error reads the same wherever it was made.
@@ -18,7 +18,7 @@ from ..models import Job
 from ..options import RUN_OPTION_NAMES
 
 #: what a job request may hold besides the run options (``retries``, ``timeout``...)
-FIELDS = ("task", "data", "delay", "run_at", "priority", "tag", "unique_key")
+FIELDS = ("task", "data", "delay", "run_at", "priority", "tag", "unique_key", "limit_key", "after")
 
 
 def known_fields() -> tuple[str, ...]:
@@ -42,9 +42,9 @@ def create_from_json(item: Any) -> Job:
     if not isinstance(task, str) or not task:
         raise TypeError('"task" is required: the name of the task to run, as a string')
     _check_length("task", task)
-    unique_key = item.get("unique_key")
-    if isinstance(unique_key, str):
-        _check_length("unique_key", unique_key)
+    for field in ("unique_key", "limit_key"):
+        if isinstance(item.get(field), str):
+            _check_length(field, item[field])
     options = {name: item[name] for name in RUN_OPTION_NAMES if name in item}
     return jobs.create(
         task,
@@ -52,7 +52,9 @@ def create_from_json(item: Any) -> Job:
         delay=_delay(item),
         priority=item.get("priority"),
         tag=item.get("tag"),
-        unique_key=unique_key,
+        unique_key=item.get("unique_key"),
+        limit_key=item.get("limit_key"),
+        after=item.get("after"),
         **options,
     )
 

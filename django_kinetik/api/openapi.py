@@ -47,6 +47,10 @@ _OPTION_SCHEMAS: dict[str, dict[str, Any]] = {
     "retry_jitter": {"type": "number", "minimum": 0, "maximum": 1},
     "ghost_retries": {"type": "integer", "minimum": 0, "description": "Runs lost with their worker to requeue."},
     "remove_on_complete": {"type": "boolean", "description": "Delete the job once it completes."},
+    "on_parent_failure": {
+        "enum": ["cancel", "run"],
+        "description": "With after: cancel the job (default) or run it anyway when a parent does not complete.",
+    },
 }
 
 
@@ -73,6 +77,12 @@ def _schemas() -> dict[str, Any]:
                 "attempts": {"type": "integer"},
                 "ghosts": {"type": "integer", "description": "Runs lost with their worker and queued again."},
                 "unique_key": _nullable("string"),
+                "limit_key": _nullable("string", description='Its key for its task\'s limits ("": the task).'),
+                "after": {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "description": "Ids of the jobs it runs after.",
+                },
                 "options": {"type": "object", "description": "Run options given when it was created."},
                 "run_at": {"type": "string", "format": "date-time"},
                 "created_at": {"type": "string", "format": "date-time"},
@@ -111,6 +121,12 @@ def _schemas() -> dict[str, Any]:
                 },
                 "tag": {"type": "string", "maxLength": 100},
                 "unique_key": {"type": "string", "description": "Return the live job with this key instead."},
+                "limit_key": {"type": "string", "description": "Count it under this key for the task's limits."},
+                "after": {
+                    "type": "array",
+                    "items": {"type": "integer"},
+                    "description": "Run once these jobs (ids) have completed.",
+                },
                 **{name: _OPTION_SCHEMAS.get(name, {}) for name in RUN_OPTION_NAMES},
             },
         },

@@ -6,10 +6,11 @@ client can compare them as strings and lose nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ..models import Job, JobLog, Worker
+from ..models import Job, JobDependency, JobLog, Worker
 
 
 def timestamp(value: datetime | None) -> str | None:
@@ -19,8 +20,28 @@ def timestamp(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def job_json(job: Job) -> dict[str, Any]:
-    """One job: what it is, where it is in its life, and what it produced."""
+def parents_of(jobs: Sequence[Job]) -> dict[int, list[int]]:
+    """The ids each of ``jobs`` runs after, in one query for the lot."""
+    if not jobs:
+        return {}
+    using = jobs[0]._state.db
+    arrows = JobDependency.objects.using(using).filter(child_id__in=[job.pk for job in jobs]).order_by("id")
+    parents: dict[int, list[int]] = {job.pk: [] for job in jobs}
+    for child, parent in arrows.values_list("child_id", "parent_id"):
+        parents[child].append(parent)
+    return parents
+
+
+def jobs_json(jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """:func:`job_json` for a page of jobs (their parents read at once)."""
+    parents = parents_of(jobs)
+    return [job_json(job, after=parents[job.pk]) for job in jobs]
+
+
+def job_json(job: Job, *, after: list[int] | None = None) -> dict[str, Any]:
+    """One job: what it is, where it is in its life, and what it produced (``after``: its parents' ids)."""
+    if after is None:
+        after = parents_of([job])[job.pk]
     return {
         "id": job.pk,
         "task": job.task,
@@ -34,6 +55,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "attempts": job.attempts,
         "ghosts": job.ghosts,
         "unique_key": job.unique_key,
+        "limit_key": job.limit_key,
+        "after": after,
         "options": job.options,
         "run_at": timestamp(job.run_at),
         "created_at": timestamp(job.created_at),

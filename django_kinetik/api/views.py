@@ -22,7 +22,7 @@ from .body import read_json
 from .enqueue import create_from_json
 from .pagination import MAX_ID, next_url, page, parse_after, parse_limit
 from .responses import ApiError, json_response
-from .serialize import job_json, log_json
+from .serialize import job_json, jobs_json, log_json
 
 #: the query parameters ``GET api/jobs`` understands
 LIST_PARAMETERS = ("status", "task", "tag", "order", "after", "limit")
@@ -82,7 +82,7 @@ def list_jobs(request: HttpRequest) -> HttpResponse:
     if order not in ORDERS:
         raise ApiError(400, f"order must be -id (newest first) or id (oldest first), not {order!r}.")
     rows, more = page(queryset, after=parse_after(request), limit=parse_limit(request), descending=order == "-id")
-    return json_response({"jobs": [job_json(job) for job in rows], "next": next_url(request, rows, more)})
+    return json_response({"jobs": jobs_json(rows), "next": next_url(request, rows, more)})
 
 
 def create_jobs(request: HttpRequest) -> HttpResponse:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..models import Job, Outcome, Status
+from ..models import FINISHED_STATUSES, Job, Outcome, Status
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +37,11 @@ class Settlement:
     #: settled by another worker because the lease expired: only applies if it
     #: still is expired, and a re-queued job counts a ghost instead of an attempt
     lost: bool = False
+
+    @property
+    def ends_job(self) -> bool:
+        """The job is finished (not queued again for another attempt)."""
+        return self.status in FINISHED_STATUSES
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,10 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def settle_many(self, items: Sequence[tuple[Job, Settlement]]) -> list[bool]:
         """:meth:`settle` for a batch, in one write where the database allows; one flag per item."""
+
+    @abc.abstractmethod
+    def jobs_ended(self, job_ids: Sequence[int]) -> None:
+        """These jobs reached an end (committed): move on the jobs waiting for them (``dependencies.py``)."""
 
     @abc.abstractmethod
     def was_settled(self, job: Job, settlement: Settlement) -> bool:

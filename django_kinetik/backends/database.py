@@ -440,6 +440,11 @@ class DatabaseBackend(Backend):
             applied.append(ok)
         return applied
 
+    def jobs_ended(self, job_ids: Sequence[int]) -> None:
+        from .. import dependencies
+
+        dependencies.parents_ended(self.alias, job_ids)
+
     def was_settled(self, job: Job, settlement: Settlement) -> bool:
         """Whether this attempt's end is already recorded (a settle whose answer was lost)."""
         return (

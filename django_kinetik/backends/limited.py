@@ -25,6 +25,7 @@ is recovered, put back or cancelled stops counting as soon as it stops being
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,14 +33,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count
+from django.db.models import Count, Max
 
 from ..limits import Limit, RateWindow
-from ..models import Job, LimitState, Status
+from ..models import LIVE_STATUSES, Job, LimitState, Status
 from .base import Runnable
 
 if TYPE_CHECKING:
     from .database import DatabaseBackend
+
+logger = logging.getLogger("django_kinetik.worker")
 
 #: queued jobs read per look under the lock; more looks follow while keys turn out full
 PEEK = 50
@@ -77,10 +80,28 @@ class LimitedClaims:
         #: task -> key -> epoch seconds until which its rate window is full (it can only fill further)
         self._rate_full: dict[str, dict[str, float]] = {}
         self._have_lock_rows = False
+        #: the highest job ids seen by the last two adopt() calls
+        self._adopted_up_to: list[int] = []
 
     @property
     def tasks(self) -> frozenset[str]:
         return frozenset(self.limits)
+
+    def tidy(self) -> int:
+        """Adopt keyless jobs; delete per-key rate windows with no start for a whole period (they are empty)."""
+        self.adopt()
+        deleted = 0
+        for task, limit in self.limits.items():
+            if limit.rate is None:
+                continue
+            cutoff = datetime.fromtimestamp(time.time() - limit.rate.period, tz=UTC)
+            deleted += (
+                LimitState.objects.using(self.alias)
+                .filter(task=task, changed_at__lt=cutoff)
+                .exclude(key="")
+                .delete()[0]
+            )
+        return deleted
 
     def job_ended(self, task: str) -> None:
         """A job of ``task`` ended here: its slot may be free, look again at once."""
@@ -113,7 +134,7 @@ class LimitedClaims:
 
         Jobs held back only by full windows make ``outcome`` wait until the first one opens.
         """
-        queued = self._jobs().filter(status=Status.QUEUED, task=task, tag=tag)
+        queued = self._queued_jobs(task, tag)
         epoch = time.time()
         full = {key: until for key, until in self._rate_full.get(task, {}).items() if until > epoch}
         if not full:
@@ -168,7 +189,10 @@ class LimitedClaims:
         return Job.objects.using(self.alias)
 
     def _running_by_key(self, task: str) -> dict[str, int]:
-        """Running jobs of ``task`` per limit key (the active rows: at most one per worker slot)."""
+        """Running jobs of ``task`` per limit key (the active rows: at most one per worker slot).
+
+        A job without a key (run by a worker that did not know the limit) counts as the task's.
+        """
         rows = (
             self._jobs()
             .filter(status=Status.ACTIVE, task=task)
@@ -176,19 +200,57 @@ class LimitedClaims:
             .values_list("limit_key")
             .annotate(running=Count("id"))
         )
-        return dict(rows)
+        running: dict[str, int] = {}
+        for key, count in rows:
+            running[key or ""] = running.get(key or "", 0) + count
+        return running
+
+    def _queued_jobs(self, task: str, tag: str) -> Any:
+        """The task's queued jobs in ``tag``, through the index ``kinetik_job_limited`` (keyed jobs only)."""
+        return self._jobs().filter(status=Status.QUEUED, task=task, tag=tag, limit_key__isnull=False)
 
     def _queued(self, task: str, tag: str, skipped: Sequence[str], count: int) -> list[tuple[int, str]]:
         """The next queued jobs of ``task`` in ``tag`` whose key is not ``skipped``, in claim order."""
-        queued = self._jobs().filter(status=Status.QUEUED, task=task, tag=tag)
+        queued = self._queued_jobs(task, tag)
         if skipped:
             queued = queued.exclude(limit_key__in=list(skipped)[:MAX_SKIPPED])
         return list(queued.order_by("-priority", "run_at", "id").values_list("id", "limit_key")[:count])
+
+    def adopt(self) -> int:
+        """Give a limit key to live jobs of the limited tasks that have none; return how many.
+
+        Such jobs were created before the limit was set, or by a process that
+        does not have the task. The first call looks at all of them, later ones
+        at jobs with ids above the highest id seen two calls before (a job
+        commits within a minute of taking its id, or waits for the next worker start).
+        """
+        jobs = self._jobs()
+        highest = jobs.aggregate(highest=Max("id"))["highest"] or 0
+        keyless = jobs.filter(task__in=list(self.limits), status__in=LIVE_STATUSES, limit_key__isnull=True)
+        if self._adopted_up_to:
+            keyless = keyless.filter(id__gt=self._adopted_up_to[0])
+        self._adopted_up_to = [*self._adopted_up_to, highest][-2:]
+        adopted = 0
+        for task, limit in self.limits.items():
+            if limit.by is None:
+                adopted += keyless.filter(task=task).update(limit_key="")
+                continue
+            for job_id, data in keyless.filter(task=task).values_list("id", "data").iterator():
+                try:
+                    key = limit.key_for(task, data)
+                except (TypeError, ValueError):
+                    key = ""  # data the key cannot be read from: the task-wide bucket
+                adopted += keyless.filter(id=job_id).update(limit_key=key)
+        if adopted:
+            logger.info("%d job(s) of limited tasks had no limit key (created without the limit); given one.", adopted)
+        return adopted
 
     def _ensure_lock_rows(self) -> None:
         """Every limited task has its LimitState row with key "" (the lock); made once per worker."""
         if self._have_lock_rows:
             return
+        if not self._adopted_up_to:
+            self.adopt()
         states = LimitState.objects.using(self.alias)
         existing = set(states.filter(task__in=list(self.limits), key="").values_list("task", flat=True))
         for task in self.limits.keys() - existing:

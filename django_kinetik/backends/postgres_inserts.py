@@ -28,9 +28,9 @@ def insert_jobs(
     """``create_many`` on PostgreSQL: one ``INSERT ... SELECT FROM unnest`` per batch.
 
     The data travels as one binary array of JSON texts (and the limit keys as
-    another, when the task computes them per job); the shared fields as
-    single values. Django's ``bulk_create`` spends its time building a model
-    and a parameter per column per job, and binding them as SQL text.
+    another, for a task with limits); the shared fields as single values.
+    Django's ``bulk_create`` spends its time building a model and a parameter
+    per column per job, and binding them as SQL text.
     """
     shared = [json.dumps(fields[name]) if name == "options" else fields[name] for name in sql.INSERT_SHARED_COLUMNS]
     jobs: list[Job] = []
@@ -40,11 +40,11 @@ def insert_jobs(
         for start in range(0, len(payloads), batch_size):
             batch = payloads[start : start + batch_size]
             texts = [_ENCODE(payload) for payload in batch]
-            keys = limit_keys[start : start + batch_size] if limit_keys else None
-            if keys is None or not any(keys):
+            if limit_keys is None:
                 ids = _insert(using, sql.INSERT_JOBS, [*shared, texts])
-                keys = [""] * len(batch)
+                keys: list[str | None] = [None] * len(batch)
             else:
+                keys = list(limit_keys[start : start + batch_size])
                 ids = _insert(using, sql.INSERT_KEYED_JOBS, [*shared, texts, keys])
             jobs += [
                 _inserted_job(using, job_id, payload, key, fields)
@@ -58,7 +58,7 @@ def _insert(using: str, statement: str, params: list[Any]) -> list[int]:
     return sorted(row[0] for row in execute_prepared(using, statement, params))
 
 
-def _inserted_job(using: str, job_id: int, data: dict[str, Any], limit_key: str, fields: dict[str, Any]) -> Job:
+def _inserted_job(using: str, job_id: int, data: dict[str, Any], limit_key: str | None, fields: dict[str, Any]) -> Job:
     return Job.loaded(
         using,
         {

@@ -154,13 +154,13 @@ INSERT_SHARED_COLUMNS = ("task", "task_backend", "tag", "priority", "status", "o
 INSERT_JOBS = f"""
 INSERT INTO {JOB} (task, task_backend, tag, priority, status, options, run_at, created_at, data, result, error,
                    error_code, attempts, ghosts, limit_key)
-SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, %s, data::jsonb, NULL, '', '', 0, 0, ''
+SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, %s, data::jsonb, NULL, '', '', 0, 0, NULL
 FROM unnest(%b::text[]) WITH ORDINALITY AS d(data, n)
 ORDER BY n
 RETURNING id
 """
 
-#: INSERT_JOBS with a limit key per job (a task with ``limit_by``), as a second array
+#: INSERT_JOBS with a limit key per job (a task with limits), as a second array
 INSERT_KEYED_JOBS = f"""
 INSERT INTO {JOB} (task, task_backend, tag, priority, status, options, run_at, created_at, data, result, error,
                    error_code, attempts, ghosts, limit_key)

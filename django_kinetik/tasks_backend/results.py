@@ -27,6 +27,7 @@ from .framework import InvalidTask, Task, TaskError, TaskResult, TaskResultDoesN
 STATUSES = {
     Status.QUEUED: TaskResultStatus.READY,
     Status.DELAYED: TaskResultStatus.READY,
+    Status.WAITING: TaskResultStatus.READY,
     Status.ACTIVE: TaskResultStatus.RUNNING,
     Status.COMPLETED: TaskResultStatus.SUCCESSFUL,
     Status.FAILED: TaskResultStatus.FAILED,

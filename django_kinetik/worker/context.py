@@ -67,6 +67,14 @@ class JobContext:
             logger.warning("Job %s wrote %s after its attempt ended; ignored.", self.id, what)
         return self._closed
 
+    @property
+    def parents(self) -> list[Job]:
+        """The jobs this one runs after (``create(after=[...])``), in that order, as they are now.
+
+        ``[parent.result for parent in job.parents]`` reads what they returned.
+        """
+        return list(Job.objects.using(self._alias).filter(child_links__child_id=self.id).order_by("child_links__id"))
+
     def log(self, message: str, data: dict[str, Any] | None = None) -> None:
         """Add a line (and optional JSON data) to the job's log."""
         if not isinstance(message, str):

@@ -96,6 +96,19 @@ def ride_out(write: Callable[[bool], T], lease: float, what: str) -> T | None:
             pause = min(pause * 2, 5.0)
 
 
+def jobs_ended(backend: Backend, job_ids: list[int]) -> None:
+    """Move on the jobs waiting for these; a database error is left to the workers' sweep."""
+    if not job_ids:
+        return
+    try:
+        backend.jobs_ended(job_ids)
+    except DATABASE_ERRORS as error:
+        connections.close_all()
+        logger.warning(
+            "Could not look for jobs waiting on %d finished job(s) (%s); the workers' sweep will.", len(job_ids), error
+        )
+
+
 @dataclass(eq=False)
 class RunningJob:
     """A claimed job while this worker runs it."""
@@ -208,7 +221,10 @@ class Executor:
                 return True
             return retried and self.backend.was_settled(job, settlement)
 
-        return ride_out(write, self.lease, f"job {job.pk}") or False
+        settled = ride_out(write, self.lease, f"job {job.pk}") or False
+        if settled and settlement.ends_job:
+            jobs_ended(self.backend, [job.pk])
+        return settled
 
     def announce(self, job: Job, task: Task | None, settlement: Settlement) -> None:
         """After the attempt's end is committed: the live event, the log line, the signal."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import secrets
 import signal
 import socket
@@ -36,6 +37,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.utils import timezone
 
+from .. import dependencies
 from ..backends import Backend, Settlement, WorkerInfo, get_backend
 from ..backends.base import Runnable
 from ..backends.limited import LimitedClaims
@@ -62,6 +64,9 @@ from .supervisor import EXIT_RECYCLE, supervisor_gone
 from .wakeup import PostgresListener
 
 logger = logging.getLogger("django_kinetik.worker")
+
+#: seconds between looks for waiting jobs nobody moved on, and for stale rate windows
+SWEEP_EVERY = 30.0
 
 #: exit status after a second stop signal cut the graceful shutdown short
 EXIT_FORCED = 1
@@ -165,6 +170,8 @@ class Worker:
         self._next_paused_check = 0.0
         self._next_recovery = 0.0
         self._next_memory_check = 0.0
+        self._next_sweep = 0.0
+        self._next_limits_tidy = 0.0
         self._recovery_every = max(0.2, min(self.lease / 3, 10.0))
 
     # -- control -----------------------------------------------------------
@@ -508,6 +515,13 @@ class Worker:
             changed = self.feed.maintain(self.interval) or changed
         self._purger.maintain(now)
         changed = bool(self._scheduler.maintain(now)) or changed
+        if now >= self._next_sweep:
+            # The safety net for jobs waiting on others: a look that a crash skipped.
+            self._next_sweep = now + SWEEP_EVERY * random.uniform(0.8, 1.2)
+            changed = bool(dependencies.sweep(self._alias)) or changed
+        if self._limited is not None and now >= self._next_limits_tidy:
+            self._next_limits_tidy = now + SWEEP_EVERY
+            self._limited.tidy()
         # Measured after jobs ran (at most once a second): a process that starts
         # above the limit still runs a job per life instead of recycling forever.
         if self.max_memory and self.jobs_claimed and now >= self._next_memory_check:

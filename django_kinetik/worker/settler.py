@@ -20,7 +20,7 @@ from collections.abc import Callable
 from django.db import connections
 
 from ..backends.base import Backend, Settlement
-from .execution import RunningJob, ride_out
+from .execution import RunningJob, jobs_ended, ride_out
 from .logwriter import FLUSH_EVERY, LogWriter
 
 logger = logging.getLogger("django_kinetik.worker")
@@ -90,6 +90,10 @@ class Settler:
             return applied
 
         applied = ride_out(write, self.lease, f"{len(batch)} job(s)") or [False] * len(batch)
+        # Before the workers hear of the ends: a job waiting for one of these is
+        # queued by the time this worker looks for work again.
+        ended = [job.pk for (job, settlement), ok in zip(pairs, applied, strict=True) if ok and settlement.ends_job]
+        jobs_ended(self.backend, ended)
         for (running, settlement), ok in zip(batch, applied, strict=True):
             try:
                 self._done(running, settlement, ok)

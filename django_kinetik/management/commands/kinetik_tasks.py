@@ -45,7 +45,7 @@ class Command(KinetikCommand):
                     opts.priority,
                     format_seconds(opts.timeout),
                     retry,
-                    opts.limit.describe(opts.limit_by) or "-",
+                    opts.limit.describe() or "-",
                     timing.describe() if timing else "-",
                     f"{next_run:%Y-%m-%d %H:%M:%S} UTC" if next_run else "-",
                     task.desc,
