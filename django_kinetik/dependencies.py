@@ -14,11 +14,14 @@ Who moves a waiting job on, and why none is forgotten: whoever ends a parent
 children after its own write has committed, and so does the creating process
 just after the child has committed. A look reads the parents' statuses, so of
 two looks racing (two parents ending, or a parent ending while its child is
-being created) the later one sees both writes and moves the child on. Moving
-is guarded by ``status = 'waiting'``, so doing it twice is harmless, and its
-transaction starts by writing the child rows, so two movers of one child take
-turns (and SQLite's write lock is held from the first statement, as everywhere
-in kinetik). A worker's periodic :func:`sweep` catches what a crash between a
+being created) the later one sees both writes and moves the child on. (A
+PostgreSQL batch settle asks inside its own statement whether anyone waits,
+which costs no round trip; the creator's look then waits for any settle in
+flight on its parents, see :func:`_wait_for_settles`.) Moving is guarded by
+``status = 'waiting'``, so doing it twice is harmless, and its transaction
+starts by writing the child rows, so two movers of one child take turns (and
+SQLite's write lock is held from the first statement, as everywhere in
+kinetik). A worker's periodic :func:`sweep` catches what a crash between a
 commit and its look left behind.
 """
 
@@ -114,7 +117,7 @@ def created(using: str, children: Sequence[Job]) -> None:
     """After the children's transaction commits: move on those whose parents ended meanwhile."""
     waiting = [child.pk for child in children if child.status == Status.WAITING]
     if waiting:
-        transaction.on_commit(lambda: move_on(using, waiting), using=using)
+        transaction.on_commit(lambda: move_on(using, waiting, after_creation=True), using=using)
 
 
 def parents_ended(using: str, parents: Sequence[int]) -> None:
@@ -144,16 +147,24 @@ def parents_deleted(using: str, parents: Sequence[int]) -> None:
         move_on(using, children, gone=set(parents))
 
 
-def move_on(using: str, children: Sequence[int], gone: set[int] = frozenset()) -> None:  # type: ignore[assignment]
+def move_on(
+    using: str,
+    children: Sequence[int],
+    gone: set[int] = frozenset(),  # type: ignore[assignment]
+    *,
+    after_creation: bool = False,
+) -> None:
     """Queue the waiting ``children`` whose parents all let them go on; cancel those a parent failed.
 
     Cancelled children's own waiting children follow, until nothing changes.
     Parents in ``gone`` are being deleted: they count as cancelled.
+    ``after_creation``: the look of the process that just created the children.
     """
     pending = list(dict.fromkeys(children))
     while pending:
         batch, pending = pending[:BATCH], pending[BATCH:]
-        released, cancelled = _move_batch(using, batch, gone)
+        released, cancelled = _move_batch(using, batch, gone, after_creation)
+        after_creation = False
         _announce(using, released, cancelled)
         if cancelled:
             pending += list(
@@ -164,13 +175,15 @@ def move_on(using: str, children: Sequence[int], gone: set[int] = frozenset()) -
             )
 
 
-def _move_batch(using: str, ids: list[int], gone: set[int]) -> tuple[list[Job], list[Job]]:
+def _move_batch(using: str, ids: list[int], gone: set[int], after_creation: bool) -> tuple[list[Job], list[Job]]:
     jobs = Job.objects.using(using)
     now = timezone.now()
     with transaction.atomic(using=using):
         # Write first: the children are ours until commit (no second mover sees them half-moved).
         if not jobs.filter(pk__in=ids, status=Status.WAITING).update(status=Status.WAITING):
             return [], []
+        if after_creation:
+            _wait_for_settles(using, ids)
         children = list(jobs.filter(pk__in=ids, status=Status.WAITING))
         links = list(
             JobDependency.objects.using(using)
@@ -211,6 +224,25 @@ def _move_batch(using: str, ids: list[int], gone: set[int]) -> tuple[list[Job], 
             child.status, child.finished_at = Status.CANCELLED, now
         _wake_workers(using, {child.tag for child in released if child.status == Status.QUEUED})
     return released, cancelled
+
+
+def _wait_for_settles(using: str, children: list[int]) -> None:
+    """PostgreSQL: wait until no parent of ``children`` is being settled, so the statuses read next are final.
+
+    A batch settle tells from inside its statement whether a job is waited for
+    (``sql.SETTLE_MANY``), and an arrow made after that statement began is not
+    in its view; the settling worker then does not look. The row lock the settle
+    holds until it commits makes this look wait for it instead, and see the end.
+    Elsewhere every settle looks after its commit.
+    """
+    if connections[using].vendor != "postgresql":
+        return
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {Job._meta.db_table} WHERE id IN "
+            f"(SELECT parent_id FROM {JobDependency._meta.db_table} WHERE child_id = ANY(%s) AND NOT done) FOR SHARE",
+            [children],
+        )
 
 
 def _wake_workers(using: str, tags: set[str]) -> None:

@@ -3,7 +3,7 @@
 import threading
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 
 import django_kinetik as kinetik
 from django_kinetik import dependencies
@@ -277,6 +277,24 @@ def test_a_parent_that_ends_while_the_child_is_being_created(steps):
         Job.objects.filter(pk=parent.pk).update(status=Status.COMPLETED)
         dependencies.parents_ended("default", [parent.pk])  # as the settling worker would: sees no arrow yet...
     assert fresh(child).status == Status.QUEUED  # ...but the child's look after its commit did
+
+
+@pytest.mark.postgresql
+def test_a_child_created_while_its_parent_is_being_settled_is_not_forgotten(steps):
+    """The batch settle asks inside its statement whether a job is waited for, so it misses an arrow made
+    while it runs; the creator's look then waits for that settle to commit, and sees the parent's end."""
+    import psycopg
+
+    parent = kinetik.create("dep.step")
+    params = connection.get_connection_params()
+    with psycopg.connect(**{**params, "autocommit": False}) as settling:
+        settling.execute("UPDATE django_kinetik_job SET status = 'completed' WHERE id = %s", [parent.pk])
+        committer = threading.Timer(0.3, settling.commit)
+        committer.start()
+        child = kinetik.create("dep.step", after=[parent])  # its look waits for the commit above
+        committer.join()
+    assert child.status == Status.WAITING  # as created...
+    assert fresh(child).status == Status.QUEUED  # ...and moved on by its own look
 
 
 # -- tests, eager mode, django.tasks --------------------------------------------

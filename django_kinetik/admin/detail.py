@@ -18,9 +18,11 @@ from .. import feed, jobs
 from ..exceptions import InvalidTransition
 from ..feed import sse
 from ..jsondata import ensure_json_object
-from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobLog, requeued
+from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobDependency, JobLog, requeued
 
 LOGS_PER_PAGE = 50
+#: a job's children listed on its page (a fan-out can have thousands)
+RELATED_SHOWN = 20
 
 
 def _job(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> Job:
@@ -47,12 +49,21 @@ def detail_view(
     # A running job's newest lines matter most: open on the last page.
     page = paginator.get_page(request.GET.get("logs_page") or paginator.num_pages)
     runs = list(job.runs.select_related("worker").order_by("id"))
+    arrows = JobDependency.objects.using(job._state.db)
+    parents = [arrow.parent for arrow in arrows.filter(child=job).select_related("parent").order_by("id")]
+    children = [
+        arrow.child for arrow in arrows.filter(parent=job).select_related("child").order_by("id")[: RELATED_SHOWN + 1]
+    ]
     context = {
         **model_admin.admin_site.each_context(request),
         "title": f"Job #{job.pk}: {job.task}",
         "opts": model_admin.model._meta,
         "job": job,
         "runs": runs,
+        "parents": parents,
+        "children": children[:RELATED_SHOWN],
+        # Not counted: a fan-out may have thousands; "and more" is enough here.
+        "more_children": "some" if len(children) > RELATED_SHOWN else "",
         "last_run": runs[-1] if runs else None,
         "logs": page,
         "last_log_id": page.object_list[len(page.object_list) - 1].pk if page.object_list else 0,

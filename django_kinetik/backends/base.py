@@ -127,8 +127,11 @@ class Backend(abc.ABC):
         """:meth:`settle` for a batch, in one write where the database allows; one flag per item."""
 
     @abc.abstractmethod
-    def jobs_ended(self, job_ids: Sequence[int]) -> None:
-        """These jobs reached an end (committed): move on the jobs waiting for them (``dependencies.py``)."""
+    def jobs_ended(self, jobs: Sequence[Job]) -> None:
+        """These jobs reached an end (committed): move on the jobs waiting for them (``dependencies.py``).
+
+        A settle may have set ``job.awaited`` (whether any job waits for it) to spare the look.
+        """
 
     @abc.abstractmethod
     def was_settled(self, job: Job, settlement: Settlement) -> bool:

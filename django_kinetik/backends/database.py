@@ -431,19 +431,23 @@ class DatabaseBackend(Backend):
             columns["finished_at"].append(settlement.finished_at)
             columns["outcome"].append(settlement.outcome)
             columns["started_at"].append(job.started_at or settlement.finished_at)
-        settled = {row[0] for row in self._execute_prepared(sql.SETTLE_MANY, [*columns.values(), columns["id"]])}
+        rows = self._execute_prepared(sql.SETTLE_MANY, [*columns.values(), columns["id"]])
+        settled = dict(rows)
         applied = []
         for job, settlement in items:
             ok = job.pk in settled
             if ok:
                 _apply(job, settled_changes(settlement))
+                job.awaited = settled[job.pk]  # type: ignore[attr-defined]
             applied.append(ok)
         return applied
 
-    def jobs_ended(self, job_ids: Sequence[int]) -> None:
+    def jobs_ended(self, jobs: Sequence[Job]) -> None:
         from .. import dependencies
 
-        dependencies.parents_ended(self.alias, job_ids)
+        # A PostgreSQL batch settle said which of its jobs others wait for; for
+        # the rest, one look at the arrows.
+        dependencies.parents_ended(self.alias, [job.pk for job in jobs if getattr(job, "awaited", True)])
 
     def was_settled(self, job: Job, settlement: Settlement) -> bool:
         """Whether this attempt's end is already recorded (a settle whose answer was lost)."""

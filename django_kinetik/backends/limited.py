@@ -176,7 +176,7 @@ class LimitedClaims:
             if limit.rate is not None and jobs:
                 # Counted at a moment no earlier than the claim's started_at, so a
                 # start never leaves the window before a period has passed.
-                room.record_starts(states, [job.limit_key for job in jobs], time.time())
+                room.record_starts(states, [job.limit_key or "" for job in jobs], time.time())
         outcome.jobs += jobs
         if room.held_back:
             wait = HELD_BACK_RETRY

@@ -6,10 +6,11 @@ where one round trip per claim or per batch of settles matters.
 
 from __future__ import annotations
 
-from ..models import Job, JobRun
+from ..models import Job, JobDependency, JobRun
 
 JOB = Job._meta.db_table
 RUN = JobRun._meta.db_table
+DEPENDENCY = JobDependency._meta.db_table
 _RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data = NULL"
 
 #: what a PostgreSQL claim returns per job (built into a Job by DatabaseBackend._claimed_jobs)
@@ -113,7 +114,9 @@ SETTLE_MANY_COLUMNS = (
 # expression (6 ms of a 100-job batch).
 # A batch of attempt ends in one statement: each job row is updated only if it
 # is still this attempt's (active, same worker, same attempt number), and a
-# JobRun row is inserted for exactly the rows that were. Returns their ids.
+# JobRun row is inserted for exactly the rows that were. Returns their ids, each
+# with whether a job waits for it (create(after=...)): as the statement sees
+# the arrows; one made meanwhile is for its creator to look at (dependencies.py).
 SETTLE_MANY = f"""
 WITH ended AS (
     SELECT * FROM unnest(
@@ -139,13 +142,17 @@ settled AS (
     WHERE job.id = ANY(%b::bigint[]) AND job.id = ended.id AND (job.status || '') = 'active'
       AND job.worker_id = ended.worker_id AND job.attempts = ended.attempt
     RETURNING job.id
+),
+runs AS (
+    INSERT INTO {RUN} (job_id, attempt, worker_id, outcome, started_at, finished_at, error, error_code, exception,
+                       traceback)
+    SELECT ended.id, ended.attempt, ended.worker_id, ended.outcome, ended.started_at, ended.finished_at,
+           ended.error, ended.error_code, ended.exception, ended.traceback
+    FROM ended JOIN settled ON settled.id = ended.id
+    RETURNING job_id
 )
-INSERT INTO {RUN} (job_id, attempt, worker_id, outcome, started_at, finished_at, error, error_code, exception,
-                   traceback)
-SELECT ended.id, ended.attempt, ended.worker_id, ended.outcome, ended.started_at, ended.finished_at,
-       ended.error, ended.error_code, ended.exception, ended.traceback
-FROM ended JOIN settled ON settled.id = ended.id
-RETURNING job_id
+SELECT job_id, EXISTS (SELECT 1 FROM {DEPENDENCY} AS arrow WHERE arrow.parent_id = runs.job_id AND NOT arrow.done)
+FROM runs
 """
 
 #: create_many's shared values, in the order INSERT_JOBS takes them (then the data array)

@@ -109,6 +109,8 @@ def whole_number(minimum: int, what: str = "a whole number") -> Callable[[str], 
 
 #: counts that must be at least 1 (batch sizes)
 positive_int = whole_number(1)
+#: job ids
+job_id_argument = whole_number(1, "a job id (a whole number)")
 
 
 def age(moment: datetime | None, now: datetime | None = None) -> str:

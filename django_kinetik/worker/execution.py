@@ -96,16 +96,16 @@ def ride_out(write: Callable[[bool], T], lease: float, what: str) -> T | None:
             pause = min(pause * 2, 5.0)
 
 
-def jobs_ended(backend: Backend, job_ids: list[int]) -> None:
+def jobs_ended(backend: Backend, jobs: list[Job]) -> None:
     """Move on the jobs waiting for these; a database error is left to the workers' sweep."""
-    if not job_ids:
+    if not jobs:
         return
     try:
-        backend.jobs_ended(job_ids)
+        backend.jobs_ended(jobs)
     except DATABASE_ERRORS as error:
         connections.close_all()
         logger.warning(
-            "Could not look for jobs waiting on %d finished job(s) (%s); the workers' sweep will.", len(job_ids), error
+            "Could not look for jobs waiting on %d finished job(s) (%s); the workers' sweep will.", len(jobs), error
         )
 
 
@@ -223,7 +223,7 @@ class Executor:
 
         settled = ride_out(write, self.lease, f"job {job.pk}") or False
         if settled and settlement.ends_job:
-            jobs_ended(self.backend, [job.pk])
+            jobs_ended(self.backend, [job])
         return settled
 
     def announce(self, job: Job, task: Task | None, settlement: Settlement) -> None:

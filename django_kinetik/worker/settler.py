@@ -92,7 +92,7 @@ class Settler:
         applied = ride_out(write, self.lease, f"{len(batch)} job(s)") or [False] * len(batch)
         # Before the workers hear of the ends: a job waiting for one of these is
         # queued by the time this worker looks for work again.
-        ended = [job.pk for (job, settlement), ok in zip(pairs, applied, strict=True) if ok and settlement.ends_job]
+        ended = [job for (job, settlement), ok in zip(pairs, applied, strict=True) if ok and settlement.ends_job]
         jobs_ended(self.backend, ended)
         for (running, settlement), ok in zip(batch, applied, strict=True):
             try:

@@ -27,15 +27,12 @@ from django_kinetik.management.output import (
     Progress,
     add_format_argument,
     duration_argument,
+    job_id_argument,
     positive_int,
-    whole_number,
     write_json,
 )
 from django_kinetik.management.tables import render_table
 from django_kinetik.models import Job
-
-#: an argparse type for job ids
-_job_id = whole_number(1, "a job id (a whole number)")
 
 
 class SelectionCommand(KinetikCommand):
@@ -49,7 +46,7 @@ class SelectionCommand(KinetikCommand):
     changes_from: tuple[str, ...]
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("ids", nargs="*", type=_job_id, metavar="ID", help=f"jobs to {self.verb}")
+        parser.add_argument("ids", nargs="*", type=job_id_argument, metavar="ID", help=f"jobs to {self.verb}")
         filters = parser.add_argument_group("filters (instead of ids; every job matching all of them)")
         filters.add_argument(
             "--status",

@@ -14,6 +14,7 @@ from django_kinetik.management.output import (
     KinetikCommand,
     add_format_argument,
     duration_argument,
+    job_id_argument,
     write_json,
 )
 
@@ -28,6 +29,8 @@ class Command(KinetikCommand):
   manage.py kinetik_create report.build --delay 2h --priority high
   manage.py kinetik_create resize '{"image": 7}' --option retries=3 --option timeout=30s
   manage.py kinetik_create remote.task --tag gpu      # a task only the gpu workers define
+  manage.py kinetik_create report.mail --after 41 --after 42   # once jobs 41 and 42 completed
+  manage.py kinetik_create feed.import '{"customer_id": 7}' --limit-key customer-7
   echo '{"to": "ada@example.com"}' | manage.py kinetik_create "send email" -
   JOB=$(manage.py kinetik_create nightly.sync) && echo "created job $JOB"
 """
@@ -66,6 +69,18 @@ class Command(KinetikCommand):
         parser.add_argument(
             "--unique-key", default=None, help="if a live job has this key, print its id instead of creating one"
         )
+        parser.add_argument(
+            "--after",
+            action="append",
+            type=job_id_argument,
+            default=None,
+            metavar="ID",
+            help="run only once this job has completed (repeatable); cancelled if it fails, unless "
+            "--option on_parent_failure=run",
+        )
+        parser.add_argument(
+            "--limit-key", default=None, help="count the job under this key for the task's concurrency and rate limits"
+        )
         add_format_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -79,6 +94,8 @@ class Command(KinetikCommand):
                 priority=_priority(options["priority"]),
                 tag=options["tag"],
                 unique_key=options["unique_key"],
+                limit_key=options["limit_key"],
+                after=options["after"],
                 **run_options,
             )
         except UnknownTask as error:
