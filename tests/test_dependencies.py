@@ -1,8 +1,10 @@
 """Jobs that run after other jobs: create(after=[...]), chains, fan-in, failure policies."""
 
+import io
 import threading
 
 import pytest
+from django.core.management import CommandError
 from django.db import connection, transaction
 
 import django_kinetik as kinetik
@@ -336,3 +338,26 @@ def test_the_api_creates_a_job_after_others_and_shows_its_parents(steps, admin_c
     assert bad.json() == {"error": "after: there is no job with id 999999."}
     waiting = admin_client.get("/kinetik/api/jobs?status=waiting").json()
     assert [job["id"] for job in waiting["jobs"]] == [body["id"]]
+
+
+def test_kinetik_create_after_and_limit_key(steps):
+    from django.core.management import call_command
+
+    parent = kinetik.create("dep.step")
+    call_command("kinetik_create", "dep.step", "--after", str(parent.pk), "--limit-key", "k", stdout=io.StringIO())
+    child = Job.objects.latest("id")
+    assert (child.status, child.limit_key, list(child.parents.all())) == (Status.WAITING, "k", [parent])
+    with pytest.raises(CommandError, match="after: there is no job with id 999999"):
+        call_command("kinetik_create", "dep.step", "--after", "999999")
+    with pytest.raises(CommandError, match="is not a job id"):
+        call_command("kinetik_create", "dep.step", "--after", "first")
+
+
+def test_the_admin_page_shows_parents_and_children(steps, admin_client):
+    parent = kinetik.create("dep.step")
+    child = kinetik.create("dep.step", after=[parent])
+    page = admin_client.get(f"/admin/django_kinetik/job/{child.pk}/change/").content.decode()
+    assert "Runs after" in page and f"/admin/django_kinetik/job/{parent.pk}/change/" in page
+    page = admin_client.get(f"/admin/django_kinetik/job/{parent.pk}/change/").content.decode()
+    assert "Then" in page and f"/admin/django_kinetik/job/{child.pk}/change/" in page
+    assert "kinetik-waiting" in page

@@ -9,6 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 import django_kinetik as kinetik
+from django_kinetik.backends.database import DatabaseBackend
 from django_kinetik.backends.limited import LimitedClaims
 from django_kinetik.conf import read_settings
 from django_kinetik.exceptions import TaskDefinitionError
@@ -16,6 +17,7 @@ from django_kinetik.limits import Rate, RateWindow, parse_rate_limit
 from django_kinetik.models import Job, JobRun, LimitState, Status
 from django_kinetik.registry import registry
 from django_kinetik.worker import Worker
+from django_kinetik.worker.loop import task_limits
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -301,3 +303,44 @@ def test_kinetik_tasks_shows_the_limits(temp_task, capsys):
     call_command("kinetik_tasks")
     line = next(line for line in capsys.readouterr().out.splitlines() if "limits.shown" in line)
     assert "2 at once, 10/s per customer_id" in line
+
+
+def test_jobs_created_before_the_limit_get_a_key_and_keep_to_it(temp_task, settings):
+    temp_task("limits.later", lambda job: time.sleep(0.05), tag="later")
+    jobs = kinetik.create_many("limits.later", [{}] * 4)
+    assert {Job.objects.get(pk=job.pk).limit_key for job in jobs} == {None}  # no limit yet: not in the index
+    settings.KINETIK = {**settings.KINETIK, "TASKS": {"limits.later": {"concurrency": 1}}}
+    run_workers(2, concurrency=3, tags=["later"])
+    assert set(Job.objects.values_list("limit_key", "status")) == {("", Status.COMPLETED)}
+    assert max_overlap(runs_by_key("limits.later")[""]) == 1
+
+
+def test_a_django_tasks_function_is_limited_by_its_module_path(settings):
+    from tests.testapp import django_tasks
+
+    path = "tests.testapp.django_tasks.sleep"
+    settings.KINETIK = {**settings.KINETIK, "TASKS": {path: {"concurrency": 1}}}
+    results = [django_tasks.sleep.enqueue(0.05) for _ in range(4)]
+    run_workers(2, concurrency=3, tags=["default"])
+    assert {Job.objects.get(pk=int(result.id)).status for result in results} == {Status.COMPLETED}
+    assert max_overlap(runs_by_key(path)[""]) == 1
+
+
+def test_limits_for_a_whole_django_tasks_backend_are_refused(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_kinetik.tasks_backend import KinetikTaskBackend
+
+    with pytest.raises(ImproperlyConfigured, match=r"cannot set concurrency: limits are per function.*KINETIK\["):
+        KinetikTaskBackend("default", {"OPTIONS": {"concurrency": 2}})
+
+
+def test_workers_forget_rate_windows_that_have_emptied(temp_task):
+    temp_task("limits.tidy", rate_limit="5/s", limit_by="number")
+    stale = timezone.now() - timezone.timedelta(seconds=2)
+    LimitState.objects.create(task="limits.tidy", key="", changed_at=stale)
+    LimitState.objects.create(task="limits.tidy", key="+1", starts={"1": 5}, changed_at=stale)
+    LimitState.objects.create(task="limits.tidy", key="+2", starts={"1": 5})
+    claims = LimitedClaims(DatabaseBackend("default"), task_limits())
+    assert claims.tidy() == 1
+    assert set(LimitState.objects.filter(task="limits.tidy").values_list("key", flat=True)) == {"", "+2"}

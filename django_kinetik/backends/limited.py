@@ -119,22 +119,25 @@ class LimitedClaims:
             if now < self._not_before.get(task, 0.0):
                 outcome.hold_until(self._not_before[task])
                 continue
+            # One look for the common case, no queued job of the task anywhere.
+            if len(tags) > 1 and not self._startable(task, tags, outcome):
+                continue
             for tag in tags:
                 left = free - len(outcome.jobs)
                 if left <= 0:
                     return outcome
-                if self._startable(task, tag, outcome):
+                if self._startable(task, [tag], outcome):
                     self.backend.retrying_locks(
                         lambda: self._claim_task(task, limit, tag, left, worker_id, lease, outcome)  # noqa: B023
                     )
         return outcome
 
-    def _startable(self, task: str, tag: str, outcome: LimitedClaim) -> bool:
-        """Whether ``tag`` has queued jobs of ``task`` whose key is not known to have a full rate window.
+    def _startable(self, task: str, tags: list[str], outcome: LimitedClaim) -> bool:
+        """Whether ``tags`` hold queued jobs of ``task`` whose key is not known to have a full rate window.
 
         Jobs held back only by full windows make ``outcome`` wait until the first one opens.
         """
-        queued = self._queued_jobs(task, tag)
+        queued = self._queued_jobs(task, tags)
         epoch = time.time()
         full = {key: until for key, until in self._rate_full.get(task, {}).items() if until > epoch}
         if not full:
@@ -205,13 +208,13 @@ class LimitedClaims:
             running[key or ""] = running.get(key or "", 0) + count
         return running
 
-    def _queued_jobs(self, task: str, tag: str) -> Any:
-        """The task's queued jobs in ``tag``, through the index ``kinetik_job_limited`` (keyed jobs only)."""
-        return self._jobs().filter(status=Status.QUEUED, task=task, tag=tag, limit_key__isnull=False)
+    def _queued_jobs(self, task: str, tags: list[str]) -> Any:
+        """The task's queued jobs in ``tags``, through the index ``kinetik_job_limited`` (keyed jobs only)."""
+        return self._jobs().filter(status=Status.QUEUED, task=task, tag__in=tags, limit_key__isnull=False)
 
     def _queued(self, task: str, tag: str, skipped: Sequence[str], count: int) -> list[tuple[int, str]]:
         """The next queued jobs of ``task`` in ``tag`` whose key is not ``skipped``, in claim order."""
-        queued = self._queued_jobs(task, tag)
+        queued = self._queued_jobs(task, [tag])
         if skipped:
             queued = queued.exclude(limit_key__in=list(skipped)[:MAX_SKIPPED])
         return list(queued.order_by("-priority", "run_at", "id").values_list("id", "limit_key")[:count])

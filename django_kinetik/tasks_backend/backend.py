@@ -41,6 +41,8 @@ from .framework import (
 
 #: options that come from the Task itself (queue_name and priority), not from OPTIONS
 _FROM_TASK = ("tag", "priority")
+#: options set per function in KINETIK["TASKS"], not for a whole backend
+_PER_FUNCTION = ("concurrency", "rate_limit", "limit_by")
 
 
 class KinetikTaskBackend(BaseTaskBackend):
@@ -60,10 +62,16 @@ class KinetikTaskBackend(BaseTaskBackend):
                 f"{where} cannot set {', '.join(misplaced)}: a task's queue_name is its tag and its priority "
                 "comes from @task(priority=...) or .using(priority=...)."
             )
+        limits = [name for name in self.options if name in _PER_FUNCTION]
+        if limits:
+            raise ImproperlyConfigured(
+                f"{where} cannot set {', '.join(limits)}: limits are per function, so workers know them before "
+                'they import it. Set them in KINETIK["TASKS"]["<module path of the function>"].'
+            )
         try:
             parsed = parse_options(self.options, where=where)
         except (TypeError, ValueError) as error:
-            known = ", ".join(name for name in OPTION_NAMES if name not in _FROM_TASK)
+            known = ", ".join(name for name in OPTION_NAMES if name not in (*_FROM_TASK, *_PER_FUNCTION))
             raise ImproperlyConfigured(f"{error} (OPTIONS takes {known})") from None
         #: the kinetik options every task of this backend starts from
         self.task_defaults = TaskOptions(**parsed)
