@@ -176,6 +176,13 @@ class Job(models.Model):
                 condition=Q(status=Status.QUEUED) & Q(limit_key__isnull=False),
                 name="kinetik_job_limited",
             ),
+            # The limited claim's count of running jobs per key: only limited jobs
+            # pass through it, so its dead entries stay few (see limited.py).
+            models.Index(
+                fields=["task", "limit_key"],
+                condition=Q(status=Status.ACTIVE) & Q(limit_key__isnull=False),
+                name="kinetik_job_limited_running",
+            ),
             # Promoting delayed jobs whose time has come.
             models.Index(
                 fields=["status", "run_at"],

@@ -365,6 +365,8 @@ class Worker:
                 return
             if self.feed is not None and self._free_slots() > 0:
                 self.feed.hungry.set()  # block in Redis for the next id while we sleep
+            if self._limited is not None and not self._busy:
+                self._limited.idle()
             self._wake.wait(self._next_wait())
 
     def _free_slots(self) -> int:
@@ -429,7 +431,9 @@ class Worker:
         """Claim jobs of tasks with concurrency or rate limits, as far as the limits allow."""
         if self._limited is None:
             return 0
-        limited = self._limited.claim(self._open_tags(), free, self.worker_id, self.lease)  # type: ignore[arg-type]
+        with self._lock:
+            ending = {running.job.task for running in self._settling}
+        limited = self._limited.claim(self._open_tags(), free, self.worker_id, self.lease, ending)  # type: ignore[arg-type]
         self._limited_retry_at = limited.retry_at
         for job in limited.jobs:
             self._start(executor, pool, job)
