@@ -263,7 +263,11 @@ def _announce(using: str, released: list[Job], cancelled: list[Job]) -> None:
     from .registry import registry
     from .signals import emit, job_cancelled
 
-    queued = [(job.pk, job.tag, job.priority) for job in released if job.status == Status.QUEUED]
+    queued = [
+        (job.pk, job.tag, job.priority)
+        for job in released
+        if job.status == Status.QUEUED and job.limit_key is None  # limited jobs are never in Redis
+    ]
     fastpath_queue.announce(queued, using)
     for job in released:
         logger.info("Job %s (%s): the jobs it runs after have finished; it is %s.", job.pk, job.task, job.status)

@@ -359,7 +359,8 @@ def retry(job: JobRef) -> Job:
     row = get_job(job)
     if not row.retry():
         raise InvalidTransition(row, "retry", RETRYABLE_STATUSES)
-    fastpath_queue.announce([(row.pk, row.tag, row.priority)], row._state.db or _using())
+    if row.limit_key is None:  # a limited job is for the limited claim, never in Redis
+        fastpath_queue.announce([(row.pk, row.tag, row.priority)], row._state.db or _using())
     return row
 
 

@@ -344,3 +344,17 @@ def test_workers_forget_rate_windows_that_have_emptied(temp_task):
     claims = LimitedClaims(DatabaseBackend("default"), task_limits())
     assert claims.tidy() == 1
     assert set(LimitState.objects.filter(task="limits.tidy").values_list("key", flat=True)) == {"", "+2"}
+
+
+def test_limited_jobs_stay_out_of_redis_and_still_run(temp_task, redis_fastpath):
+    from django_kinetik.fastpath.connection import queue_key
+
+    temp_task("limits.redis", lambda job: time.sleep(0.02), tag="fast", concurrency=1)
+    temp_task("limits.unlimited", tag="fast")
+    limited = kinetik.create_many("limits.redis", [{}] * 4) + [kinetik.create("limits.redis")]
+    free = kinetik.create_many("limits.unlimited", [{}] * 4)
+    in_redis = {int(member) for member in redis_fastpath.zrange(queue_key("fast"), 0, -1)}
+    assert in_redis == {job.pk for job in free}
+    run_workers(2, concurrency=3, tags=["fast"])
+    assert Job.objects.filter(pk__in=[job.pk for job in limited + free], status=Status.COMPLETED).count() == 9
+    assert max_overlap(runs_by_key("limits.redis")[""]) == 1

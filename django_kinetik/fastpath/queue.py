@@ -129,21 +129,26 @@ def announce_ids(ids: Sequence[int], using: str) -> None:
 
 
 def entries_of(using: str, ids: Sequence[int]) -> list[Entry]:
-    """The entries of those of ``ids`` that are queued now (others must not be pushed)."""
-    from ..models import Job, Status
+    """The entries of those of ``ids`` that are queued now (others must not be pushed).
 
-    return list(
-        Job.objects.using(using).filter(pk__in=list(ids), status=Status.QUEUED).values_list("id", "tag", "priority")
-    )
-
-
-def queued_entries(using: str, tag: str, limit: int) -> list[Entry]:
-    """The tag's queued jobs as the database claim would take them (through the claim index)."""
+    Jobs of limited tasks (a limit key) are left out: only the limited claim takes them.
+    """
     from ..models import Job, Status
 
     return list(
         Job.objects.using(using)
-        .filter(status=Status.QUEUED, tag=tag)
+        .filter(pk__in=list(ids), status=Status.QUEUED, limit_key__isnull=True)
+        .values_list("id", "tag", "priority")
+    )
+
+
+def queued_entries(using: str, tag: str, limit: int) -> list[Entry]:
+    """The tag's queued jobs as the database claim would take them (through the claim index), limited ones aside."""
+    from ..models import Job, Status
+
+    return list(
+        Job.objects.using(using)
+        .filter(status=Status.QUEUED, tag=tag, limit_key__isnull=True)
         .order_by("-priority", "run_at", "id")
         .values_list("id", "tag", "priority")[:limit]
     )

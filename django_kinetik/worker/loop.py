@@ -316,8 +316,8 @@ class Worker:
     def _settled(self, executor: Executor, running: RunningJob, settlement: Settlement, ok: bool) -> None:
         """Runs in the settler thread once the attempt's end is written (or refused)."""
         try:
-            if ok and settlement.status == Status.QUEUED and self.feed is not None:
-                job = running.job
+            job = running.job
+            if ok and settlement.status == Status.QUEUED and self.feed is not None and job.limit_key is None:
                 self.feed.push([(job.pk, job.tag, job.priority)])  # a retry without delay
             if ok and settlement.status == Status.COMPLETED and running.options.remove_on_complete:
                 self._purger.completed(running.job.pk)
@@ -548,7 +548,7 @@ class Worker:
             settlement = executor.lose(job)
             if settlement is not None:
                 recovered = True
-                if settlement.status == Status.QUEUED and self.feed is not None:
+                if settlement.status == Status.QUEUED and self.feed is not None and job.limit_key is None:
                     self.feed.push([(job.pk, job.tag, job.priority)])
         self.backend.mark_lost_workers(silent_for=self.lease)
         return recovered
