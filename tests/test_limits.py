@@ -351,7 +351,7 @@ def test_limited_jobs_stay_out_of_redis_and_still_run(temp_task, redis_fastpath)
 
     temp_task("limits.redis", lambda job: time.sleep(0.02), tag="fast", concurrency=1)
     temp_task("limits.unlimited", tag="fast")
-    limited = kinetik.create_many("limits.redis", [{}] * 4) + [kinetik.create("limits.redis")]
+    limited = [*kinetik.create_many("limits.redis", [{}] * 4), kinetik.create("limits.redis")]
     free = kinetik.create_many("limits.unlimited", [{}] * 4)
     in_redis = {int(member) for member in redis_fastpath.zrange(queue_key("fast"), 0, -1)}
     assert in_redis == {job.pk for job in free}
