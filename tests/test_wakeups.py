@@ -45,3 +45,12 @@ def test_jobs_created_in_bulk_and_in_a_transaction_wake_it_on_commit(idle_worker
         assert Job.objects.filter(status=Status.COMPLETED).count() == 0
     assert wait_for(lambda: Job.objects.filter(status=Status.COMPLETED).count() == 20, 5)
     assert {job.pk for job in jobs} == set(Job.objects.values_list("pk", flat=True))
+
+
+@pytest.mark.postgresql
+def test_a_stopping_worker_does_not_wait_for_its_listener(idle_worker):
+    """The listener's wait for notifications ends at once when the worker stops, not at its next poll."""
+    began = time.monotonic()
+    idle_worker.stop()
+    assert wait_for(lambda: not idle_worker.listener._thread.is_alive(), 0.2)
+    assert time.monotonic() - began < 0.2

@@ -4,8 +4,11 @@ The plain claim (``database.py``) takes the next queued jobs of a tag in one
 statement. A limited task is left out of it (the worker's ``Runnable`` does not
 name the task) and its jobs are taken here, for each tag the worker serves:
 
-1. A look, outside any lock, through the index ``kinetik_job_claim_task``:
-   does the tag hold queued jobs of the task at all? Usually that is all.
+1. A look, outside any lock, through the index ``kinetik_job_limited`` (it
+   holds only jobs with a limit key): does the tag hold queued jobs of the
+   task at all? Skipped right after a claim that met some; after a look that
+   found none, a busy worker looks again only 0.1 s later (an idle one as soon
+   as it wakes), so limits cost workers nothing while there is no limited work.
 2. One short transaction that starts by writing the task's ``LimitState`` row
    (key ``""``). That write is the lock every worker's limited claim of the task
    waits on: a row lock on PostgreSQL and MySQL, the write lock on SQLite.
@@ -90,10 +93,6 @@ class LimitedClaims:
         self._queued_in: set[tuple[str, str]] = set()
         #: the highest job ids seen by the last two adopt() calls
         self._adopted_up_to: list[int] = []
-
-    @property
-    def tasks(self) -> frozenset[str]:
-        return frozenset(self.limits)
 
     def tidy(self) -> int:
         """Adopt keyless jobs; delete per-key rate windows with no start for a whole period (they are empty)."""

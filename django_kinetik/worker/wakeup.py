@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from django.db import connections
+from django.db import DatabaseError, connections
 
 logger = logging.getLogger("django_kinetik.worker")
 
@@ -61,6 +61,8 @@ class PostgresListener:
                         for notice in connection.notifies(timeout=0.5):
                             if notice.payload in self.tags:
                                 self.wake.set()
+                            elif self._stopped.is_set():
+                                break  # stop()'s own notification
             except Exception as error:
                 if self._stopped.is_set():
                     return
@@ -72,6 +74,13 @@ class PostgresListener:
         """Ask the thread to end, without waiting: a stopping worker's shutdown
         timeout must not grow by the listener's poll (the thread is a daemon)."""
         self._stopped.set()
+        # A notification no worker serves ends the thread's wait now, not at its
+        # next poll: a worker's run() returns up to half a second sooner.
+        try:
+            with connections[self.alias].cursor() as cursor:
+                cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+        except DatabaseError:
+            pass  # the database is away: the poll ends the wait instead
 
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
