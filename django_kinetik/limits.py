@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .durations import format_seconds, parse_duration
-from .uniqueness import canonical_json, fit
+from .uniqueness import canonical_json, fit, parse_key_source
 
 #: data keys (a tuple), or a function of the data returning the key (None: the task-wide bucket)
 LimitBy = tuple[str, ...] | Callable[[Mapping[str, Any]], str | None]
@@ -89,16 +89,7 @@ def parse_limit_by(value: Any) -> LimitBy | None:
         return None
     if isinstance(value, str):
         value = (value,)
-    if isinstance(value, (tuple, list)):
-        if not value:
-            raise ValueError(f"limit_by needs at least one data key; {_LIMIT_BY_FORMS}")
-        for key in value:
-            if not isinstance(key, str) or not key:
-                raise TypeError(f"limit_by data keys must be non-empty strings, not {key!r}; {_LIMIT_BY_FORMS}")
-        return tuple(value)
-    if callable(value):
-        return value  # type: ignore[no-any-return]
-    raise TypeError(f"limit_by cannot be {type(value).__name__}; {_LIMIT_BY_FORMS}")
+    return parse_key_source(value, option="limit_by", forms=_LIMIT_BY_FORMS)
 
 
 def parse_limit_key(value: Any) -> str:

@@ -31,16 +31,24 @@ def parse_unique(value: Any) -> Unique:
     """Validate a ``unique=`` option; lists of keys become tuples."""
     if isinstance(value, bool):
         return value
+    return parse_key_source(value, option="unique", forms=_WHAT_TO_USE)
+
+
+def parse_key_source(value: Any, *, option: str, forms: str) -> Any:
+    """Where an option takes a key from: a tuple of data keys (lists become tuples) or a function.
+
+    Shared by ``unique=`` and ``limit_by=``; ``forms`` (what to use instead) ends every error.
+    """
     if isinstance(value, (tuple, list)):
         if not value:
-            raise ValueError(f"unique needs at least one data key; {_WHAT_TO_USE}")
+            raise ValueError(f"{option} needs at least one data key; {forms}")
         for key in value:
             if not isinstance(key, str) or not key:
-                raise TypeError(f"unique data keys must be non-empty strings, not {key!r}; {_WHAT_TO_USE}")
+                raise TypeError(f"{option} data keys must be non-empty strings, not {key!r}; {forms}")
         return tuple(value)
     if callable(value):
-        return value  # type: ignore[no-any-return]
-    raise TypeError(f"unique cannot be {type(value).__name__}; {_WHAT_TO_USE}")
+        return value
+    raise TypeError(f"{option} cannot be {type(value).__name__}; {forms}")
 
 
 def canonical_json(value: Any) -> str:
