@@ -358,3 +358,38 @@ def test_limited_jobs_stay_out_of_redis_and_still_run(temp_task, redis_fastpath)
     run_workers(2, concurrency=3, tags=["fast"])
     assert Job.objects.filter(pk__in=[job.pk for job in limited + free], status=Status.COMPLETED).count() == 9
     assert max_overlap(runs_by_key("limits.redis")[""]) == 1
+
+
+def test_a_job_lost_with_its_worker_holds_its_slot_until_its_lease_is_taken_back(temp_task):
+    """The dead worker's job still counts as running; once recovered it runs again, one at a time."""
+    from datetime import timedelta
+
+    from django_kinetik.testing.factories import JobFactory, WorkerFactory
+
+    temp_task("limits.lost", lambda job: time.sleep(0.02), tag="lost", concurrency=1)
+    dead = WorkerFactory(last_heartbeat=timezone.now() - timedelta(minutes=5))
+    orphan = JobFactory(
+        task="limits.lost",
+        tag="lost",
+        limit_key="",
+        status=Status.ACTIVE,
+        attempts=1,
+        worker=dead,
+        started_at=timezone.now() - timedelta(minutes=5),
+        lease_expires_at=timezone.now() - timedelta(minutes=4),
+    )
+    waiting = kinetik.create("limits.lost")
+    run_workers(2, concurrency=2, tags=["lost"])
+    orphan.refresh_from_db()
+    assert (orphan.status, orphan.ghosts, Job.objects.get(pk=waiting.pk).status) == (
+        Status.COMPLETED,
+        1,
+        Status.COMPLETED,
+    )
+    finished_runs = [
+        (run.started_at, run.finished_at) for run in JobRun.objects.filter(job__task="limits.lost", outcome="completed")
+    ]
+    assert max_overlap(finished_runs) == 1
+    # Nothing started while the dead worker's run still counted.
+    taken_back = JobRun.objects.get(job=orphan, outcome="lost").finished_at
+    assert min(started for started, _ in finished_runs) >= taken_back

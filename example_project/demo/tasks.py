@@ -35,3 +35,21 @@ report = (
     .timeout("1m")
     .action(build_report)
 )
+
+
+@kinetik.task(
+    "demo.sync",
+    tag="messaging",
+    concurrency=1,
+    limit_by="account",
+    rate_limit="4/s",
+    desc="One sync per account at a time, at most four starts a second",
+)
+def sync_account(job):
+    time.sleep(0.1)
+    return {"account": job.data["account"]}
+
+
+@kinetik.task("demo.summary", tag="reports", desc="Runs after the report and sums up its parents' results")
+def summary(job):
+    return {"parents": [parent.result for parent in job.parents]}

@@ -108,7 +108,12 @@ class Command(BaseCommand):
         jobs = kinetik.create_many("demo.greet", [{"name": name} for name in ("Ada", "Grace", "Linus")])
         jobs.append(kinetik.create("demo.greet", {"name": "a delayed friend"}, delay="3s"))
         jobs.append(kinetik.create("demo.flaky", {"to": "ops@example.com"}))
-        jobs.append(kinetik.create("demo.report", {"rows": 8}, priority="high"))
+        report = kinetik.create("demo.report", {"rows": 8}, priority="high")
+        jobs.append(report)
+        # Waits for the report (status "waiting"), then runs.
+        jobs.append(kinetik.create("demo.summary", after=[report]))
+        # Limited to one at a time per account and four starts a second: held back in the queue, never in a slot.
+        jobs += kinetik.create_many("demo.sync", [{"account": account} for account in ("acme", "acme", "globex")])
         # Django's own Tasks API, on the same queue: the result is a Job too.
         result = make_thumbnail.enqueue("holiday.jpg", size=256)
         self.stdout.write(f"Enqueued {make_thumbnail.name} through django.tasks as job {result.id}.")
