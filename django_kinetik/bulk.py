@@ -58,6 +58,8 @@ def _transition(ids: list[int], allowed: tuple[str, ...], signal: Signal | None 
     moved = jobs.filter(pk__in=candidates, status__in=allowed).update(**changes)
     if moved and changes["status"] == Status.QUEUED:
         announce_ids(candidates, get_settings().database)
+        if changes.get("attempts") == 0:  # retried: what their failure cancelled waits again
+            dependencies.parents_retried(jobs.db, candidates)
     if moved and changes["status"] == Status.CANCELLED:
         publishing.cancelled(jobs.filter(pk__in=candidates, status=Status.CANCELLED), jobs.db)
         dependencies.parents_ended(jobs.db, candidates)

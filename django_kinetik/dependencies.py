@@ -147,6 +147,28 @@ def parents_deleted(using: str, parents: Sequence[int]) -> None:
         move_on(using, children, gone=set(parents))
 
 
+def parents_retried(using: str, parents: Sequence[int]) -> None:
+    """``parents`` were retried: the jobs cancelled because one of them failed wait for them again.
+
+    And so do their own children cancelled in turn. One that another parent
+    still holds back for good is cancelled again right away.
+    """
+    arrows = JobDependency.objects.using(using)
+    jobs = Job.objects.using(using)
+    revived: list[int] = []
+    pending = list(parents)
+    while pending:
+        children = list(arrows.filter(parent_id__in=pending, done=False).values_list("child_id", flat=True).distinct())
+        doomed = jobs.filter(pk__in=children, status=Status.CANCELLED, error_code=PARENT_FAILED)
+        pending = list(doomed.values_list("pk", flat=True))
+        # Guarded by what made them cancelled: a job cancelled by hand stays cancelled.
+        doomed.filter(pk__in=pending).update(status=Status.WAITING, error="", error_code="", finished_at=None)
+        revived += pending
+    if revived:
+        logger.info("%d job(s) cancelled for a failed parent wait again: it was retried.", len(revived))
+        move_on(using, revived)
+
+
 def move_on(
     using: str,
     children: Sequence[int],

@@ -291,9 +291,16 @@ class Job(models.Model):
         """Queue a failed, timed-out or cancelled job again with a fresh set of attempts.
 
         Earlier attempts stay in ``job.runs``; False if the job is not in a
-        retryable state.
+        retryable state. The jobs that were cancelled because it failed wait
+        for it again.
         """
-        return self._transition(RETRYABLE_STATUSES, **requeued())
+        if not self._transition(RETRYABLE_STATUSES, **requeued()):
+            return False
+        from . import dependencies
+        from .conf import get_settings
+
+        dependencies.parents_retried(self._state.db or get_settings().database, [self.pk])
+        return True
 
     def wait(self, timeout: Any = None, poll: float = 0.05) -> Any:
         """Block until the job finishes (at most ``timeout``); return its result or raise.

@@ -361,3 +361,35 @@ def test_the_admin_page_shows_parents_and_children(steps, admin_client):
     page = admin_client.get(f"/admin/django_kinetik/job/{parent.pk}/change/").content.decode()
     assert "Then" in page and f"/admin/django_kinetik/job/{child.pk}/change/" in page
     assert "kinetik-waiting" in page
+
+
+def test_retrying_a_failed_parent_lets_its_cancelled_descendants_run(temp_task, steps, run_worker):
+    attempts = []
+
+    def fails_once(job):
+        attempts.append(job.id)
+        if len(attempts) == 1:
+            raise RuntimeError("the first time")
+
+    temp_task("dep.once", fails_once, tag="deps")
+    a = kinetik.create("dep.once")
+    b = kinetik.create("dep.step", {"name": "b"}, after=[a])
+    c = kinetik.create("dep.step", {"name": "c"}, after=[b])
+    by_hand = kinetik.create("dep.step", {"name": "by hand"}, after=[a])
+    kinetik.cancel(by_hand)
+    drain(run_worker)
+    assert {fresh(job).status for job in (b, c)} == {Status.CANCELLED}
+    kinetik.retry(a)
+    assert (fresh(b).status, fresh(c).status, fresh(b).error) == (Status.WAITING, Status.WAITING, "")
+    drain(run_worker)
+    assert steps == ["b", "c"]
+    assert fresh(by_hand).status == Status.CANCELLED  # cancelled by a person, not by the failure
+
+
+def test_a_retried_parent_does_not_revive_a_child_another_parent_still_fails(steps, run_worker):
+    broken = kinetik.create("dep.fail")
+    flaky = kinetik.create("dep.fail")
+    child = kinetik.create("dep.step", after=[broken, flaky])
+    drain(run_worker)
+    kinetik.retry(flaky)
+    assert fresh(child).status == Status.CANCELLED

@@ -14,7 +14,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from .. import feed, jobs
+from .. import dependencies, feed, jobs
+from ..conf import get_settings
 from ..exceptions import InvalidTransition
 from ..feed import sse
 from ..jsondata import ensure_json_object
@@ -136,6 +137,7 @@ def edit_retry_view(model_admin: Any, request: HttpRequest, object_id: str) -> H
     if not updated:
         model_admin.message_user(request, f"Job #{job.pk} is {job.status} now; it was not changed.", messages.WARNING)
     else:
+        dependencies.parents_retried(job._state.db or get_settings().database, [job.pk])
         model_admin.message_user(request, f"Job #{job.pk} queued again with the corrected data.", messages.SUCCESS)
     return _back(job)
 
