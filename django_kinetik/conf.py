@@ -17,8 +17,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from .durations import parse_duration
-from .options import parse_options
+from .values.durations import parse_duration
+from .values.options import parse_options
 
 
 @dataclass(frozen=True)

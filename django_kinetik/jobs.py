@@ -19,12 +19,9 @@ from django.utils import timezone
 from . import dependencies
 from .backends import postgres_inserts
 from .conf import get_settings
-from .durations import DelayLike, parse_duration, run_at_for
 from .exceptions import InvalidTransition, JobNotFound, UnknownTask
 from .fastpath import queue as fastpath_queue
 from .feed import publishing
-from .jsondata import ensure_json_object
-from .limits import Limit, parse_limit_key
 from .models import (
     FINISHED_STATUSES,
     LIVE_STATUSES,
@@ -36,11 +33,14 @@ from .models import (
     Status,
     TagState,
 )
-from .options import RUN_OPTION_NAMES, parse_options, parse_tag
-from .priorities import PriorityLike, parse_priority
 from .registry import Task, registry
 from .signals import emit, job_cancelled, job_created
-from .uniqueness import unique_key_for
+from .values.durations import DelayLike, parse_duration, run_at_for
+from .values.jsondata import ensure_json_object
+from .values.keys import unique_key_for
+from .values.limits import Limit, parse_limit_key
+from .values.options import RUN_OPTION_NAMES, parse_options, parse_tag
+from .values.priorities import PriorityLike, parse_priority
 from .worker import eager
 
 TaskRef = Task | str

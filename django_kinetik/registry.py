@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from .conf import get_settings
 from .exceptions import TaskDefinitionError, UnknownTask
-from .options import TaskOptions, parse_options
+from .values.options import TaskOptions, parse_options
 
 if TYPE_CHECKING:
     from .models import Job

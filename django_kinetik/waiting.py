@@ -22,8 +22,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .durations import parse_duration
 from .exceptions import JobCancelled, JobFailed, WaitTimeout
+from .values.durations import parse_duration
 
 if TYPE_CHECKING:
     from collections.abc import Callable

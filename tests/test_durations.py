@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from django_kinetik.durations import parse_duration, run_at_for
+from django_kinetik.values.durations import parse_duration, run_at_for
 
 
 @pytest.mark.parametrize(

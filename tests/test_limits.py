@@ -13,9 +13,9 @@ from django_kinetik.backends.database import DatabaseBackend
 from django_kinetik.backends.limited import LimitedClaims
 from django_kinetik.conf import read_settings
 from django_kinetik.exceptions import TaskDefinitionError
-from django_kinetik.limits import Rate, RateWindow, parse_rate_limit
 from django_kinetik.models import Job, JobRun, LimitState, Status
 from django_kinetik.registry import registry
+from django_kinetik.values.limits import Rate, RateWindow, parse_rate_limit
 from django_kinetik.worker import Worker
 from django_kinetik.worker.loop import task_limits
 

@@ -9,9 +9,9 @@ from django.test import override_settings
 from django.utils import timezone
 
 import django_kinetik as kinetik
-from django_kinetik.backoff import retry_delay
 from django_kinetik.models import Job, JobLog, Status, Worker
-from django_kinetik.options import TaskOptions
+from django_kinetik.values.backoff import retry_delay
+from django_kinetik.values.options import TaskOptions
 from django_kinetik.worker import Worker as KinetikWorker
 from tests.factories import JobFactory, WorkerFactory
 from tests.testapp import tasks as test_tasks

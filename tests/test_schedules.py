@@ -14,7 +14,7 @@ from django_kinetik.conf import read_settings
 from django_kinetik.exceptions import TaskDefinitionError
 from django_kinetik.models import Job, Schedule, Status
 from django_kinetik.registry import registry
-from django_kinetik.schedules import Timing
+from django_kinetik.values.schedules import Timing
 from django_kinetik.worker import Worker
 from django_kinetik.worker import scheduler as scheduler_module
 

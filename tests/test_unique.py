@@ -8,7 +8,7 @@ from django.test import override_settings
 
 import django_kinetik as kinetik
 from django_kinetik.models import Job, Status
-from django_kinetik.uniqueness import MAX_KEY_LENGTH
+from django_kinetik.values.keys import MAX_KEY_LENGTH
 
 pytestmark = pytest.mark.django_db
 

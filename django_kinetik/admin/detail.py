@@ -18,8 +18,8 @@ from .. import dependencies, feed, jobs
 from ..conf import get_settings
 from ..exceptions import InvalidTransition
 from ..feed import sse
-from ..jsondata import ensure_json_object
 from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobDependency, JobLog, requeued
+from ..values.jsondata import ensure_json_object
 
 LOGS_PER_PAGE = 50
 #: a job's children listed on its page (a fan-out can have thousands)

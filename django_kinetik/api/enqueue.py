@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 
 from .. import jobs
 from ..models import Job
-from ..options import RUN_OPTION_NAMES
+from ..values.options import RUN_OPTION_NAMES
 
 #: what a job request may hold besides the run options (``retries``, ``timeout``...)
 FIELDS = ("task", "data", "delay", "run_at", "priority", "tag", "unique_key", "limit_key", "after")

@@ -14,8 +14,8 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from ..models import Status
-from ..options import RUN_OPTION_NAMES
-from ..priorities import LEVELS, MAX_PRIORITY, MIN_PRIORITY
+from ..values.options import RUN_OPTION_NAMES
+from ..values.priorities import LEVELS, MAX_PRIORITY, MIN_PRIORITY
 from .body import MAX_BODY_BYTES
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT
 

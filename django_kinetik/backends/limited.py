@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max
 
-from ..limits import Limit, RateWindow
 from ..models import LIVE_STATUSES, Job, LimitState, Status
+from ..values.limits import Limit, RateWindow
 from .base import Runnable
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from typing import Any
 
 from django.db import transaction
 
-from ..priorities import MAX_PRIORITY
+from ..values.priorities import MAX_PRIORITY
 from .connection import REDIS_ERRORS, enabled, key, queue_key, redis_client, script
 
 logger = logging.getLogger("django_kinetik.fastpath")

@@ -29,7 +29,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 
-from ..durations import parse_duration
+from ..values.durations import parse_duration
 from .event import KINDS, Event, Record
 from .listener import Listener, listener
 

@@ -19,7 +19,7 @@ from django.core.management.base import BaseCommand, CommandParser, DjangoHelpFo
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
 
-from ..durations import parse_duration
+from ..values.durations import parse_duration
 
 FORMATS = ("table", "json")
 

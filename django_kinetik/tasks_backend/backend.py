@@ -26,7 +26,7 @@ from django.db import transaction
 
 from ..conf import get_settings
 from ..models import Job
-from ..options import OPTION_NAMES, TaskOptions, parse_options
+from ..values.options import OPTION_NAMES, TaskOptions, parse_options
 from ..worker import eager
 from . import results, running
 from .framework import (

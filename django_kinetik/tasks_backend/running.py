@@ -24,9 +24,9 @@ from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
 from ..exceptions import TaskNotImportable
-from ..options import TaskOptions, parse_tag
 from ..registry import Task as KinetikTask
 from ..registry import registry
+from ..values.options import TaskOptions, parse_tag
 from . import results
 from .framework import InvalidTask, Task, TaskContext, TaskResult, normalize_json, task_backends, task_started
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 from ..feed import publishing
-from ..jsondata import ensure_json
 from ..models import Job, JobLog, Status
 from ..signals import emit, job_log, job_progress
+from ..values.jsondata import ensure_json
 from .logwriter import LogWriter, immediate
 
 if TYPE_CHECKING:

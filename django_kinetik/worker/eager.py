@@ -30,7 +30,7 @@ from ..backends.base import Runnable
 from ..conf import get_settings
 from ..middleware import middleware_factories
 from ..models import Job, Status
-from ..options import TaskOptions
+from ..values.options import TaskOptions
 from . import outcomes
 from .execution import Executor
 from .logwriter import immediate

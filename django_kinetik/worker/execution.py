@@ -19,12 +19,12 @@ from django.db import DatabaseError, InterfaceError, connections
 
 from ..backends.base import Backend, Settlement
 from ..feed import publishing
-from ..jsondata import ensure_json
 from ..middleware import MiddlewareFactory, build_chain
 from ..models import Job, Status
-from ..options import TaskOptions
 from ..registry import Task, registry
 from ..signals import emit, job_completed, job_failed, job_retrying, job_started, job_timeout
+from ..values.jsondata import ensure_json
+from ..values.options import TaskOptions
 from . import outcomes
 from .context import JobContext
 from .logwriter import LogWriter

@@ -43,13 +43,13 @@ from ..backends.limited import LimitedClaims
 from ..conf import get_settings
 from ..exceptions import TaskNotImportable
 from ..fastpath import connection as fastpath
-from ..limits import Limit
 from ..middleware import middleware_factories
 from ..models import Job, Status
-from ..options import TaskOptions
 from ..registry import registry
 from ..signals import emit, queue_empty
 from ..tasks_backend import configured as tasks_configuration
+from ..values.limits import Limit
+from ..values.options import TaskOptions
 from . import outcomes
 from .execution import DATABASE_ERRORS, Executor, RunningJob
 from .heartbeat import Heartbeat

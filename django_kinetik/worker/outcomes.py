@@ -15,12 +15,12 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from ..backends.base import Settlement
-from ..backoff import retries_on, retry_delay
-from ..durations import format_seconds
 from ..exceptions import JobLost, JobTimeout
 from ..models import Job, Outcome, Status
-from ..options import RUN_OPTION_NAMES, TaskOptions
 from ..registry import Task
+from ..values.backoff import retries_on, retry_delay
+from ..values.durations import format_seconds
+from ..values.options import RUN_OPTION_NAMES, TaskOptions
 
 LOST_CODE = "lost"
 TIMEOUT_CODE = "timeout"

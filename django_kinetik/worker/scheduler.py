@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from ..models import Schedule
 from ..registry import Task, registry
-from ..schedules import Timing
+from ..values.schedules import Timing
 from .execution import DATABASE_ERRORS
 
 logger = logging.getLogger("django_kinetik.worker")

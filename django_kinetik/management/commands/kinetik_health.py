@@ -14,10 +14,10 @@ from django.db import connections
 from django.utils import timezone
 
 from django_kinetik.conf import KinetikSettings, get_settings
-from django_kinetik.durations import format_seconds
 from django_kinetik.fastpath.connection import redis_client
 from django_kinetik.management.output import KinetikCommand, age, duration_argument, whole_number
 from django_kinetik.models import Job, Status, TagState, Worker
+from django_kinetik.values.durations import format_seconds
 
 
 class Unhealthy(Exception):

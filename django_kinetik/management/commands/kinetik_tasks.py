@@ -7,13 +7,13 @@ from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from django_kinetik.conf import get_settings
-from django_kinetik.durations import format_seconds
-from django_kinetik.limits import describe_limit_by
 from django_kinetik.management.output import KinetikCommand, add_format_argument, write_json
 from django_kinetik.management.tables import render_table
 from django_kinetik.models import Schedule
 from django_kinetik.registry import Task, registry
-from django_kinetik.schedules import Timing
+from django_kinetik.values.durations import format_seconds
+from django_kinetik.values.limits import describe_limit_by
+from django_kinetik.values.schedules import Timing
 
 
 class Command(KinetikCommand):

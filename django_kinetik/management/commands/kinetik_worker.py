@@ -8,8 +8,8 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from django_kinetik.durations import format_seconds, parse_duration
 from django_kinetik.management.output import KinetikCommand
+from django_kinetik.values.durations import format_seconds, parse_duration
 from django_kinetik.worker import Worker
 from django_kinetik.worker.memory import parse_memory
 from django_kinetik.worker.supervisor import Supervisor, child_command

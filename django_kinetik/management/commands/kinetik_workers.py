@@ -8,10 +8,10 @@ from django.db.models import Count
 from django.utils import timezone
 
 from django_kinetik.conf import get_settings
-from django_kinetik.durations import format_seconds
 from django_kinetik.management.output import KinetikCommand, add_format_argument, age, local_time, write_json
 from django_kinetik.management.tables import render_table
 from django_kinetik.models import Job, Status, Worker
+from django_kinetik.values.durations import format_seconds
 
 #: states of a worker that still runs (a stopping one finishes its jobs)
 RUNNING_STATES = (Worker.State.ONLINE, Worker.State.STOPPING)

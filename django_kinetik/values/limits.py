@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .durations import format_seconds, parse_duration
-from .uniqueness import canonical_json, fit, parse_key_source
+from .keys import canonical_json, fit, parse_key_source
 
 #: data keys (a tuple), or a function of the data returning the key (None: the task-wide bucket)
 LimitBy = tuple[str, ...] | Callable[[Mapping[str, Any]], str | None]

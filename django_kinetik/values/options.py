@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .durations import parse_duration
+from .keys import Unique, parse_unique
 from .limits import Limit, LimitBy, Rate, parse_concurrency, parse_limit_by, parse_rate_limit
 from .priorities import parse_priority
 from .schedules import parse_every, parse_missed, parse_schedule
-from .uniqueness import Unique, parse_unique
 
 BACKOFFS = ("fixed", "linear", "exponential")
 
@@ -51,7 +51,7 @@ class TaskOptions:
     #: delete a job (with its logs and runs) as soon as it completes (Kue's removeOnComplete)
     remove_on_complete: bool = False
     #: one live job per key: True (the whole data), a tuple of data keys, or a
-    #: function ``data -> str | None``; see :mod:`django_kinetik.uniqueness`
+    #: function ``data -> str | None``; see :mod:`django_kinetik.values.keys`
     unique: Unique = False
     #: run a job on this cron schedule (UTC), e.g. ``"*/5 * * * *"``; see :mod:`.schedules`
     schedule: str | None = None
