@@ -12,11 +12,28 @@ class KinetikConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401 - registers the system checks
+        # The composition root: it may import every layer, and wires the seams
+        # through which the lower ones reach the upper ones (docs/architecture.md).
+        from . import (
+            checks,  # noqa: F401 - registers the system checks
+            jobs,
+            services,
+            waiting,
+        )
         from .conf import reset_settings
         from .tasks_backend import bridge
 
+        services.bind(
+            services.Services(
+                create=jobs.create,
+                create_many=jobs.create_many,
+                cancel=jobs.cancel_job,
+                retry=jobs.retry_job,
+                wait=waiting.wait_for,
+                await_result=waiting.await_for,
+            )
+        )
         setting_changed.connect(reset_settings, dispatch_uid="django_kinetik.reset_settings")
-        bridge.connect()  # Django's task_finished for django.tasks jobs
+        bridge.connect()  # django.tasks: its jobs' definitions, and Django's task signals
         # Every installed app's tasks.py defines its tasks when imported.
         autodiscover_modules("tasks")

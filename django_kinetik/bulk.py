@@ -13,22 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db.models import QuerySet
-from django.dispatch import Signal
-from django.utils import timezone
 
-from . import dependencies
+from . import lifecycle
 from .conf import get_settings
-from .fastpath.queue import announce_ids
-from .feed import publishing
 from .jobs import batches_of_ids, delete_jobs
-from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, Status, cancelled, requeued
-from .registry import registry
-from .signals import emit, job_cancelled
+from .models import FINISHED_STATUSES, RUNNABLE_NOW, Job, Status
 
 #: a running job is never deleted from under its worker: cancel it first
 DELETABLE = (Status.QUEUED, Status.DELAYED, Status.WAITING, *FINISHED_STATUSES)
-#: what "run now" moves to the queue: scheduled jobs, and jobs waiting for others (which stop waiting)
-RUNNABLE_NOW = (Status.DELAYED, Status.WAITING)
+
+__all__ = ["DELETABLE", "RUNNABLE_NOW", "BulkResult", "cancel_all", "delete_all", "retry_all", "run_now_all"]
 
 
 @dataclass(frozen=True)
@@ -45,47 +39,22 @@ def _apply(queryset: QuerySet[Job], change: Callable[[list[int]], int], batch_si
     return BulkResult(changed, seen - changed)
 
 
-def _transition(ids: list[int], allowed: tuple[str, ...], signal: Signal | None = None, **changes: object) -> int:
-    """Move the jobs among ``ids`` that are in ``allowed`` statuses; return how many moved.
-
-    One conditional UPDATE (write first, so SQLite never has to upgrade a read
-    lock); jobs that changed state meanwhile are simply not moved.
-    """
-    jobs = Job.objects.using(get_settings().database)
-    candidates = list(jobs.filter(pk__in=ids, status__in=allowed).values_list("pk", flat=True))
-    if not candidates:
-        return 0
-    moved = jobs.filter(pk__in=candidates, status__in=allowed).update(**changes)
-    if moved and changes["status"] == Status.QUEUED:
-        announce_ids(candidates, get_settings().database)
-        if changes.get("attempts") == 0:  # retried: what their failure cancelled waits again
-            dependencies.parents_retried(jobs.db, candidates)
-    if moved and changes["status"] == Status.CANCELLED:
-        publishing.cancelled(jobs.filter(pk__in=candidates, status=Status.CANCELLED), jobs.db)
-        dependencies.parents_ended(jobs.db, candidates)
-    if signal is not None and moved and signal.has_listeners(Job):
-        for job in jobs.filter(pk__in=candidates, status=changes["status"]):
-            emit(signal, Job, job=job, task=registry.find(job.task))
-    return moved
-
-
 def cancel_all(queryset: QuerySet[Job], batch_size: int = 500) -> BulkResult:
     """Cancel the queued, delayed and running jobs of ``queryset``."""
-    return _apply(queryset, lambda ids: _transition(ids, LIVE_STATUSES, job_cancelled, **cancelled()), batch_size)
+    using = get_settings().database
+    return _apply(queryset, lambda ids: len(lifecycle.cancel(ids, using)), batch_size)
 
 
 def retry_all(queryset: QuerySet[Job], batch_size: int = 500) -> BulkResult:
     """Queue the failed, timed-out and cancelled jobs of ``queryset`` again, with fresh attempts."""
-    return _apply(queryset, lambda ids: _transition(ids, RETRYABLE_STATUSES, **requeued()), batch_size)
+    using = get_settings().database
+    return _apply(queryset, lambda ids: len(lifecycle.retry(ids, using)), batch_size)
 
 
 def run_now_all(queryset: QuerySet[Job], batch_size: int = 500) -> BulkResult:
     """Queue the delayed and waiting jobs of ``queryset`` to run now (waiting ones stop waiting)."""
-    return _apply(
-        queryset,
-        lambda ids: _transition(ids, RUNNABLE_NOW, status=Status.QUEUED, run_at=timezone.now()),
-        batch_size,
-    )
+    using = get_settings().database
+    return _apply(queryset, lambda ids: len(lifecycle.run_now(ids, using)), batch_size)
 
 
 def delete_all(queryset: QuerySet[Job], batch_size: int = 500) -> BulkResult:
@@ -93,7 +62,7 @@ def delete_all(queryset: QuerySet[Job], batch_size: int = 500) -> BulkResult:
     using = get_settings().database
 
     def delete(ids: list[int]) -> int:
-        deletable = list(Job.objects.using(using).filter(pk__in=ids, status__in=DELETABLE).values_list("pk", flat=True))
+        deletable = list(Job.objects.using(using).in_states(DELETABLE, ids).values_list("pk", flat=True))
         return delete_jobs(deletable) if deletable else 0
 
     return _apply(queryset, delete, batch_size)

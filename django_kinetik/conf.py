@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
 
 from .values.durations import parse_duration
 from .values.options import parse_options
@@ -244,3 +245,55 @@ def reset_settings(*, setting: str = "KINETIK", **kwargs: Any) -> None:
     global _cached
     if setting in ("KINETIK", "DATABASES"):
         _cached = None
+
+
+# -- Django's Tasks framework --------------------------------------------------
+#
+# Which settings.TASKS backends are kinetik's, read without importing the Tasks
+# framework: a worker asks on every project, including Django 5.2 projects
+# without the django-tasks backport; the framework is imported only when a
+# kinetik backend is actually configured.
+
+#: the path of kinetik's django.tasks backend
+TASKS_BACKEND_PATH = "django_kinetik.tasks_backend.KinetikTaskBackend"
+#: Django's default queue name (django.tasks.DEFAULT_TASK_QUEUE_NAME)
+DEFAULT_QUEUE = "default"
+
+
+def _is_kinetik_backend(path: Any) -> bool:
+    if path == TASKS_BACKEND_PATH:
+        return True
+    if not isinstance(path, str):
+        return False
+    # Another path may name a subclass of ours (it says so with kinetik_backend = True).
+    try:
+        backend = import_string(path)
+    except Exception:  # an unimportable BACKEND is Django's to report, not ours
+        return False
+    return isinstance(backend, type) and getattr(backend, "kinetik_backend", False) is True
+
+
+def django_tasks_backends() -> dict[str, dict[str, Any]]:
+    """``settings.TASKS`` entries whose BACKEND is kinetik's, by alias."""
+    tasks = getattr(settings, "TASKS", None) or {}
+    if not isinstance(tasks, dict):
+        return {}
+    return {
+        alias: params
+        for alias, params in tasks.items()
+        if isinstance(params, dict) and _is_kinetik_backend(params.get("BACKEND"))
+    }
+
+
+def django_tasks_enabled() -> bool:
+    """Whether this project runs ``django.tasks`` jobs on kinetik workers."""
+    return bool(django_tasks_backends())
+
+
+def django_tasks_queues() -> list[str]:
+    """The queues of every kinetik backend, in settings order: what a worker with no tags serves too."""
+    queues: dict[str, None] = {}
+    for params in django_tasks_backends().values():
+        for queue in params.get("QUEUES", [DEFAULT_QUEUE]):
+            queues[queue] = None
+    return list(queues)

@@ -9,6 +9,9 @@ however they ended. That is enough for chains (``b`` after ``a``, ``c`` after
 ``b``) and fan-in (one job after many); a child reads its parents' results
 through ``job.parents``.
 
+This module computes and writes the moves; :mod:`.lifecycle` calls it when a
+parent ends and announces what moved (Redis, the feed, signals).
+
 Who moves a waiting job on, and why none is forgotten: whoever ends a parent
 (the worker that settles it, a cancel, a delete) looks for its waiting
 children after its own write has committed, and so does the creating process
@@ -29,12 +32,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
+from .backends import get_backend
 from .models import FINISHED_STATUSES, Job, JobDependency, Status
 
 logger = logging.getLogger("django_kinetik")
@@ -113,60 +118,57 @@ def link(using: str, children: Sequence[Job], done: dict[int, bool]) -> None:
     )
 
 
-def created(using: str, children: Sequence[Job]) -> None:
-    """After the children's transaction commits: move on those whose parents ended meanwhile."""
-    waiting = [child.pk for child in children if child.status == Status.WAITING]
-    if waiting:
-        transaction.on_commit(lambda: move_on(using, waiting, after_creation=True), using=using)
+@dataclass
+class Moved:
+    """What a look moved: children queued (or delayed, their own delay not over yet) and children cancelled."""
+
+    released: list[Job] = field(default_factory=list)
+    cancelled: list[Job] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.released or self.cancelled)
 
 
-def parents_ended(using: str, parents: Sequence[int]) -> None:
-    """``parents`` reached an end (committed): move their waiting children on."""
+def waiting_for(using: str, parents: Sequence[int], *, besides: Sequence[int] = ()) -> list[int]:
+    """The children whose arrows from ``parents`` are still open (not ``besides`` themselves)."""
     if not parents:
-        return
-    children = list(
-        JobDependency.objects.using(using)
-        .filter(parent_id__in=list(parents), done=False)
-        .values_list("child_id", flat=True)
-        .distinct()
-    )
-    if children:
-        move_on(using, children)
+        return []
+    arrows = JobDependency.objects.using(using).filter(parent_id__in=list(parents), done=False)
+    if besides:
+        arrows = arrows.exclude(child_id__in=list(besides))
+    return list(arrows.values_list("child_id", flat=True).distinct())
 
 
-def parents_deleted(using: str, parents: Sequence[int]) -> None:
+def parents_ended(using: str, parents: Sequence[int]) -> Moved:
+    """``parents`` reached an end (committed): move their waiting children on."""
+    return move_on(using, waiting_for(using, parents))
+
+
+def parents_deleted(using: str, parents: Sequence[int]) -> Moved:
     """``parents`` are about to be deleted: the jobs waiting for them go on as if they were cancelled."""
-    children = list(
-        JobDependency.objects.using(using)
-        .filter(parent_id__in=list(parents), done=False)
-        .exclude(child_id__in=list(parents))
-        .values_list("child_id", flat=True)
-        .distinct()
-    )
-    if children:
-        move_on(using, children, gone=set(parents))
+    return move_on(using, waiting_for(using, parents, besides=parents), gone=set(parents))
 
 
-def parents_retried(using: str, parents: Sequence[int]) -> None:
+def parents_retried(using: str, parents: Sequence[int]) -> Moved:
     """``parents`` were retried: the jobs cancelled because one of them failed wait for them again.
 
     And so do their own children cancelled in turn. One that another parent
     still holds back for good is cancelled again right away.
     """
-    arrows = JobDependency.objects.using(using)
     jobs = Job.objects.using(using)
     revived: list[int] = []
     pending = list(parents)
     while pending:
-        children = list(arrows.filter(parent_id__in=pending, done=False).values_list("child_id", flat=True).distinct())
+        children = waiting_for(using, pending)
         doomed = jobs.filter(pk__in=children, status=Status.CANCELLED, error_code=PARENT_FAILED)
         pending = list(doomed.values_list("pk", flat=True))
         # Guarded by what made them cancelled: a job cancelled by hand stays cancelled.
         doomed.filter(pk__in=pending).update(status=Status.WAITING, error="", error_code="", finished_at=None)
         revived += pending
-    if revived:
-        logger.info("%d job(s) cancelled for a failed parent wait again: it was retried.", len(revived))
-        move_on(using, revived)
+    if not revived:
+        return Moved()
+    logger.info("%d job(s) cancelled for a failed parent wait again: it was retried.", len(revived))
+    return move_on(using, revived)
 
 
 def move_on(
@@ -175,26 +177,29 @@ def move_on(
     gone: set[int] = frozenset(),  # type: ignore[assignment]
     *,
     after_creation: bool = False,
-) -> None:
+) -> Moved:
     """Queue the waiting ``children`` whose parents all let them go on; cancel those a parent failed.
 
     Cancelled children's own waiting children follow, until nothing changes.
     Parents in ``gone`` are being deleted: they count as cancelled.
     ``after_creation``: the look of the process that just created the children.
+    Returns everything that moved, for the lifecycle to announce.
     """
+    moved = Moved()
     pending = list(dict.fromkeys(children))
     while pending:
         batch, pending = pending[:BATCH], pending[BATCH:]
         released, cancelled = _move_batch(using, batch, gone, after_creation)
         after_creation = False
-        _announce(using, released, cancelled)
+        moved.released += released
+        moved.cancelled += cancelled
+        for job in released:
+            logger.info("Job %s (%s): the jobs it runs after have finished; it is %s.", job.pk, job.task, job.status)
+        for job in cancelled:
+            logger.info("Job %s (%s) cancelled: %s", job.pk, job.task, job.error)
         if cancelled:
-            pending += list(
-                JobDependency.objects.using(using)
-                .filter(parent_id__in=[job.pk for job in cancelled], done=False)
-                .values_list("child_id", flat=True)
-                .distinct()
-            )
+            pending += waiting_for(using, [job.pk for job in cancelled])
+    return moved
 
 
 def _move_batch(using: str, ids: list[int], gone: set[int], after_creation: bool) -> tuple[list[Job], list[Job]]:
@@ -205,7 +210,9 @@ def _move_batch(using: str, ids: list[int], gone: set[int], after_creation: bool
         if not jobs.filter(pk__in=ids, status=Status.WAITING).update(status=Status.WAITING):
             return [], []
         if after_creation:
-            _wait_for_settles(using, ids)
+            # A batch settle that began before these arrows existed did not see them:
+            # wait for any settle in flight on the parents, so the statuses read next are final.
+            get_backend(using).wait_for_settles_of_parents(ids)
         children = list(jobs.filter(pk__in=ids, status=Status.WAITING))
         links = list(
             JobDependency.objects.using(using)
@@ -244,78 +251,21 @@ def _move_batch(using: str, ids: list[int], gone: set[int], after_creation: bool
                 status=Status.CANCELLED, finished_at=now, error=child.error, error_code=child.error_code
             )
             child.status, child.finished_at = Status.CANCELLED, now
-        _wake_workers(using, {child.tag for child in released if child.status == Status.QUEUED})
     return released, cancelled
 
 
-def _wait_for_settles(using: str, children: list[int]) -> None:
-    """PostgreSQL: wait until no parent of ``children`` is being settled, so the statuses read next are final.
+def stuck(using: str, limit: int = BATCH) -> list[int]:
+    """Waiting jobs that no live parent holds back: missed by a look that never ran (a crash).
 
-    A batch settle tells from inside its statement whether a job is waited for
-    (``sql.SETTLE_MANY``), and an arrow made after that statement began is not
-    in its view; the settling worker then does not look. The row lock the settle
-    holds until it commits makes this look wait for it instead, and see the end.
-    Elsewhere every settle looks after its commit.
-    """
-    if connections[using].vendor != "postgresql":
-        return
-    with connections[using].cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {Job._meta.db_table} WHERE id IN "
-            f"(SELECT parent_id FROM {JobDependency._meta.db_table} WHERE child_id = ANY(%s) AND NOT done) FOR SHARE",
-            [children],
-        )
-
-
-def _wake_workers(using: str, tags: set[str]) -> None:
-    """On PostgreSQL, tell idle workers (delivered at commit) that these tags have new work."""
-    if not tags or connections[using].vendor != "postgresql":
-        return
-    from .worker.wakeup import CHANNEL
-
-    with connections[using].cursor() as cursor:
-        for tag in sorted(tags):
-            cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, tag])
-
-
-def _announce(using: str, released: list[Job], cancelled: list[Job]) -> None:
-    """After commit: Redis for the queued, the live feed and job_cancelled for the cancelled."""
-    from .fastpath import queue as fastpath_queue
-    from .feed import publishing
-    from .registry import registry
-    from .signals import emit, job_cancelled
-
-    queued = [
-        (job.pk, job.tag, job.priority)
-        for job in released
-        if job.status == Status.QUEUED and job.limit_key is None  # limited jobs are never in Redis
-    ]
-    fastpath_queue.announce(queued, using)
-    for job in released:
-        logger.info("Job %s (%s): the jobs it runs after have finished; it is %s.", job.pk, job.task, job.status)
-    if cancelled:
-        publishing.cancelled(cancelled, using)
-        for job in cancelled:
-            logger.info("Job %s (%s) cancelled: %s", job.pk, job.task, job.error)
-            emit(job_cancelled, Job, job=job, task=registry.find(job.task))
-
-
-def sweep(using: str, limit: int = BATCH) -> int:
-    """Move on waiting jobs that no live parent holds back (missed by a look that never ran).
-
-    Returns how many were looked at. Cheap: the partial index ``kinetik_job_waiting``
-    holds only waiting jobs.
+    Cheap: the partial index ``kinetik_job_waiting`` holds only waiting jobs.
     """
     live_parent = JobDependency.objects.using(using).filter(
         Q(child_id=OuterRef("pk")) & Q(done=False) & ~Q(parent__status__in=FINISHED_STATUSES)
     )
-    stuck = list(
+    return list(
         Job.objects.using(using)
-        .filter(status=Status.WAITING)
+        .waiting()
         .filter(~Exists(live_parent))
         .order_by("id")
         .values_list("pk", flat=True)[:limit]
     )
-    if stuck:
-        move_on(using, stuck)
-    return len(stuck)

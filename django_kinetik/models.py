@@ -1,9 +1,10 @@
 """The queue's records: jobs, their attempts and logs, live workers, paused tags.
 
 The database is the system of record. A job's status only ever changes through
-a conditional ``UPDATE ... WHERE status IN (...)`` (see :meth:`Job._transition`
-and ``backends/database.py``), so two processes racing on one job cannot both
-win. Indexes are chosen for the queries that run at millions of rows; the claim
+a conditional ``UPDATE ... WHERE status IN (...)`` (written by ``backends/``,
+announced by ``lifecycle.py``), so two processes racing on one job cannot both
+win. This module imports nothing above it: ``Job.cancel()`` and friends reach
+the service layer through :mod:`.services`. Indexes are chosen for the queries that run at millions of rows; the claim
 index and its query plan are explained in ``docs/claiming.md``.
 """
 
@@ -16,6 +17,8 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.base import ModelState
 from django.utils import timezone
+
+from . import services
 
 
 class Status(models.TextChoices):
@@ -37,6 +40,8 @@ FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CAN
 
 #: statuses a job can be retried from by hand
 RETRYABLE_STATUSES = (Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
+#: what "run now" moves to the queue: scheduled jobs, and jobs waiting for others (which stop waiting)
+RUNNABLE_NOW = (Status.DELAYED, Status.WAITING)
 
 
 def cancelled() -> dict[str, Any]:
@@ -58,6 +63,38 @@ def requeued() -> dict[str, Any]:
         "worker": None,
         "lease_expires_at": None,
     }
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    """The filters the queue asks for again and again, by name."""
+
+    def queued(self) -> JobQuerySet:
+        return self.filter(status=Status.QUEUED)
+
+    def delayed(self) -> JobQuerySet:
+        return self.filter(status=Status.DELAYED)
+
+    def waiting(self) -> JobQuerySet:
+        return self.filter(status=Status.WAITING)
+
+    def active(self) -> JobQuerySet:
+        return self.filter(status=Status.ACTIVE)
+
+    def live(self) -> JobQuerySet:
+        """Not finished yet: queued, delayed, waiting or running."""
+        return self.filter(status__in=LIVE_STATUSES)
+
+    def finished(self, statuses: tuple[str, ...] | list[str] = FINISHED_STATUSES) -> JobQuerySet:
+        """Ended (all of them, or those of ``statuses``, which must be finished ones)."""
+        return self.filter(status__in=statuses)
+
+    def in_states(self, statuses: tuple[str, ...] | list[str], ids: list[int] | None = None) -> JobQuerySet:
+        """In one of ``statuses`` (and among ``ids``, if given): the guard of a transition."""
+        queryset = self.filter(status__in=statuses)
+        return queryset if ids is None else queryset.filter(pk__in=ids)
+
+    def of_tags(self, tags: list[str] | tuple[str, ...]) -> JobQuerySet:
+        return self.filter(tag__in=list(tags))
 
 
 class Outcome(models.TextChoices):
@@ -155,6 +192,8 @@ class Job(models.Model):
     parents = models.ManyToManyField(
         "self", through="JobDependency", symmetrical=False, related_name="children", blank=True
     )
+
+    objects = JobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-id"]
@@ -258,49 +297,23 @@ class Job(models.Model):
             return None
         return max(0.0, min(100.0, 100.0 * self.progress_current / self.progress_total))
 
-    def _transition(self, from_statuses: tuple[str, ...], **changes: Any) -> bool:
-        """Apply ``changes`` only if the job is still in ``from_statuses``; refresh self."""
-        updated = (
-            type(self)
-            ._default_manager.using(self._state.db)
-            .filter(pk=self.pk, status__in=from_statuses)
-            .update(**changes)
-        )
-        self.refresh_from_db()
-        return bool(updated)
-
     def cancel(self) -> bool:
-        """Cancel a live job; False if it had already finished.
+        """Cancel a live job; False if it had already finished. The same as :func:`django_kinetik.cancel`.
 
         A running job's code is not interrupted; whatever it returns is discarded.
         The jobs waiting for it are cancelled too (unless they run anyway:
         ``on_parent_failure="run"``).
         """
-        if not self._transition(LIVE_STATUSES, **cancelled()):
-            return False
-        from . import dependencies
-        from .conf import get_settings
-        from .feed import publishing
-
-        using = self._state.db or get_settings().database
-        publishing.cancelled([self], using)
-        dependencies.parents_ended(using, [self.pk])
-        return True
+        return services.bound().cancel(self)
 
     def retry(self) -> bool:
         """Queue a failed, timed-out or cancelled job again with a fresh set of attempts.
 
-        Earlier attempts stay in ``job.runs``; False if the job is not in a
-        retryable state. The jobs that were cancelled because it failed wait
-        for it again.
+        The same as :func:`django_kinetik.retry`. Earlier attempts stay in
+        ``job.runs``; False if the job is not in a retryable state. The jobs
+        that were cancelled because it failed wait for it again.
         """
-        if not self._transition(RETRYABLE_STATUSES, **requeued()):
-            return False
-        from . import dependencies
-        from .conf import get_settings
-
-        dependencies.parents_retried(self._state.db or get_settings().database, [self.pk])
-        return True
+        return services.bound().retry(self)
 
     def wait(self, timeout: Any = None, poll: float = 0.05) -> Any:
         """Block until the job finishes (at most ``timeout``); return its result or raise.
@@ -313,9 +326,7 @@ class Job(models.Model):
         :class:`~django_kinetik.exceptions.JobCancelled` or
         :class:`~django_kinetik.exceptions.WaitTimeout`.
         """
-        from .waiting import wait_for
-
-        return wait_for(self, timeout, poll)
+        return services.bound().wait(self, timeout, poll)
 
     async def await_result(self, timeout: Any = None, poll: float = 0.05) -> Any:
         """:meth:`wait` for async code (an async view, a consumer): the event loop never blocks.
@@ -324,9 +335,7 @@ class Job(models.Model):
         Django's async ORM, and the end of the job is awaited on the process's
         shared listener.
         """
-        from .waiting import await_for
-
-        return await await_for(self, timeout, poll)
+        return await services.bound().await_result(self, timeout, poll)
 
 
 class JobDependency(models.Model):

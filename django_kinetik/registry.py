@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
+from . import services
 from .conf import get_settings
 from .exceptions import TaskDefinitionError, UnknownTask
 from .values.options import TaskOptions, parse_options
+from .values.schedules import Timing
 
 if TYPE_CHECKING:
     from .models import Job
     from .worker.context import JobContext
 
 Action = Callable[["JobContext"], Any]
+#: finds the definition of a job no task of this process is registered for (None: not mine)
+Resolver = Callable[["Job"], "Task | None"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Task:
     action: Action
     options: TaskOptions
     desc: str = ""
+    #: [the settings object, the options merged with them]: every job reads them, so they are kept
+    _effective: list[Any] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def tag(self) -> str:
@@ -40,20 +46,21 @@ class Task:
 
     def effective_options(self) -> TaskOptions:
         """Defaults overlaid with ``KINETIK["TASKS"][name]`` from settings."""
-        overrides = get_settings().tasks.get(self.name)
-        return self.options.merged(overrides, where=f'KINETIK["TASKS"][{self.name!r}]')
+        settings = get_settings()
+        cached = self._effective
+        if cached and cached[0] is settings:
+            return cached[1]  # type: ignore[no-any-return]
+        options = self.options.merged(settings.tasks.get(self.name), where=f'KINETIK["TASKS"][{self.name!r}]')
+        self._effective[:] = [settings, options]
+        return options
 
     def create(self, data: Mapping[str, Any] | None = None, **options: Any) -> Job:
         """Create one job of this task; see :func:`django_kinetik.create`."""
-        from .jobs import create
-
-        return create(self, data, **options)
+        return services.bound().create(self, data, **options)
 
     def create_many(self, items: Iterable[Mapping[str, Any] | None], **options: Any) -> list[Job]:
         """Create many jobs of this task in one insert; see :func:`django_kinetik.create_many`."""
-        from .jobs import create_many
-
-        return create_many(self, items, **options)
+        return services.bound().create_many(self, items, **options)
 
     def __call__(self, job: JobContext) -> Any:
         return self.action(job)
@@ -72,6 +79,16 @@ class Registry:
     def __init__(self) -> None:
         self._tasks: dict[str, Task] = {}
         self._lock = threading.Lock()
+        self._resolvers: list[Resolver] = []
+
+    def add_resolver(self, resolver: Resolver) -> None:
+        """Let ``resolver`` find the definitions of jobs no registered task runs.
+
+        The django.tasks backend adds one when the app is ready: its jobs name
+        a function by module path, imported when a worker first meets one.
+        """
+        if resolver not in self._resolvers:
+            self._resolvers.append(resolver)
 
     def register(self, task: Task) -> Task:
         with self._lock:
@@ -98,7 +115,7 @@ class Registry:
             raise UnknownTask(name) from None
 
     def for_job(self, job: Job) -> Task:
-        """The definition that runs ``job``: a registered task, or the ``django.tasks`` function it names.
+        """The definition that runs ``job``: a registered task, or one a resolver finds.
 
         A job enqueued through the django.tasks backend names its function by
         module path; a process that has not imported it yet does so now.
@@ -107,10 +124,10 @@ class Registry:
         task = self._tasks.get(job.task)
         if task is not None:
             return task
-        if job.task_backend:
-            from .tasks_backend.running import import_definition
-
-            return import_definition(job.task, job.task_backend)
+        for resolver in self._resolvers:
+            found = resolver(job)
+            if found is not None:
+                return found
         raise UnknownTask(job.task)
 
     def find(self, name: str) -> Task | None:
@@ -132,6 +149,15 @@ class Registry:
     def tags(self) -> list[str]:
         """Tags of the registered tasks, in the order they were first defined."""
         return list(dict.fromkeys(task.effective_options().tag for task in self))
+
+    def periodic(self) -> dict[str, tuple[Task, Timing]]:
+        """The periodic tasks registered in this process (``schedule=`` or ``every=``), with their timing."""
+        found = {}
+        for task in self:
+            timing = Timing.of(task.effective_options())
+            if timing is not None:
+                found[task.name] = (task, timing)
+        return found
 
 
 registry = Registry()

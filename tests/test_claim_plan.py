@@ -6,7 +6,7 @@ from django.utils import timezone
 
 import django_kinetik as kinetik
 from django_kinetik.backends.base import Runnable
-from django_kinetik.backends.sql import POSTGRES_CLAIM
+from django_kinetik.backends.statements import POSTGRES_CLAIM
 from django_kinetik.models import Job, Status
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.postgresql]
@@ -22,7 +22,8 @@ def test_after_a_burst_on_stale_statistics_the_claim_still_reads_only_its_index(
     with transaction.atomic(), connection.cursor() as cursor:
         now = timezone.now()
         runnable = Runnable(("test.echo",), django_tasks=django_tasks)
-        cursor.execute("EXPLAIN " + POSTGRES_CLAIM[django_tasks], [now, 1, now, "alpha", *runnable.params(), 1])
+        params = [now, 1, now, ["alpha"], *runnable.params(), 1, 1]
+        cursor.execute("EXPLAIN " + POSTGRES_CLAIM[django_tasks], params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
         transaction.set_rollback(True)
     assert "kinetik_job_claim" in plan, plan

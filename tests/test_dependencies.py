@@ -8,8 +8,7 @@ from django.core.management import CommandError
 from django.db import connection, transaction
 
 import django_kinetik as kinetik
-from django_kinetik import dependencies
-from django_kinetik.backends.database import DatabaseBackend
+from django_kinetik import dependencies, lifecycle
 from django_kinetik.exceptions import JobCancelled
 from django_kinetik.models import Job, JobDependency, Status
 from django_kinetik.testing import capture_jobs
@@ -246,9 +245,9 @@ def test_the_sweep_moves_on_a_job_whose_look_was_missed(steps, run_worker, monke
     """The worker that settled the parent died before it looked for the parent's children."""
     parent = kinetik.create("dep.step")
     child = kinetik.create("dep.step", after=[parent])
-    sweep = dependencies.sweep
-    monkeypatch.setattr(DatabaseBackend, "jobs_ended", lambda self, job_ids: None)
-    monkeypatch.setattr(dependencies, "sweep", lambda using: 0)  # not yet
+    sweep = lifecycle.sweep
+    monkeypatch.setattr(lifecycle, "_move_dependants", lambda using, parents: None)
+    monkeypatch.setattr(lifecycle, "sweep", lambda using: 0)  # not yet
     drain(run_worker)
     assert (fresh(parent).status, fresh(child).status) == (Status.COMPLETED, Status.WAITING)
     assert sweep("default") == 1

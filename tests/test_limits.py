@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 import django_kinetik as kinetik
-from django_kinetik.backends.database import DatabaseBackend
+from django_kinetik.backends import get_backend
 from django_kinetik.backends.limited import LimitedClaims
 from django_kinetik.conf import read_settings
 from django_kinetik.exceptions import TaskDefinitionError
@@ -341,7 +341,7 @@ def test_workers_forget_rate_windows_that_have_emptied(temp_task):
     LimitState.objects.create(task="limits.tidy", key="", changed_at=stale)
     LimitState.objects.create(task="limits.tidy", key="+1", starts={"1": 5}, changed_at=stale)
     LimitState.objects.create(task="limits.tidy", key="+2", starts={"1": 5})
-    claims = LimitedClaims(DatabaseBackend("default"), task_limits())
+    claims = LimitedClaims(get_backend("default"), task_limits())
     assert claims.tidy() == 1
     assert set(LimitState.objects.filter(task="limits.tidy").values_list("key", flat=True)) == {"", "+2"}
 

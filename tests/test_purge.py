@@ -7,6 +7,9 @@ from django.db import connection
 from django.utils import timezone
 
 import django_kinetik as kinetik
+from django_kinetik import lifecycle
+from django_kinetik.backends import get_backend
+from django_kinetik.backends.postgresql import advisory_key
 from django_kinetik.conf import read_settings
 from django_kinetik.models import Job, JobLog, JobRun, Status
 from django_kinetik.worker import purge
@@ -56,7 +59,7 @@ def test_a_pass_deletes_in_small_batches_and_comes_back_sooner_for_the_rest(monk
     monkeypatch.setattr(purge, "MAX_BATCHES", 2)
     for _ in range(35):
         finished()
-    purger = Purger("default")
+    purger = Purger(get_backend("default"))
     assert purger.run_pass() == (20, True)  # two batches of ten, more is due
     assert purger.run_pass() == (15, False)
     assert not Job.objects.exists()
@@ -69,14 +72,15 @@ def test_one_worker_at_a_time_purges():
     finished()
     params = connection.get_connection_params()
     with psycopg.connect(**{**params, "autocommit": True}) as other_worker:
-        other_worker.execute("SELECT pg_advisory_lock(%s)", [purge.LOCK_KEY])  # it is purging
-        assert Purger("default").maintain(now=float("inf")) == 0
-    assert Job.objects.count() == 1
-    assert Purger("default").maintain(now=float("inf")) == 1
+        other_worker.execute("SELECT pg_advisory_lock(%s)", [advisory_key(purge.LOCK_NAME)])  # it is purging
+        Purger(get_backend("default")).run(now=float("inf"))
+        assert Job.objects.count() == 1
+    Purger(get_backend("default")).run(now=float("inf"))
+    assert Job.objects.count() == 0
 
 
 def test_remove_on_complete_deletes_a_job_once_it_completes(run_worker, temp_task, monkeypatch):
-    monkeypatch.setattr(purge, "REMOVE_GRACE", 0.0)
+    monkeypatch.setattr(lifecycle, "REMOVE_GRACE", 0.0)
     temp_task("purge.ephemeral", lambda job: "done", tag="alpha", remove_on_complete=True)
 
     def broken(job):

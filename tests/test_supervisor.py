@@ -40,7 +40,7 @@ def test_processes_share_the_work_and_children_are_recycled_after_max_jobs(start
 def test_a_child_that_passes_max_memory_is_replaced(start_worker, temp_task):
     kinetik.create_many("test.count", [{} for _ in range(6)])
     # Any Python process with Django loaded is above 1 MB: every child recycles after one job.
-    code, output = finish(start_worker("--processes", "1", "--max-memory", "1MB", "--burst"))
+    code, output = finish(start_worker("--processes", "1", "--concurrency", "1", "--max-memory", "1MB", "--burst"))
     assert code == 0, output
     assert "passed --max-memory" in output
     assert Execution.objects.values("pid").distinct().count() == 6
@@ -49,7 +49,7 @@ def test_a_child_that_passes_max_memory_is_replaced(start_worker, temp_task):
 def test_a_timed_out_job_in_a_process_is_killed_and_the_process_replaced(start_worker):
     spinning = kinetik.create("test.spin")  # a CPU-bound loop that never returns, timeout 1s
     after = kinetik.create("test.echo")
-    process = start_worker("--processes", "1", "-v", "1")
+    process = start_worker("--processes", "1", "--concurrency", "1", "-v", "1")
     wait_until(lambda: Job.objects.get(pk=after.pk).status == Status.COMPLETED)
     spinning.refresh_from_db()
     assert (spinning.status, spinning.error) == (Status.TIMEOUT, "timed out after 1s")

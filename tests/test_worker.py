@@ -115,7 +115,7 @@ def test_tags_are_served_in_priority_order_going_back_to_the_first_tag(run_worke
     temp_task("spawn.beta", spawn, tag="beta")
     betas = [kinetik.create("spawn.beta").pk for _ in range(3)]
     gammas = [kinetik.create("test.gamma").pk for _ in range(2)]
-    run_worker("alpha", "beta", "gamma")
+    run_worker("alpha", "beta", "gamma", concurrency=1)
     alphas = list(Job.objects.filter(task="test.echo").order_by("pk").values_list("pk", flat=True))
     assert test_tasks.ran == [betas[0], alphas[0], betas[1], alphas[1], betas[2], alphas[2], *gammas]
 

@@ -23,7 +23,7 @@ from django.utils.safestring import SafeString
 from ..conf import get_settings
 from ..jobs import stats
 from ..models import Job, Schedule, Status, Worker
-from ..worker.scheduler import periodic_tasks
+from ..registry import registry
 
 MINUTES = 60
 
@@ -153,7 +153,7 @@ def schedules() -> list[ScheduleRow]:
         for row in Schedule.objects.using(get_settings().database)
     }
     now = timezone.now()
-    for name, (_, timing) in periodic_tasks().items():
+    for name, (_, timing) in registry.periodic().items():
         if name not in rows:
             rows[name] = ScheduleRow(name, timing.describe(), timing.next_after(now), None)
     return sorted(rows.values(), key=lambda row: row.task)

@@ -14,11 +14,11 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from .. import dependencies, feed, jobs
+from .. import feed, jobs, lifecycle
 from ..conf import get_settings
 from ..exceptions import InvalidTransition
 from ..feed import sse
-from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobDependency, JobLog, requeued
+from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobDependency, JobLog
 from ..values.jsondata import ensure_json_object
 
 LOGS_PER_PAGE = 50
@@ -129,15 +129,9 @@ def edit_retry_view(model_admin: Any, request: HttpRequest, object_id: str) -> H
     except (TypeError, ValueError) as error:
         return detail_view(model_admin, request, object_id, data_text=text, data_error=str(error))
     # One conditional UPDATE: the new data and the retry land together, or not at all.
-    updated = (
-        Job.objects.using(job._state.db)
-        .filter(pk=job.pk, status__in=RETRYABLE_STATUSES)
-        .update(data=data, **requeued())
-    )
-    if not updated:
+    if not lifecycle.retry([job.pk], job._state.db or get_settings().database, data=data):
         model_admin.message_user(request, f"Job #{job.pk} is {job.status} now; it was not changed.", messages.WARNING)
     else:
-        dependencies.parents_retried(job._state.db or get_settings().database, [job.pk])
         model_admin.message_user(request, f"Job #{job.pk} queued again with the corrected data.", messages.SUCCESS)
     return _back(job)
 

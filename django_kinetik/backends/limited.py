@@ -43,7 +43,7 @@ from ..values.limits import Limit, RateWindow
 from .base import Runnable
 
 if TYPE_CHECKING:
-    from .database import DatabaseBackend
+    from .orm import OrmBackend
 
 logger = logging.getLogger("django_kinetik.worker")
 
@@ -78,7 +78,7 @@ class LimitedClaim:
 class LimitedClaims:
     """One worker's claims of its limited tasks (``limits``: task name -> Limit)."""
 
-    def __init__(self, backend: DatabaseBackend, limits: Mapping[str, Limit]) -> None:
+    def __init__(self, backend: OrmBackend, limits: Mapping[str, Limit]) -> None:
         self.backend = backend
         self.alias = backend.alias
         self.limits = {task: limit for task, limit in limits.items() if limit}

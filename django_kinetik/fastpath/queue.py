@@ -21,8 +21,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from django.db import transaction
-
+from ..backends import get_backend
+from ..models import Job, Status
 from ..values.priorities import MAX_PRIORITY
 from .connection import REDIS_ERRORS, enabled, key, queue_key, redis_client, script
 
@@ -101,15 +101,27 @@ def unpop(popped: tuple[bytes, int, float]) -> None:
     redis_client().zadd(queue, {job_id: rank}, nx=True)
 
 
-def announce(entries: Sequence[Entry], using: str) -> None:
-    """Push ``entries`` once the current transaction commits (at once in autocommit).
+def wanted(job: Job) -> bool:
+    """Which jobs go to Redis: queued ones without a limit key.
+
+    The one place this is decided. A job of a task with concurrency or rate
+    limits (a limit key) is only ever taken by the limited claim, from the
+    database (``backends/limited.py``); a delayed or waiting job goes when it is queued.
+    """
+    return job.status == Status.QUEUED and job.limit_key is None
+
+
+def push_jobs(jobs: Iterable[Job]) -> None:
+    """Push the :func:`wanted` ones of ``jobs`` (committed), if the fast path is on.
 
     A failed push is logged, not raised: the jobs are safe in the database and
     the workers' fallback claim finds them.
     """
-    if not entries or not enabled():
+    if not enabled():
         return
-    transaction.on_commit(lambda: push_quietly(entries), using=using)
+    entries = [(job.pk, job.tag, job.priority) for job in jobs if wanted(job)]
+    if entries:
+        push_quietly(entries)
 
 
 def push_quietly(entries: Sequence[Entry]) -> None:
@@ -121,37 +133,9 @@ def push_quietly(entries: Sequence[Entry]) -> None:
         )
 
 
-def announce_ids(ids: Sequence[int], using: str) -> None:
-    """:func:`announce` for jobs known by id only (re-queued by a bulk action, a retry, a shutdown)."""
-    if not ids or not enabled():
-        return
-    transaction.on_commit(lambda: push_quietly(entries_of(using, ids)), using=using)
-
-
 def entries_of(using: str, ids: Sequence[int]) -> list[Entry]:
-    """The entries of those of ``ids`` that are queued now (others must not be pushed).
-
-    Jobs of limited tasks (a limit key) are left out: only the limited claim takes them.
-    """
-    from ..models import Job, Status
-
-    return list(
-        Job.objects.using(using)
-        .filter(pk__in=list(ids), status=Status.QUEUED, limit_key__isnull=True)
-        .values_list("id", "tag", "priority")
-    )
-
-
-def queued_entries(using: str, tag: str, limit: int) -> list[Entry]:
-    """The tag's queued jobs as the database claim would take them (through the claim index), limited ones aside."""
-    from ..models import Job, Status
-
-    return list(
-        Job.objects.using(using)
-        .filter(status=Status.QUEUED, tag=tag, limit_key__isnull=True)
-        .order_by("-priority", "run_at", "id")
-        .values_list("id", "tag", "priority")[:limit]
-    )
+    """The entries of those of ``ids`` that are still :func:`wanted` (others must not be pushed)."""
+    return [(job.pk, job.tag, job.priority) for job in get_backend(using).jobs_in(ids) if wanted(job)]
 
 
 def reconcile(using: str, tags: Sequence[str], *, limit: int = 10_000, lock_for: float = 30.0) -> int | None:
@@ -168,7 +152,7 @@ def reconcile(using: str, tags: Sequence[str], *, limit: int = 10_000, lock_for:
     try:
         pushed = 0
         for tag in tags:
-            entries = queued_entries(using, tag, limit)
+            entries = get_backend(using).queued_unlimited(tag, limit)
             if entries:
                 push(entries)
                 pushed += len(entries)

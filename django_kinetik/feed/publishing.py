@@ -36,7 +36,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections, transaction
+from django.db import connections
 
 from ..conf import KinetikSettings, get_settings
 from .event import Record, cut, encode, encode_ids
@@ -44,8 +44,8 @@ from .transport import Transport, all_transports, current
 
 if TYPE_CHECKING:
     from ..backends.base import Settlement
+    from ..context import JobContext
     from ..models import Job
-    from ..worker.context import JobContext
 
 logger = logging.getLogger("django_kinetik.feed")
 
@@ -223,19 +223,13 @@ def close_publishers() -> None:
 # Each catches everything: an event is never worth a failed job or a stopped worker.
 
 
-def created(jobs: list[Job], using: str) -> None:
-    """Jobs were inserted: announce them once the creating transaction commits."""
+def created(jobs: list[Job]) -> None:
+    """Jobs were inserted (and that is committed)."""
     try:
         target = publisher()
-        if target is None or not jobs:
-            return
-
-        def announce() -> None:
-            if target.wants_events():
-                at = time.time_ns() // 1_000_000
-                target.put_many(["created", job.pk, job.task, job.tag, job.status, at, 0, None] for job in jobs)
-
-        transaction.on_commit(announce, using=using)
+        if target is not None and jobs and target.wants_events():
+            at = time.time_ns() // 1_000_000
+            target.put_many(["created", job.pk, job.task, job.tag, job.status, at, 0, None] for job in jobs)
     except Exception:
         logger.exception("Could not publish created events.")
 
@@ -318,27 +312,19 @@ def ended(job: Job, settlement: Settlement) -> None:
         logger.exception("Could not publish the end of job %s.", getattr(job, "pk", "?"))
 
 
-def cancelled(jobs: Iterable[Job], using: str) -> None:
-    """Jobs were cancelled: announce them once the change commits.
-
-    ``jobs`` may be a queryset: it is only read when there is a feed.
-    """
+def cancelled(jobs: Iterable[Job]) -> None:
+    """Jobs were cancelled (and that is committed)."""
     try:
         target = publisher()
         if target is None:
             return
         rows = [(job.pk, job.task, job.tag, job.attempts) for job in jobs]
-
-        def announce() -> None:
-            for job_id, *_ in rows:
-                target.finished(job_id)
-            if target.wants_events():
-                at = time.time_ns() // 1_000_000
-                target.put_many(
-                    ["cancelled", pk, task, tag, "cancelled", at, attempts, None] for pk, task, tag, attempts in rows
-                )
-
-        if rows:
-            transaction.on_commit(announce, using=using)
+        for job_id, *_ in rows:
+            target.finished(job_id)
+        if rows and target.wants_events():
+            at = time.time_ns() // 1_000_000
+            target.put_many(
+                ["cancelled", pk, task, tag, "cancelled", at, attempts, None] for pk, task, tag, attempts in rows
+            )
     except Exception:
         logger.exception("Could not publish cancelled events.")

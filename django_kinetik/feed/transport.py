@@ -29,6 +29,7 @@ from typing import Any
 
 from django.db import connections
 
+from ..backends import get_backend
 from ..conf import KinetikSettings, get_settings
 
 #: PostgreSQL's NOTIFY channels (the database is the namespace)
@@ -275,7 +276,7 @@ def current() -> Transport | None:
 def _choose(settings: KinetikSettings) -> Transport | None:
     if settings.redis:
         key: tuple[str, ...] = ("redis", settings.redis, settings.redis_prefix)
-    elif connections[settings.database].vendor == "postgresql":
+    elif get_backend(settings.database).supports_notify:
         key = ("postgresql", settings.database)
     else:
         return None

@@ -24,10 +24,11 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
+from .. import eager
 from ..conf import get_settings
+from ..jobs import create
 from ..models import Job
 from ..values.options import OPTION_NAMES, TaskOptions, parse_options
-from ..worker import eager
 from . import results, running
 from .framework import (
     TASK_REFRESH_ATTRS,
@@ -46,6 +47,8 @@ _PER_FUNCTION = ("concurrency", "rate_limit", "limit_by")
 
 
 class KinetikTaskBackend(BaseTaskBackend):
+    #: how kinetik tells its own backends (and subclasses) in settings.TASKS without importing them
+    kinetik_backend = True
     supports_defer = True
     supports_async_task = True
     supports_get_result = True
@@ -82,8 +85,6 @@ class KinetikTaskBackend(BaseTaskBackend):
         running.register(task, self.task_defaults)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        from ..jobs import create
-
         self.validate_task(task)
         data = {"args": normalize_json(args), "kwargs": normalize_json(kwargs)}
         # Eager mode runs the job here, after task_enqueued, not inside create().

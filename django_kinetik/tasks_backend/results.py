@@ -16,12 +16,12 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
 from django.utils.module_loading import import_string
 
-from ..backends.database import execute_prepared
+from ..backends import get_backend
+from ..conf import get_settings
 from ..exceptions import JobCancelled
-from ..models import FINISHED_STATUSES, Job, JobRun, Outcome, Status, Worker
+from ..models import FINISHED_STATUSES, Job, Outcome, Status, Worker
 from .framework import InvalidTask, Task, TaskError, TaskResult, TaskResultDoesNotExist, TaskResultStatus
 
 STATUSES = {
@@ -126,33 +126,9 @@ class Run(NamedTuple):
     traceback: str
 
 
-# One prepared statement on PostgreSQL: a worker reads this as each job starts,
-# and building the ORM query cost more than running it.
-_RUNS = f"""
-SELECT r.outcome, r.started_at, r.worker_id, w.name, r.error, r.exception, r.traceback
-FROM {JobRun._meta.db_table} r LEFT JOIN {Worker._meta.db_table} w ON w.id = r.worker_id
-WHERE r.job_id = %s ORDER BY r.id
-"""
-
-
 def runs_of(job: Job) -> list[Run]:
     """The job's ended attempts, oldest first, with the names of their workers."""
-    alias = job._state.db or "default"
-    if connections[alias].vendor == "postgresql":
-        return [Run(*row) for row in execute_prepared(alias, _RUNS, [job.pk])]
-    rows = JobRun.objects.using(alias).filter(job_id=job.pk).select_related("worker").order_by("id")
-    return [
-        Run(
-            run.outcome,
-            run.started_at,
-            run.worker_id,
-            run.worker.name if run.worker_id and run.worker is not None else None,
-            run.error,
-            run.exception,
-            run.traceback,
-        )
-        for run in rows
-    ]
+    return [Run(*row) for row in get_backend(job._state.db or get_settings().database).runs_of(job.pk)]
 
 
 def load(job: Job, *, task: Task | None = None, current_worker: str = "") -> TaskResult:

@@ -28,12 +28,25 @@ from ..registry import Task as KinetikTask
 from ..registry import registry
 from ..values.options import TaskOptions, parse_tag
 from . import results
-from .framework import InvalidTask, Task, TaskContext, TaskResult, normalize_json, task_backends, task_started
+from .framework import (
+    BaseTaskBackend,
+    InvalidTask,
+    Task,
+    TaskContext,
+    TaskResult,
+    normalize_json,
+    task_backends,
+    task_started,
+)
 
 if TYPE_CHECKING:
-    from ..worker.context import JobContext
+    from ..context import JobContext
 
 logger = logging.getLogger("django_kinetik.tasks_backend")
+
+#: job id -> the TaskResult its running attempt started with, so task_finished after a
+#: completed attempt needs no query (taken by bridge.py at the job's next transition)
+started_results: dict[int, TaskResult] = {}
 
 
 class DjangoTaskAction:
@@ -47,8 +60,7 @@ class DjangoTaskAction:
 
     def __call__(self, job: JobContext) -> Any:
         result = results.load(job.model, task=results.django_task(job.model), current_worker=job.worker_name)
-        # Kept on the row object, so task_finished after a completed attempt needs no query (bridge.py).
-        job.model.started_result = result  # type: ignore[attr-defined]
+        started_results[job.id] = result
         send(task_started, job.model.task_backend, result)
         data = job.data
         args, kwargs = data.get("args", []), data.get("kwargs", {})
@@ -93,10 +105,8 @@ def import_definition(name: str, alias: str) -> KinetikTask:
     definition = registry.find(name)
     if definition is not None:
         return definition
-    from .backend import KinetikTaskBackend
-
     backend = backend_for(alias)
-    defaults = backend.task_defaults if isinstance(backend, KinetikTaskBackend) else TaskOptions()
+    defaults = backend.task_defaults if getattr(backend, "kinetik_backend", False) else TaskOptions()
     return register(task, defaults)
 
 
@@ -111,12 +121,7 @@ def backend_for(alias: str) -> Any:
 def send(signal: Signal, alias: str, result: TaskResult) -> None:
     """Send one of Django's task signals as the backend would; a receiver's error is logged, never raised."""
     backend = backend_for(alias)
-    if backend is None:
-        from .backend import KinetikTaskBackend
-
-        sender: type = KinetikTaskBackend
-    else:
-        sender = type(backend)
+    sender: type = type(backend) if backend is not None else BaseTaskBackend
     for receiver, response in signal.send_robust(sender, task_result=result):
         if isinstance(response, Exception):
             logger.error(

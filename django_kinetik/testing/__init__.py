@@ -30,10 +30,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import overload
 
-from ..jobs import created_hooks
+from .. import eager
+from ..creation import created_hooks
 from ..models import LIVE_STATUSES, Job, Status
 from ..registry import Task
-from ..worker import eager
 
 __all__ = ["CapturedJobs", "capture_jobs", "run_job"]
 

@@ -11,19 +11,26 @@ claiming before others start taking its jobs back.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 
 from django.db import connections
 
 from ..backends.base import Backend
+from .threads import BackgroundThread
 
 logger = logging.getLogger("django_kinetik.worker")
 
 
-class Heartbeat:
-    """Calls ``backend.heartbeat`` every ``every`` seconds until stopped."""
+def beat_every(lease: float) -> float:
+    """Seconds between beats: three per lease, at most every 10 s, at least every 0.2 s."""
+    return max(0.2, min(lease / 3, 10.0))
+
+
+class Heartbeat(BackgroundThread):
+    """Calls ``backend.heartbeat`` every :func:`beat_every` seconds until stopped."""
+
+    name = "kinetik-heartbeat"
 
     def __init__(
         self,
@@ -33,18 +40,14 @@ class Heartbeat:
         running: Callable[[], list[int]],
         stats: Callable[[], dict[str, int]],
     ) -> None:
+        super().__init__()
         self.backend = backend
         self.worker_id = worker_id
         self.lease = lease
-        self.every = max(0.2, min(lease / 3, 10.0))
+        self.every = beat_every(lease)
         self._running = running
         self._stats = stats
         self._last_success = time.monotonic()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kinetik-heartbeat", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
 
     def silent_for(self) -> float:
         """Seconds since the last beat that reached the database."""
@@ -55,22 +58,19 @@ class Heartbeat:
         self.backend.heartbeat(self.worker_id, self.lease, self._running(), self._stats())
         self._last_success = sent
 
-    def _run(self) -> None:
+    def run(self) -> None:
         failures = 0
-        try:
-            while not self._stopped.wait(self.every):
-                try:
-                    self.beat()
-                    failures = 0
-                except Exception as error:
-                    failures += 1
-                    if failures == 1:
-                        logger.warning("Heartbeat failed (%s); retrying every %.1fs.", error, self.every)
-                    connections.close_all()
-        finally:
-            connections.close_all()
+        while not self.stopping.wait(self.every):
+            try:
+                self.beat()
+                failures = 0
+            except Exception as error:
+                failures += 1
+                if failures == 1:
+                    logger.warning("Heartbeat failed (%s); retrying every %.1fs.", error, self.every)
+                connections.close_all()
 
     def stop(self) -> None:
-        self._stopped.set()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.every + 5)
+        """Stop beating and wait for a beat in flight (the worker retires right after)."""
+        super().stop()
+        self.join(timeout=self.every + 5)

@@ -1,24 +1,32 @@
-"""The worker: claims jobs tag by tag and hands them to its threads.
+"""The worker: claims jobs tag by tag, hands them to its job threads, writes how they ended.
 
 Kinetik's semantics: tags are served in the order given; whenever a slot is
 free the worker asks the first tag for work, then the next, so after every job
-it goes back to the first tag that has work. Only when every tag is empty does
-it wait (``interval``, or until the next delayed job is due) and send
-``queue_empty``. The wait ends early when a running job finishes, a deadline
-passes, or a stop is requested.
+it goes back to the first tag that has work. It never claims ahead of its free
+slots, so a job of an earlier tag created while later tags' jobs run is the
+next one started. Only when every tag is empty does it wait (``interval``, or
+until something is due) and send ``queue_empty``; a running job that ends, a
+wake-up (NOTIFY, Redis, SQLite's commit watch) or a stop ends the wait early.
 
-Jobs of tasks with concurrency or rate limits are claimed first, as far as
-the limits allow (``backends/limited.py``). Besides claiming, every worker keeps
-the queue honest (``upkeep.py``): it times out runs that pass their limit,
-takes back jobs whose worker stopped renewing their lease (ghost runs), and
-marks silent workers lost. A database that goes away is waited out with
-backoff; nothing is settled twice, since every settle is guarded by the
-attempt it belongs to.
+One round of the loop is one round trip: the ends of the attempts that
+returned since the last round are written, and as many jobs as there are free
+slots claimed, in one statement where the database allows
+(``backend.settle_and_claim``). Under load the batches grow by themselves, so
+round trips per job fall as throughput rises. Jobs of tasks with concurrency or
+rate limits are claimed first, as far as the limits allow
+(``backends/limited.py``). Between rounds the duties that are due run
+(``duties.py``): promotions, lease recovery, the purge, schedules...
+
+A database that goes away is waited out with backoff; the ends not yet
+written stay here and are written when it is back (checking whether the
+first try committed), and nothing is settled twice, since every write is
+guarded by the attempt it belongs to.
 
 Shutdown order (SIGTERM/SIGINT, or :meth:`Worker.stop`): stop claiming; keep
-the heartbeat going while running jobs get ``shutdown_timeout`` to finish; put
-whatever is still running back in the queue; mark the worker offline. A second
-signal skips the wait and exits at once; the leases bring those jobs back.
+the heartbeat going and the ends written while running jobs get
+``shutdown_timeout`` to finish; put whatever is still running back in the
+queue; mark the worker offline. A second signal skips the wait and exits at
+once; the leases bring those jobs back.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import replace
 from types import FrameType
@@ -37,40 +46,41 @@ from types import FrameType
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 
-from ..backends import Backend, Settlement, WorkerInfo, get_backend
-from ..backends.base import Runnable
+from .. import execution, lifecycle, outcomes
+from ..backends import Backend, WorkerInfo, get_backend
+from ..backends.base import DATABASE_ERRORS, Runnable, Settlement, Written
 from ..backends.limited import LimitedClaims
-from ..conf import get_settings
+from ..conf import django_tasks_enabled, django_tasks_queues, get_settings
 from ..exceptions import TaskNotImportable
+from ..execution import Attempt
 from ..fastpath import connection as fastpath
-from ..middleware import middleware_factories
-from ..models import Job, Status
+from ..joblogs import FLUSH_EVERY, LogWriter
+from ..lifecycle import Ended
+from ..models import Job
 from ..registry import registry
 from ..signals import emit, queue_empty
-from ..tasks_backend import configured as tasks_configuration
 from ..values.limits import Limit
 from ..values.options import TaskOptions
-from . import outcomes
-from .execution import DATABASE_ERRORS, Executor, RunningJob
+from .codes import ExitCode
+from .duties import DependencySweep, Duty, LeaseRecovery, LimitsTidy, MemoryCheck, PausedTags, Promotion
+from .executor import Executor
 from .heartbeat import Heartbeat
-from .pool import ThreadPool
 from .purge import Purger
 from .redisfeed import RedisFeed
 from .scheduler import Scheduler
-from .settler import Settler
-from .supervisor import EXIT_RECYCLE, supervisor_gone
-from .upkeep import Upkeep
-from .wakeup import PostgresListener
+from .supervisor import supervisor_gone
+from .threads import BackgroundThread
+from .wakeup import listener_for
 
 logger = logging.getLogger("django_kinetik.worker")
 
-#: exit status after a second stop signal cut the graceful shutdown short
-EXIT_FORCED = 1
+#: job threads per worker process when --concurrency is not given (see the README's "Workers")
+DEFAULT_CONCURRENCY = 10
 
 
 def default_tags() -> list[str]:
     """A worker given no tags serves its tasks' tags, then the queues of kinetik's django.tasks backends."""
-    return list(dict.fromkeys([*registry.tags(), *tasks_configuration.served_queues()]))
+    return list(dict.fromkeys([*registry.tags(), *django_tasks_queues()]))
 
 
 def task_limits() -> dict[str, Limit]:
@@ -91,18 +101,26 @@ def tags_from_environment() -> list[str]:
     return [tag.strip() for tag in os.environ.get("KINETIK_QUEUE", "").split(",") if tag.strip()]
 
 
-class Worker(Upkeep):
-    """One worker process's loop. ``run()`` blocks until the worker stops.
+class _Ended:
+    """An attempt's end that did not come from its code: it could not start, or it timed out."""
 
-    The upkeep between claims (timeouts, lost leases, fencing, promotions and
-    the periodic passes) is in :class:`~.upkeep.Upkeep`.
-    """
+    __slots__ = ("job", "options", "settlement", "task")
+
+    def __init__(self, attempt: Attempt | None, job: Job, settlement: Settlement) -> None:
+        self.job = job
+        self.task = attempt.task if attempt is not None else None
+        self.options = attempt.options if attempt is not None else None
+        self.settlement = settlement
+
+
+class Worker:
+    """One worker process's loop. ``run()`` blocks until the worker stops."""
 
     def __init__(
         self,
         tags: Sequence[str] | None = None,
         *,
-        concurrency: int = 1,
+        concurrency: int = DEFAULT_CONCURRENCY,
         interval: float | None = None,
         burst: bool = False,
         max_jobs: int | None = None,
@@ -125,50 +143,49 @@ class Worker(Upkeep):
         self.shutdown_timeout = settings.shutdown_timeout if shutdown_timeout is None else shutdown_timeout
         self.lease = settings.lease
         self.supervised = supervised
-        self.backend = backend or get_backend()
+        self.backend = backend or get_backend(settings.database)
+        self.alias = self.backend.alias
         self.name = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.worker_id: int | None = None
+        self.worker_id = 0
         self.jobs_done = 0
         self.jobs_claimed = 0
         #: after run(): job code (put back or timed out) still runs in this process's threads
         self.code_still_running = False
 
-        self._alias = settings.database
-        self._middleware = middleware_factories(settings.middleware)
-        self._running: set[RunningJob] = set()
-        #: jobs whose code returned, waiting for the settler to write their end
-        self._settling: set[RunningJob] = set()
-        self._lock = threading.Lock()
+        self._logs = LogWriter(self.alias)
+        #: attempts handed to a job thread, by job id (changed by the loop's thread only)
+        self._running: dict[int, Attempt] = {}
+        self._running_lock = threading.Lock()
+        #: attempts whose code returned, handed back by the job threads
+        self._returned: deque[Attempt] = deque()
+        #: ends taken for a write that has not succeeded yet, since when, and whether a write failed
+        self._unwritten: list[Ended] = []
+        self._unwritten_since = 0.0
+        self._write_failed = False
         self._wake = threading.Event()
+        #: set while the loop waits for work: the commit watch only wakes an idle loop
+        self._idle = threading.Event()
         self._stopping = threading.Event()
         self._forced = threading.Event()
-        self._paused: set[str] = set()
-        self._idle = False
         self._fenced = False
+        self._queue_empty_sent = False
         self._recycle_reason = ""
         self._database_failures = 0
-        self._pool: ThreadPool[RunningJob] | None = None
-        #: which jobs this worker may claim (set when it starts)
+        self._next_deadline: float | None = None
+        #: which jobs this worker may claim, and the claims of limited tasks (set when it starts)
         self._runnable = Runnable(())
-        #: the claims of tasks with concurrency or rate limits (set when it starts, if any)
         self._limited: LimitedClaims | None = None
         #: time.monotonic() at which a job held back by a limit may start (None: none is)
         self._limited_retry_at: float | None = None
-        self._purger = Purger(self._alias)
-        self._scheduler = Scheduler(self._alias, self.interval)
+        self._scheduler = Scheduler(self.alias, self.interval)
+        self._paused = PausedTags(self.backend, self.interval)
+        self._duties: list[Duty] = []
+        self._executor: Executor | None = None
+        self._heartbeat: Heartbeat | None = None
         #: while running: the thread that wakes the loop when new jobs arrive (None: polling only)
-        self.listener: PostgresListener | None = None
+        self.listener: BackgroundThread | None = None
         #: while running with KINETIK["REDIS"]: where job ids come from first
         self.feed: RedisFeed | None = None
-        self._settler: Settler | None = None
-        # time.monotonic() marks for work done "every so often"
-        self._next_due = 0.0
-        self._next_paused_check = 0.0
-        self._next_recovery = 0.0
-        self._next_memory_check = 0.0
-        self._next_sweep = 0.0
-        self._next_limits_tidy = 0.0
-        self._recovery_every = max(0.2, min(self.lease / 3, 10.0))
 
     # -- control -----------------------------------------------------------
 
@@ -180,29 +197,24 @@ class Worker(Upkeep):
         self._wake.set()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        # Only set flags here: the main loop does the work.
+        # Only set flags here: the loop does the work.
         self.stop(force=self._stopping.is_set())
 
     def _install_signal_handlers(self) -> dict[int, object]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous: dict[int, object] = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, self._on_signal)
-        return previous
+        return {signum: signal.signal(signum, self._on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
 
-    # -- the loop ----------------------------------------------------------
+    # -- starting and stopping -----------------------------------------------
 
     def run(self) -> int:
         """Serve jobs until stopped (or drained, with ``burst``); return an exit status."""
         limits = task_limits()
         self._runnable = Runnable(
             tuple(name for name in registry.names() if name not in limits),
-            django_tasks=tasks_configuration.enabled(),
+            django_tasks=django_tasks_enabled(),
             excluded=frozenset(limits),
         )
-        if limits:
-            self._limited = LimitedClaims(self.backend, limits)  # type: ignore[arg-type]
         if not self._runnable and not limits:
             raise ImproperlyConfigured(
                 "No kinetik tasks are registered, so this worker has nothing to run. "
@@ -211,54 +223,36 @@ class Worker(Upkeep):
             )
         if not self.tags:
             raise ImproperlyConfigured("The worker has no tags to serve.")
+        if limits:
+            self._limited = self.backend.limited_claims(limits)
         previous_handlers = self._install_signal_handlers()
+        lifecycle.removals.enabled = True
         try:
             if not self._register():
-                return 0
-            executor = Executor(self.backend, self._alias, self._middleware, lease=self.lease, worker_name=self.name)
-            pool: ThreadPool[RunningJob] = ThreadPool(
-                self.concurrency, lambda running: self._execute(executor, running), name="kinetik-job"
-            )
-            self._pool = pool
-            self._settler = Settler(
-                self.backend,
-                self.lease,
-                lambda running, settlement, ok: self._settled(executor, running, settlement, ok),
-                logs=executor.logs,
-            )
-            heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._running_ids, self._stats)  # type: ignore[arg-type]
-            heartbeat.start()
-            # With Redis, its blocking pop is the wake-up (the NOTIFY would
-            # arrive before the id is pushed, and send the loop to the database).
-            listener = (
-                PostgresListener(self._alias, self.tags, self._wake)
-                if PostgresListener.available(self._alias) and not fastpath.enabled()
-                else None
-            )
-            self.listener = listener
-            if listener is not None:
-                listener.start()
-            if fastpath.enabled():
-                self.feed = RedisFeed(self._alias, self._open_tags, self._wake)
-                self.feed.start()
+                return ExitCode.OK
+            self._executor = Executor(self.concurrency, self._returned_from_thread)
+            self._heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._lease_ids, self._stats)
+            self._heartbeat.start()
+            self._start_wakeups()
+            self._duties = self._make_duties()
             logger.info("Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency)
-            self._serve(executor, pool, heartbeat)
-            if listener is not None:
-                listener.stop()
-            if self.feed is not None:
-                self.feed.stop()
-            status = self._shut_down(pool, heartbeat)
-            if status == 0 and not self.code_still_running:
+            self._serve()
+            for thread in (self.listener, self.feed):
+                if thread is not None:
+                    thread.stop()
+            status = self._shut_down()
+            if status == ExitCode.OK and not self.code_still_running:
                 # Their connections close before run() returns (a worker run in a
                 # thread must not leave any). Not when put-back jobs' code still
                 # runs here: then the process must end at once.
-                for thread in (listener, self.feed):
+                for thread in (self.listener, self.feed):
                     if thread is not None:
                         thread.join(timeout=2)
-            if status == 0 and self.supervised and self._recycle_reason:
-                return EXIT_RECYCLE
+            if status == ExitCode.OK and self.supervised and self._recycle_reason:
+                return ExitCode.RECYCLE
             return status
         finally:
+            lifecycle.removals.enabled = False
             for signum, handler in previous_handlers.items():
                 signal.signal(signum, handler)  # type: ignore[arg-type]
             # This thread's connections: a worker run from a thread must not leave one open.
@@ -267,11 +261,7 @@ class Worker(Upkeep):
     def _register(self) -> bool:
         """Record this worker, waiting out a database that is not up yet."""
         info = WorkerInfo(
-            name=self.name,
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            tags=self.tags,
-            concurrency=self.concurrency,
+            name=self.name, host=socket.gethostname(), pid=os.getpid(), tags=self.tags, concurrency=self.concurrency
         )
         while not self._stopping.is_set():
             try:
@@ -281,81 +271,84 @@ class Worker(Upkeep):
                 self._database_trouble(error)
         return False
 
+    def _start_wakeups(self) -> None:
+        if fastpath.enabled():
+            # Its blocking pop is the wake-up (a NOTIFY would arrive before the
+            # id is pushed, and send the loop to the database).
+            self.feed = RedisFeed(self.alias, self._open_tags, self._wake)
+            self.feed.start()
+        else:
+            self.listener = listener_for(self.backend, self.tags, self._wake, self._idle)
+            if self.listener is not None:
+                self.listener.start()
+
+    def _make_duties(self) -> list[Duty]:
+        duties: list[Duty] = [
+            Promotion(self.backend, self.tags, self.interval, lambda: self._free_slots() > 0),
+            LeaseRecovery(self.backend, self.worker_id, self.lease, self._lease_ids),
+            Purger(self.backend),
+            self._scheduler,
+            DependencySweep(self.alias),
+        ]
+        if self._limited is not None:
+            duties.append(LimitsTidy(self._limited))
+        if self.max_memory:
+            duties.append(MemoryCheck(self.max_memory, lambda: self.jobs_claimed > 0, self._recycle))
+        return duties
+
+    def _recycle(self, reason: str) -> None:
+        if not self._recycle_reason:
+            self._recycle_reason = reason
+            logger.warning("Worker %s: %s; finishing running jobs, then recycling.", self.name, reason)
+
     def _stats(self) -> dict[str, int]:
         """What the worker row shows about this worker's work."""
-        runaways = self._pool.runaways if self._pool is not None else 0
-        return {"jobs_done": self.jobs_done, "runaway_threads": runaways}
+        return {"jobs_done": self.jobs_done, "runaway_threads": self._executor.runaways if self._executor else 0}
 
-    def _running_ids(self) -> list[int]:
-        with self._lock:
-            return [running.job.pk for running in (*self._running, *self._settling)]
+    def _lease_ids(self) -> list[int]:
+        """The jobs whose leases this worker renews: running here, or ended and not yet written."""
+        with self._running_lock:
+            ids = list(self._running)
+        ids += [attempt.job.pk for attempt in list(self._returned)]
+        ids += [end.job.pk for end in self._unwritten]
+        return ids
 
-    def _execute(self, executor: Executor, running: RunningJob) -> None:
-        """Runs in a pool thread: the job's code, then its end goes to the settler.
+    def _returned_from_thread(self, attempt: Attempt) -> None:
+        """Called by a job thread when the attempt's code has returned."""
+        self._returned.append(attempt)
+        self._wake.set()
 
-        The slot is free as soon as the code returns: the next job can run
-        while the settler writes this one's end (the job stays leased, and
-        renewed, until it is written).
-        """
-        settlement = None
-        try:
-            settlement = executor.run(running)
-        finally:
-            with self._lock:
-                self._running.discard(running)
-                if settlement is not None:
-                    self._settling.add(running)
-            if settlement is not None:
-                self._settler.submit(running, settlement)  # type: ignore[union-attr]
-            self._wake.set()
-
-    def _settled(self, executor: Executor, running: RunningJob, settlement: Settlement, ok: bool) -> None:
-        """Runs in the settler thread once the attempt's end is written (or refused)."""
-        try:
-            job = running.job
-            if ok and settlement.status == Status.QUEUED and self.feed is not None and job.limit_key is None:
-                self.feed.push([(job.pk, job.tag, job.priority)])  # a retry without delay
-            if ok and settlement.status == Status.COMPLETED and running.options.remove_on_complete:
-                self._purger.completed(running.job.pk)
-            executor.recorded(running, settlement, ok)
-        finally:
-            if self._limited is not None:
-                self._limited.job_ended(running.job.task)
-            with self._lock:
-                self._settling.discard(running)
-                self.jobs_done += 1
-            self._wake.set()
+    # -- the loop ----------------------------------------------------------
 
     @property
     def _busy(self) -> bool:
         """Jobs still running here, or ended but not yet written."""
-        return bool(self._running or self._settling)
+        return bool(self._running or self._returned or self._unwritten)
 
-    def _serve(self, executor: Executor, pool: ThreadPool[RunningJob], heartbeat: Heartbeat) -> None:
+    def _serve(self) -> None:
         while not self._stopping.is_set():
-            # Clear before looking at the state: a wake-up after this point is kept.
+            # Cleared before looking at the state: a wake-up after this point is kept.
             self._wake.clear()
-            self._enforce_timeouts(executor, pool, heartbeat)
-            self._check_fence(heartbeat)
+            self._idle.clear()
+            now = time.monotonic()
+            self._enforce_timeouts(now)
+            self._check_fence()
             if self.supervised and supervisor_gone():
                 logger.warning("Worker %s: its supervisor is gone; stopping.", self.name)
                 self.stop()
                 break
-            # A settle that lands after the claim below may have queued a retry.
-            done_before = self.jobs_done
             try:
-                # Claim before the rest of the upkeep: a wake-up for a new job
-                # should not wait on it. Which tags are paused must be known first.
-                changed = self._refresh_paused()
-                claimed = self._claim(executor, pool)
-                changed = self._maintain(executor) or changed
+                # Which tags are paused must be known before claiming from them.
+                changed = self._paused.run(now) if now >= self._paused.next_at else False
+                again = self._round(now)
+                again = self._run_duties(now) or again or changed
             except DATABASE_ERRORS as error:
                 self._database_trouble(error)
                 continue
             if self._database_failures:
                 logger.warning("Worker %s reached the database again.", self.name)
                 self._database_failures = 0
-            if claimed or changed or self.jobs_done != done_before:
+            if again:
                 continue
             if self._finished():
                 return
@@ -363,12 +356,162 @@ class Worker(Upkeep):
                 self.feed.hungry.set()  # block in Redis for the next id while we sleep
             if self._limited is not None and not self._busy:
                 self._limited.idle()
+            self._idle.set()
             self._wake.wait(self._next_wait())
 
+    def _round(self, now: float) -> bool:
+        """Write what ended and claim what fits, in one round trip; True if there may be more to do now."""
+        ends = self._take_ends()
+        free = self._free_slots()
+        if free <= 0 and not ends:
+            return False
+        if self._logs:
+            self._logs.flush()  # a job's lines are in before its end is
+        claimed = 0
+        if free > 0 and self._limited is not None:
+            claimed = self._claim_limited(free)
+        want = free - claimed
+        if self.feed is not None:
+            ids = self.feed.take(want) if want > 0 else []
+            written, jobs = self.backend.settle_and_claim_ids(
+                self._pairs(ends), self.worker_id, ids, self._runnable, self.lease
+            )
+            if want > 0 and not ids and self._runnable:
+                # Redis offered nothing runnable (down, flushed, or just empty): the database decides.
+                jobs = self.backend.claim(self.worker_id, self._open_tags(), self._runnable, want, self.lease)
+                if jobs:
+                    self.feed.database_had_more()
+        else:
+            runnable = self._runnable if want > 0 else Runnable(())
+            written, jobs = self.backend.settle_and_claim(
+                self._pairs(ends), self.worker_id, self._open_tags(), runnable, want, self.lease
+            )
+        self._ended(ends, written)
+        for job in jobs:
+            self._start(job)
+        claimed += len(jobs)
+        if claimed:
+            self._queue_empty_sent = False
+        elif not self._busy and not self._queue_empty_sent and self._limited_retry_at is None:
+            self._queue_empty_sent = True
+            emit(queue_empty, self, tags=list(self.tags))
+        # A full claim may leave more behind; an end just written may have queued
+        # work (a retry, the jobs waiting for it); a job that could not start has
+        # its end to write.
+        return (claimed > 0 and claimed >= free) or bool(ends) or bool(self._unwritten)
+
+    def _take_ends(self) -> list[Ended]:
+        """The attempts that returned since the last round, and ends not written yet (kept until they are)."""
+        ends = self._unwritten
+        if not ends:
+            self._unwritten_since = time.monotonic()
+        returned = self._returned
+        with self._running_lock:
+            while returned:
+                attempt = returned.popleft()
+                if self._running.pop(attempt.job.pk, None) is not attempt:
+                    continue  # timed out meanwhile: its end is written already
+                self.jobs_done += 1
+                if attempt.settlement is not None:
+                    ends.append(attempt)
+                if self._limited is not None:
+                    self._limited.job_ended(attempt.job.task)
+        return ends
+
+    @staticmethod
+    def _pairs(ends: list[Ended]) -> list[tuple[Job, Settlement]]:
+        return [(end.job, end.settlement) for end in ends if end.settlement is not None]
+
+    def _ended(self, ends: list[Ended], written: Written) -> None:
+        """After the write: announce what applied (the lifecycle), keep nothing."""
+        self._unwritten = []
+        if not ends:
+            return
+        applied = written.applied
+        awaited = written.awaited
+        if self._write_failed:
+            self._write_failed = False
+            # The first try may have committed before its connection dropped.
+            applied = [
+                ok or self.backend.was_settled(job, settlement)
+                for ok, (job, settlement) in zip(applied, self._pairs(ends), strict=True)
+            ]
+            awaited = None
+        lifecycle.attempts_ended(ends, applied, self.alias, awaited or ())
+
+    def _database_trouble(self, error: Exception) -> None:
+        self._database_failures += 1
+        self._keep_unwritten()
+        pause = min(0.1 * 2 ** min(self._database_failures, 10), 5.0)
+        if self._database_failures == 1 or self._database_failures % 20 == 0:
+            logger.warning(
+                "Worker %s cannot reach the database (%s: %s); retrying in %.1fs.",
+                self.name,
+                type(error).__name__,
+                str(error).strip().splitlines()[0] if str(error) else "",
+                pause,
+            )
+        connections.close_all()
+        self._stopping.wait(pause)
+
+    def _keep_unwritten(self) -> None:
+        """Ends taken for a write that failed stay for the next round, for at most a lease."""
+        if not self._unwritten:
+            return
+        self._write_failed = True
+        if time.monotonic() - self._unwritten_since > self.lease:
+            logger.error(
+                "Could not record the end of %d job(s) for %.0fs; their leases will bring them back.",
+                len(self._unwritten),
+                self.lease,
+            )
+            self._unwritten = []
+
+    def _claim_limited(self, free: int) -> int:
+        """Claim jobs of tasks with concurrency or rate limits, as far as the limits allow."""
+        assert self._limited is not None
+        ending = {attempt.job.task for attempt in list(self._returned)}
+        limited = self._limited.claim(self._open_tags(), free, self.worker_id, self.lease, ending)
+        self._limited_retry_at = limited.retry_at
+        for job in limited.jobs:
+            self._start(job)
+        return len(limited.jobs)
+
+    def _start(self, job: Job) -> None:
+        self.jobs_claimed += 1
+        try:
+            attempt = execution.prepare(job, alias=self.alias, logs=self._logs, worker_name=self.name)
+        except TaskNotImportable as error:
+            # A django.tasks function whose code is not in this process (an
+            # older deploy): leave the job to a worker that has it.
+            logger.warning("Job %s: %s; leaving it queued for a worker that has it.", job.pk, error)
+            self._runnable = replace(self._runnable, excluded=self._runnable.excluded | {job.task})
+            lifecycle.put_back(self.backend, job)
+            self.jobs_claimed -= 1
+            return
+        except Exception as error:
+            logger.exception("Job %s (%s) cannot start.", job.pk, job.task)
+            self._unwritten.append(_Ended(None, job, outcomes.failed(job, TaskOptions(), error)))
+            return
+        with self._running_lock:
+            self._running[job.pk] = attempt
+        if attempt.deadline is not None and (self._next_deadline is None or attempt.deadline < self._next_deadline):
+            self._next_deadline = attempt.deadline
+        self._executor.submit(attempt)  # type: ignore[union-attr]
+
+    def _run_duties(self, now: float) -> bool:
+        changed = False
+        for duty in self._duties:
+            if now >= duty.next_at:
+                changed = duty.run(now) or changed
+        if self.feed is not None:
+            changed = self.feed.maintain(self.interval) or changed
+        return changed
+
     def _free_slots(self) -> int:
-        if self._fenced or self._recycle_reason:
+        if self._fenced or self._recycle_reason or self._stopping.is_set():
             return 0
-        if len(self._settling) > 2 * self.concurrency:
+        if len(self._unwritten) > 2 * self.concurrency:
             return 0  # the database is behind with our writes: do not take more
         free = self.concurrency - len(self._running)
         if self.max_jobs is not None:
@@ -377,83 +520,8 @@ class Worker(Upkeep):
 
     def _open_tags(self) -> list[str]:
         """The tags to take work from now, in order."""
-        return [tag for tag in self.tags if tag not in self._paused]
-
-    def _claim(self, executor: Executor, pool: ThreadPool[RunningJob]) -> int:
-        free = self._free_slots()
-        if free <= 0:
-            return 0
-        # First what the limits allow: never more than that, so limited tasks
-        # cannot crowd out other work beyond their limits (and they are never in Redis).
-        claimed = self._claim_limited(executor, pool, free)
-        from_redis = 0
-        while self.feed is not None and claimed < free:
-            ids = self.feed.take(free - claimed)
-            if not ids:
-                break
-            # Redis picked them; the database says which are still ours to run
-            # (stale ones are skipped, so ask again). Ids lost to a database
-            # error here stay queued in the database, where the fallback claim
-            # and the reconciler find them.
-            jobs = self.backend.claim_ids(self.worker_id, ids, self._runnable, self.lease)  # type: ignore[arg-type]
-            for job in jobs:
-                self._start(executor, pool, job)
-            from_redis += len(jobs)
-            claimed += len(jobs)
-        if not from_redis and claimed < free and self._runnable:
-            # The database claim: always without Redis; with it, the fallback
-            # when Redis offered nothing runnable (down, flushed, or just empty).
-            from_database = 0
-            for tag in self._open_tags():
-                jobs = self.backend.claim(self.worker_id, tag, self._runnable, free - claimed, self.lease)  # type: ignore[arg-type]
-                # Started at once, tag by tag: a database error on the next tag must
-                # not strand jobs this claim already took.
-                for job in jobs:
-                    self._start(executor, pool, job)
-                from_database += len(jobs)
-                claimed += len(jobs)
-                if claimed >= free:
-                    break
-            if from_database and self.feed is not None:
-                self.feed.database_had_more()
-        if claimed:
-            self._idle = False
-        elif not self._busy and not self._idle and self._limited_retry_at is None:
-            self._idle = True
-            emit(queue_empty, self, tags=list(self.tags))
-        return claimed
-
-    def _claim_limited(self, executor: Executor, pool: ThreadPool[RunningJob], free: int) -> int:
-        """Claim jobs of tasks with concurrency or rate limits, as far as the limits allow."""
-        if self._limited is None:
-            return 0
-        with self._lock:
-            ending = {running.job.task for running in self._settling}
-        limited = self._limited.claim(self._open_tags(), free, self.worker_id, self.lease, ending)  # type: ignore[arg-type]
-        self._limited_retry_at = limited.retry_at
-        for job in limited.jobs:
-            self._start(executor, pool, job)
-        return len(limited.jobs)
-
-    def _start(self, executor: Executor, pool: ThreadPool[RunningJob], job: Job) -> None:
-        self.jobs_claimed += 1
-        try:
-            running = executor.start(job)
-        except TaskNotImportable as error:
-            # A django.tasks function whose code is not in this process (an
-            # older deploy): leave the job to a worker that has it.
-            logger.warning("Job %s: %s; leaving it queued for a worker that has it.", job.pk, error)
-            self._runnable = replace(self._runnable, excluded=self._runnable.excluded | {job.task})
-            self.backend.release(job)
-            self.jobs_claimed -= 1
-            return
-        except Exception as error:
-            logger.exception("Job %s (%s) cannot start.", job.pk, job.task)
-            executor.settle(job, outcomes.failed(job, TaskOptions(), error))
-            return
-        with self._lock:
-            self._running.add(running)
-        pool.submit(running)
+        paused = self._paused.paused
+        return [tag for tag in self.tags if tag not in paused] if paused else self.tags
 
     def _finished(self) -> bool:
         """Whether the loop should end now that nothing was claimed."""
@@ -471,33 +539,95 @@ class Worker(Upkeep):
 
     def _next_wait(self) -> float:
         now = time.monotonic()
-        marks = [now + self.interval, self._next_recovery]
-        if self._free_slots() > 0:
-            marks.append(self._next_due)
-            if self._limited_retry_at is not None:
-                marks.append(self._limited_retry_at)
-        with self._lock:
-            marks += [running.deadline for running in self._running if running.deadline is not None]
+        marks = [now + self.interval]
+        marks.append(self._paused.next_at)
+        marks += [duty.next_at for duty in self._duties if not isinstance(duty, Promotion) or self._free_slots() > 0]
+        if self._limited_retry_at is not None and self._free_slots() > 0:
+            marks.append(self._limited_retry_at)
+        if self._next_deadline is not None:
+            marks.append(self._next_deadline)
+        if self._logs:
+            marks.append(now + FLUSH_EVERY)
         return max(0.0, min(marks) - now)
+
+    # -- timeouts and fencing --------------------------------------------------
+
+    def _enforce_timeouts(self, now: float) -> None:
+        if self._next_deadline is None or now < self._next_deadline:
+            return
+        with self._running_lock:
+            expired = [a for a in self._running.values() if a.deadline is not None and a.deadline <= now]
+            for attempt in expired:
+                del self._running[attempt.job.pk]
+            deadlines = [a.deadline for a in self._running.values() if a.deadline is not None]
+        self._next_deadline = min(deadlines) if deadlines else None
+        if not expired:
+            return
+        ends: list[Ended] = []
+        for attempt in expired:
+            attempt.context.close()  # its late logs and result are ignored
+            if not self.supervised:
+                self._executor.abandon(attempt)  # type: ignore[union-attr]  # a new thread takes the slot
+            self.jobs_done += 1
+            ends.append(_Ended(attempt, attempt.job, outcomes.timed_out(attempt.job, attempt.options)))  # type: ignore[arg-type]
+            if self._limited is not None:
+                self._limited.job_ended(attempt.job.task)
+        lifecycle.settle(self.backend, ends, patience=self.lease)
+        if self.supervised:
+            # Only ending the process stops the timed-out code for sure.
+            self._exit_now(ExitCode.REPLACE, "a job timed out; replacing this process to kill it")
+        logger.warning(
+            "Worker %s: %d job(s) timed out; %d thread(s) still run timed-out code (use --processes for a hard kill).",
+            self.name,
+            len(expired),
+            self._executor.runaways if self._executor else 0,
+        )
+
+    def _check_fence(self) -> None:
+        """Stop taking work when our leases may already have been taken back."""
+        if self._heartbeat is None:
+            return
+        silent = self._heartbeat.silent_for()
+        fenced = silent > self.lease * 0.75
+        if fenced and not self._fenced:
+            logger.error(
+                "Worker %s has not renewed its leases for %.1fs; it stops claiming until it can.", self.name, silent
+            )
+            if self.supervised:
+                self._exit_now(ExitCode.FENCED, "leases could not be renewed")
+        elif self._fenced and not fenced:
+            logger.warning("Worker %s renews its leases again; claiming resumes.", self.name)
+        self._fenced = fenced
 
     # -- stopping ----------------------------------------------------------
 
-    def _exit_now(self, heartbeat: Heartbeat, status: int, reason: str) -> None:
-        """End a supervised child at once: put other jobs back, then exit (the supervisor replaces it)."""
+    def _write_ends(self) -> None:
+        """Write the ends waiting here (no claims): while stopping."""
+        ends = self._take_ends()
+        self._unwritten = ends
+        if ends:
+            written = self.backend.settle_many(self._pairs(ends))
+            self._ended(ends, written)
+
+    def _exit_now(self, status: int, reason: str) -> None:
+        """End a supervised child at once: write what ended, put other jobs back, then exit (it is replaced)."""
         logger.warning("Worker %s exiting: %s.", self.name, reason)
-        if self._settler is not None:
-            self._settler.stop(timeout=5)
-        heartbeat.stop()
         try:
-            self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
-            self.backend.retire_worker(self.worker_id, self._stats())  # type: ignore[arg-type]
+            self._write_ends()
+        except DATABASE_ERRORS:
+            pass
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        try:
+            lifecycle.put_back_unfinished(self.backend, self.worker_id)
+            self.backend.retire_worker(self.worker_id, self._stats())
         except DATABASE_ERRORS:
             pass  # the leases bring the jobs back
         for handler in logging.getLogger("django_kinetik").handlers:
             handler.flush()
         os._exit(status)
 
-    def _shut_down(self, pool: ThreadPool[RunningJob], heartbeat: Heartbeat) -> int:
+    def _shut_down(self) -> int:
         deadline = time.monotonic() + self.shutdown_timeout
         if self._busy:
             logger.info(
@@ -507,6 +637,12 @@ class Worker(Upkeep):
                 len(self._running),
             )
         while self._busy and not self._forced.is_set():
+            try:
+                self._write_ends()
+            except DATABASE_ERRORS as error:
+                self._database_trouble(error)
+            if not self._running:
+                break
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -514,34 +650,42 @@ class Worker(Upkeep):
             self._wake.clear()
         if self._forced.is_set():
             logger.warning("Worker %s stopping at once; leases will bring back running jobs.", self.name)
-            return EXIT_FORCED
-        heartbeat.stop()
+            return ExitCode.FORCED
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         # Threads still inside a job exit (closing their connections) once it
         # returns; its outcome will be discarded, since the job is put back.
-        unfinished = bool(self._running)
-        with self._lock:
-            for running in self._running:
-                running.context.close()
-        pool.stop(timeout=0 if unfinished else 5)
-        if self._settler is not None:
-            self._settler.stop(timeout=self.lease)  # write the ends that are still waiting
-        self.code_still_running = unfinished or pool.runaways > 0
+        with self._running_lock:
+            unfinished = bool(self._running)
+            for attempt in self._running.values():
+                attempt.context.close()
+        executor = self._executor
+        if executor is not None:
+            executor.stop(timeout=0 if unfinished else 5)
+        try:
+            self._write_ends()
+            if self._logs:
+                self._logs.flush()
+        except DATABASE_ERRORS:
+            pass  # the leases bring them back
+        self.code_still_running = unfinished or (executor is not None and executor.runaways > 0)
         logger.info("Worker %s stopped after %d job(s).", self.name, self.jobs_done)
-        for attempt in range(5):
+        for tries in range(5):
             try:
-                self.backend.retire_worker(self.worker_id, self._stats())  # type: ignore[arg-type]
+                self.backend.retire_worker(self.worker_id, self._stats())
                 if unfinished:
                     # Last, so the process can end right after: the jobs' code is
                     # still running in this process until it exits.
-                    requeued = self.backend.requeue_unfinished(self.worker_id)  # type: ignore[arg-type]
-                    if self.feed is not None:
-                        self.feed.push_ids(requeued)
+                    requeued = lifecycle.put_back_unfinished(self.backend, self.worker_id)
                     logger.warning(
-                        "Worker %s put %d unfinished job(s) back in the queue: %s", self.name, len(requeued), requeued
+                        "Worker %s put %d unfinished job(s) back in the queue: %s",
+                        self.name,
+                        len(requeued),
+                        [job.pk for job in requeued],
                     )
                 break
             except DATABASE_ERRORS as error:
                 logger.warning("Worker %s could not say goodbye to the database (%s); retrying.", self.name, error)
                 connections.close_all()
-                time.sleep(0.5 * (attempt + 1))
-        return 0
+                time.sleep(0.5 * (tries + 1))
+        return ExitCode.OK

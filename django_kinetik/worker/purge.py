@@ -8,8 +8,8 @@ has ``remove_on_complete=True`` goes as soon as it completes (after a few
 seconds' grace, so a ``job.wait()`` woken by its end can still read the result).
 
 A pass runs about once a minute in some worker: one worker at a time where the
-database has a lock for it (PostgreSQL advisory lock, MySQL ``GET_LOCK``;
-SQLite serialises writers anyway). It deletes in small batches, each its own
+database has a lock for it (``backend.exclusively``: a PostgreSQL advisory
+lock, MySQL ``GET_LOCK``; SQLite serialises writers anyway). It deletes in small batches, each its own
 short transaction with the jobs' logs and runs, and at most ``MAX_BATCHES`` of
 them per pass, so the worker's loop never stalls on a big backlog; the next
 pass comes sooner while more is due.
@@ -17,18 +17,16 @@ pass comes sooner while more is due.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-import threading
-import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
-from django.db import connections
 from django.utils import timezone
 
+from .. import lifecycle
+from ..backends.base import Backend
 from ..conf import get_settings
+from ..jobs import delete_jobs
 from ..models import FINISHED_STATUSES, Job, Status
 
 logger = logging.getLogger("django_kinetik.worker")
@@ -42,47 +40,37 @@ BATCH = 500
 #: clearing a backlog (an upgrade with a million old jobs: ~2,000 a second) barely delays claims
 MAX_BATCHES = 4
 SOONER = 1.0
-#: seconds a completed remove_on_complete job stays, for waiters to read its result
-REMOVE_GRACE = 5.0
-#: the lock's name (MySQL) and key (PostgreSQL advisory locks take a number)
+#: the name of the lock that lets one worker at a time purge
 LOCK_NAME = "kinetik.purge"
-LOCK_KEY = 0x6B696E65  # "kine"
 
 
 class Purger:
-    """One worker's share of deleting old finished jobs."""
+    """One worker's share of deleting old finished jobs (a duty of its loop)."""
 
-    def __init__(self, alias: str) -> None:
-        self.alias = alias
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self.alias = backend.alias
         # The first pass comes at start; later ones spread out (the lock sorts out a crowd).
-        self._next_pass = time.monotonic()
-        self._lock = threading.Lock()
-        #: (monotonic time completed, job id) of remove_on_complete jobs
-        self._completed: list[tuple[float, int]] = []
+        self._next_pass = 0.0
 
-    def completed(self, job_id: int) -> None:
-        """A remove_on_complete job's end was written (called from the settler thread)."""
-        with self._lock:
-            self._completed.append((time.monotonic(), job_id))
+    @property
+    def next_at(self) -> float:
+        return min(self._next_pass, lifecycle.removals.next_due())
 
-    def maintain(self, now: float) -> int:
-        """Deletions that are due; return how many jobs were deleted."""
-        deleted = self._remove_completed(now)
+    def run(self, now: float) -> bool:
+        """Deletions that are due (remove_on_complete jobs too); never makes work claimable."""
+        self.delete_removals(now)
         if now >= self._next_pass:
             more = False
-            with self._only_worker() as mine:
+            with self.backend.exclusively(LOCK_NAME) as mine:
                 if mine:
-                    passed, more = self.run_pass()
-                    deleted += passed
+                    _, more = self.run_pass()
             self._next_pass = now + (SOONER if more else EVERY * random.uniform(5 / 6, 7 / 6))
-        return deleted
+        return False
 
-    def _remove_completed(self, now: float) -> int:
-        from ..jobs import delete_jobs  # jobs.py imports the worker package: not at import time
-
-        with self._lock:
-            ready = [job_id for done, job_id in self._completed if now - done >= REMOVE_GRACE]
-            self._completed = [(done, job_id) for done, job_id in self._completed if now - done < REMOVE_GRACE]
+    def delete_removals(self, now: float) -> int:
+        """Delete the completed remove_on_complete jobs whose grace has passed."""
+        ready = lifecycle.removals.ready(now)
         deleted = 0
         for start in range(0, len(ready), BATCH):
             deleted += delete_jobs(ready[start : start + BATCH])
@@ -90,8 +78,6 @@ class Purger:
 
     def run_pass(self) -> tuple[int, bool]:
         """Delete what is due, up to MAX_BATCHES batches; return (deleted, whether more is due)."""
-        from ..jobs import delete_jobs
-
         settings = get_settings()
         now = timezone.now()
         rules: list[tuple[list[str], datetime]] = []
@@ -104,7 +90,7 @@ class Purger:
         batches = 0
         more = False
         for statuses, cutoff in rules:
-            due = Job.objects.using(self.alias).filter(status__in=statuses, finished_at__lt=cutoff)
+            due = Job.objects.using(self.alias).finished(statuses).filter(finished_at__lt=cutoff)
             while True:
                 if batches >= MAX_BATCHES:
                     more = True  # probably: the next pass (soon) finds out
@@ -120,29 +106,3 @@ class Purger:
         if deleted:
             logger.info("Purged %d finished job(s) past their keep time.", deleted)
         return deleted, more
-
-    @contextlib.contextmanager
-    def _only_worker(self) -> Iterator[bool]:
-        """Yield True if this worker may purge now (no other one is)."""
-        connection = connections[self.alias]
-        statements = _LOCKS.get(connection.vendor)
-        if statements is None:
-            yield True  # SQLite: writers take turns anyway
-            return
-        take, release, lock = statements
-        with connection.cursor() as cursor:
-            cursor.execute(take, [lock])
-            locked = cursor.fetchone()[0] in (True, 1)
-        try:
-            yield locked
-        finally:
-            if locked:
-                with connection.cursor() as cursor:
-                    cursor.execute(release, [lock])
-
-
-#: per vendor: take the lock without waiting, release it, and the lock's name or key
-_LOCKS: dict[str, tuple[str, str, int | str]] = {
-    "postgresql": ("SELECT pg_try_advisory_lock(%s)", "SELECT pg_advisory_unlock(%s)", LOCK_KEY),
-    "mysql": ("SELECT GET_LOCK(%s, 0)", "SELECT RELEASE_LOCK(%s)", LOCK_NAME),
-}

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 
 from ..fastpath import queue
 from ..fastpath.connection import REDIS_ERRORS
+from .threads import BackgroundThread
 
 logger = logging.getLogger("django_kinetik.worker")
 
@@ -33,27 +34,25 @@ _RECONCILE_EVERY = 60.0
 _RECONCILE_SPACING = 2.0
 
 
-class RedisFeed:
+class RedisFeed(BackgroundThread):
     """Job ids from Redis for one worker, with a blocking pop while it is idle."""
 
+    name = "kinetik-redis"
+
     def __init__(self, alias: str, tags: Callable[[], Sequence[str]], wake: threading.Event) -> None:
+        super().__init__()
         self.alias = alias
         self._tags = tags
         self._wake = wake
         self.hungry = threading.Event()
         self._handed: list[int] = []
         self._lock = threading.Lock()
-        self._stopped = threading.Event()
         self._failures = 0
         self._down_until = 0.0
         self._reconcile_wanted = True  # a starting worker checks Redis holds the queue
         self._next_reconcile = 0.0
         self._last_reconcile = -_RECONCILE_SPACING
         self._next_state_check = 0.0
-        self._thread = threading.Thread(target=self._block, name="kinetik-redis", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
 
     def stop(self) -> None:
         """Stop the blocking pop; ids it took but nobody claimed go back to Redis.
@@ -63,14 +62,11 @@ class RedisFeed:
         An id it pops after this is put back by the thread itself.
         """
         with self._lock:
-            self._stopped.set()
+            self.stopping.set()
             left, self._handed = self._handed, []
         self.hungry.set()
         if left and self.usable:
             queue.push_quietly(self._entries(left))
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
 
     # -- health ------------------------------------------------------------
 
@@ -159,16 +155,16 @@ class RedisFeed:
 
     # -- the blocking pop --------------------------------------------------
 
-    def _block(self) -> None:
-        while not self._stopped.is_set():
-            if not self.hungry.wait(0.5) or self._stopped.is_set():
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            if not self.hungry.wait(0.5) or self.stopping.is_set():
                 continue
             if not self.usable:
-                self._stopped.wait(max(0.0, self._down_until - time.monotonic()))
+                self.stopping.wait(max(0.0, self._down_until - time.monotonic()))
                 continue
             tags = self._tags()
             if not tags:
-                self._stopped.wait(_BLOCK_SECONDS)
+                self.stopping.wait(_BLOCK_SECONDS)
                 continue
             try:
                 popped = queue.wait_pop(tags, _BLOCK_SECONDS)
@@ -179,14 +175,14 @@ class RedisFeed:
                     popped = None
                 self._recovered()
             except Exception as error:
-                if self._stopped.is_set():
+                if self.stopping.is_set():
                     return  # its client may be closed under it; nothing of ours is lost
                 # Any error, not only Redis's: a dead thread would end the wake-ups.
                 self._trouble(error)
                 continue
             if popped is not None:
                 with self._lock:
-                    stopped = self._stopped.is_set()
+                    stopped = self.stopping.is_set()
                     if not stopped:
                         self._handed.append(popped[1])
                 if stopped:

@@ -27,10 +27,11 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from ..backends.base import DATABASE_ERRORS
+from ..jobs import create
 from ..models import Schedule
 from ..registry import Task, registry
 from ..values.schedules import Timing
-from .execution import DATABASE_ERRORS
 
 logger = logging.getLogger("django_kinetik.worker")
 
@@ -46,17 +47,22 @@ class Scheduler:
     def __init__(self, alias: str, interval: float) -> None:
         self.alias = alias
         self.interval = interval
-        self._next_check = 0.0
+        self.next_at = 0.0
         self._next_read = 0.0
         self._rows: dict[str, Schedule] = {}
 
-    def maintain(self, now: float) -> int:
+    def run(self, now: float) -> bool:
+        """Create the jobs of slots that have come; True if any was created."""
+        return bool(self.fire_due(now))
+
+    def fire_due(self, now: float) -> int:
         """Create the jobs of slots that have come; return how many were created."""
-        if now < self._next_check:
+        if now < self.next_at:
             return 0
-        self._next_check = now + CHECK_EVERY
-        timings = periodic_tasks()
+        self.next_at = now + CHECK_EVERY
+        timings = registry.periodic()
         if not timings:
+            self.next_at = now + max(self.interval, CHECK_EVERY)
             return 0
         if now >= self._next_read or not set(timings) <= set(self._rows):
             self._rows = self._read(timings)
@@ -96,8 +102,6 @@ class Scheduler:
         )
 
     def _fire(self, task: Task, timing: Timing, row: Schedule, moment: datetime) -> int:
-        from ..jobs import create  # jobs.py imports the worker package: not at import time
-
         slot = timing.latest_until(moment)
         next_slot = timing.next_after(moment)
         schedules = Schedule.objects.using(self.alias).filter(task=row.task)
@@ -130,13 +134,3 @@ class Scheduler:
             return 0
         logger.info("Periodic task %s: created job %s for %s.", task.name, job.pk, slot.isoformat())
         return 1
-
-
-def periodic_tasks() -> dict[str, tuple[Task, Timing]]:
-    """The periodic tasks registered in this process, with their timing."""
-    found = {}
-    for task in registry:
-        timing = Timing.of(task.effective_options())
-        if timing is not None:
-            found[task.name] = (task, timing)
-    return found

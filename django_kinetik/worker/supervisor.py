@@ -26,15 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
-logger = logging.getLogger("django_kinetik.worker")
+from .codes import DELIBERATE, ExitCode
 
-#: a supervised child that reached --max-jobs or --max-memory asks to be replaced
-EXIT_RECYCLE = 5
-_REASONS = {
-    EXIT_RECYCLE: "recycled (--max-jobs or --max-memory reached)",
-    3: "ended itself to kill a timed-out job",
-    4: "could not renew its leases",
-}
+logger = logging.getLogger("django_kinetik.worker")
 
 
 @dataclass
@@ -115,12 +109,13 @@ class Supervisor:
             time.sleep(0.1)
 
     def _replace(self, slot: int, child: _Child, code: int) -> None:
+        deliberate = code in DELIBERATE
         if code < 0:
             reason = f"was killed by signal {-code}"
         else:
-            reason = _REASONS.get(code, f"exited with status {code}")
+            reason = ExitCode(code).reason if deliberate else f"exited with status {code}"
         lived = time.monotonic() - child.started
-        if code not in _REASONS:
+        if not deliberate:
             logger.warning(
                 "Worker process %d (pid %d) %s after %.1fs; its jobs come back through their leases. Starting another.",
                 slot,
@@ -130,7 +125,7 @@ class Supervisor:
             )
         else:
             logger.info("Worker process %d (pid %d) %s; starting another.", slot, child.process.pid, reason)
-        if lived < 1.0 and code not in _REASONS:
+        if lived < 1.0 and not deliberate:
             # A child that dies at once (bad settings, import error) must not spin.
             self._stopping.wait(min(5.0, 0.5 * (self.restarts + 1)))
             if self._stopping.is_set():

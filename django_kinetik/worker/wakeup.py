@@ -1,11 +1,17 @@
 """Wake-ups: an idle worker starts a new job within milliseconds, not an interval.
 
-On PostgreSQL a thread holds its own connection LISTENing on the ``kinetik``
-channel; the insert trigger (migration 0002) sends the new jobs' tags when the
-creating transaction commits, and the listener wakes the worker's loop if it
-serves one of them. The ``--interval`` poll stays as the safety net (and is all
-SQLite and MySQL get). A listener that loses its connection reconnects with
-backoff; in between, the poll carries on.
+- PostgreSQL: a thread holds its own connection LISTENing on the ``kinetik``
+  channel; the insert trigger (migration 0002) and the lifecycle (jobs queued
+  again) send the tags of new work when their transaction commits, and the
+  listener wakes the worker's loop if it serves one of them.
+- SQLite: a thread asks its own connection for ``PRAGMA data_version`` every
+  few milliseconds, which changes whenever another connection (any process on
+  this host) has committed to the database file: a look costs microseconds,
+  and an idle worker sees a new job about :data:`SQLITE_EVERY` after its commit.
+- With Redis, its blocking pop is the wake-up (``redisfeed.py``); MySQL polls.
+
+The ``--interval`` poll stays as everyone's safety net. A listener that loses
+its connection reconnects with backoff; in between, the poll carries on.
 """
 
 from __future__ import annotations
@@ -16,29 +22,27 @@ from collections.abc import Iterable
 
 from django.db import DatabaseError, connections
 
+from ..backends.base import Backend
+from ..backends.postgresql import CHANNEL
+from .threads import BackgroundThread
+
 logger = logging.getLogger("django_kinetik.worker")
 
-#: the NOTIFY channel; the trigger in migrations/0002_notify_trigger.py uses the same name
-CHANNEL = "kinetik"
+#: seconds between two looks at SQLite's data_version
+SQLITE_EVERY = 0.005
 
 
-class PostgresListener:
+class PostgresListener(BackgroundThread):
     """LISTENs for new jobs of ``tags`` and sets ``wake`` when one arrives."""
 
+    name = "kinetik-listener"
+
     def __init__(self, alias: str, tags: Iterable[str], wake: threading.Event) -> None:
+        super().__init__()
         self.alias = alias
         self.tags = set(tags)
         self.wake = wake
         self.ready = threading.Event()
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="kinetik-listener", daemon=True)
-
-    @classmethod
-    def available(cls, alias: str) -> bool:
-        return connections[alias].vendor == "postgresql"
-
-    def start(self) -> None:
-        self._thread.start()
 
     def _connect(self):  # type: ignore[no-untyped-def]
         import psycopg
@@ -50,30 +54,27 @@ class PostgresListener:
         connection.execute(f"LISTEN {CHANNEL}")
         return connection
 
-    def _run(self) -> None:
+    def run(self) -> None:
         pause = 0.2
-        while not self._stopped.is_set():
+        while not self.stopping.is_set():
             try:
                 with self._connect() as connection:
                     self.ready.set()
                     pause = 0.2
-                    while not self._stopped.is_set():
+                    while not self.stopping.is_set():
                         for notice in connection.notifies(timeout=0.5):
                             if notice.payload in self.tags:
                                 self.wake.set()
-                            elif self._stopped.is_set():
+                            elif self.stopping.is_set():
                                 break  # stop()'s own notification
             except Exception as error:
-                if self._stopped.is_set():
+                if self.stopping.is_set():
                     return
                 logger.warning("Wake-up listener lost its connection (%s); reconnecting in %.1fs.", error, pause)
-                self._stopped.wait(pause)
+                self.stopping.wait(pause)
                 pause = min(pause * 2, 5.0)
 
-    def stop(self) -> None:
-        """Ask the thread to end, without waiting: a stopping worker's shutdown
-        timeout must not grow by the listener's poll (the thread is a daemon)."""
-        self._stopped.set()
+    def interrupt(self) -> None:
         # A notification no worker serves ends the thread's wait now, not at its
         # next poll: a worker's run() returns up to half a second sooner.
         try:
@@ -82,5 +83,44 @@ class PostgresListener:
         except DatabaseError:
             pass  # the database is away: the poll ends the wait instead
 
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
+
+class CommitWatcher(BackgroundThread):
+    """Sets ``wake`` when another connection commits to the database, while ``idle`` is set (SQLite)."""
+
+    name = "kinetik-watcher"
+
+    def __init__(self, backend: Backend, wake: threading.Event, idle: threading.Event) -> None:
+        super().__init__()
+        self.backend = backend
+        self.wake = wake
+        self.idle = idle
+        self.ready = threading.Event()
+
+    def run(self) -> None:
+        look = self.backend.commit_counter()
+        if look is None:
+            return
+        last = look()
+        self.ready.set()
+        while not self.stopping.wait(SQLITE_EVERY):
+            try:
+                now = look()
+            except DatabaseError:
+                connections.close_all()
+                look = self.backend.commit_counter() or look
+                continue
+            if now != last:
+                last = now
+                if self.idle.is_set():
+                    self.wake.set()
+
+
+def listener_for(
+    backend: Backend, tags: Iterable[str], wake: threading.Event, idle: threading.Event
+) -> BackgroundThread | None:
+    """The wake-up thread this database allows (None: polling only)."""
+    if backend.supports_notify:
+        return PostgresListener(backend.alias, tags, wake)
+    if backend.supports_commit_watch:
+        return CommitWatcher(backend, wake, idle)
+    return None

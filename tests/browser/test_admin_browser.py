@@ -8,8 +8,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from django_kinetik import feed
+from django_kinetik.context import JobContext
 from django_kinetik.models import Job, Status
-from django_kinetik.worker.context import JobContext
 from tests.factories import FinishedJobFactory, JobFactory, JobLogFactory, JobRunFactory, WorkerFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

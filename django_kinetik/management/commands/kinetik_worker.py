@@ -11,6 +11,7 @@ from django.core.management.base import CommandError, CommandParser
 from django_kinetik.management.output import KinetikCommand
 from django_kinetik.values.durations import format_seconds, parse_duration
 from django_kinetik.worker import Worker
+from django_kinetik.worker.loop import DEFAULT_CONCURRENCY
 from django_kinetik.worker.memory import parse_memory
 from django_kinetik.worker.supervisor import Supervisor, child_command
 
@@ -52,7 +53,13 @@ class Command(KinetikCommand):
             metavar="TAG",
             help="tags to serve, highest priority first (default: $KINETIK_QUEUE, else every registered tag)",
         )
-        parser.add_argument("-c", "--concurrency", type=int, default=1, help="jobs run at once per process, in threads")
+        parser.add_argument(
+            "-c",
+            "--concurrency",
+            type=int,
+            default=DEFAULT_CONCURRENCY,
+            help=f"jobs run at once per process, in threads (default {DEFAULT_CONCURRENCY})",
+        )
         parser.add_argument(
             "-p", "--processes", type=int, default=0, help="run this many worker processes under one supervisor"
         )

@@ -14,13 +14,13 @@ from typing import Any
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from ..backends.base import Settlement
-from ..exceptions import JobLost, JobTimeout
-from ..models import Job, Outcome, Status
-from ..registry import Task
-from ..values.backoff import retries_on, retry_delay
-from ..values.durations import format_seconds
-from ..values.options import RUN_OPTION_NAMES, TaskOptions
+from .backends.base import Settlement
+from .exceptions import JobLost, JobTimeout
+from .models import Job, Outcome, Status
+from .registry import Task
+from .values.backoff import retries_on, retry_delay
+from .values.durations import format_seconds
+from .values.options import RUN_OPTION_NAMES, TaskOptions
 
 LOST_CODE = "lost"
 TIMEOUT_CODE = "timeout"
@@ -28,8 +28,10 @@ TIMEOUT_CODE = "timeout"
 
 def run_options(task: Task | None, job: Job) -> TaskOptions:
     """The options one job runs with: task defaults < settings < create() options."""
-    overrides = {name: value for name, value in job.options.items() if name in RUN_OPTION_NAMES}
     base = task.effective_options() if task is not None else TaskOptions()
+    if not job.options:
+        return base
+    overrides = {name: value for name, value in job.options.items() if name in RUN_OPTION_NAMES}
     return base.merged(overrides, where=f"job {job.pk} options")
 
 

@@ -1,19 +1,22 @@
-"""The raw SQL of the database backend, in one place.
+"""kinetik's own SQL, in one place, by name.
 
-Everything else goes through the ORM; these statements are the hot path,
-where one round trip per claim or per batch of settles matters.
+Everything else goes through the ORM. These statements are the hot path, where
+one round trip per claim or per batch of settles matters, and what only one
+database can say (NOTIFY, advisory locks, the planner's estimates). Only the
+vendor backends beside this module use them.
 """
 
 from __future__ import annotations
 
-from ..models import Job, JobDependency, JobRun
+from ..models import Job, JobDependency, JobRun, Worker
 
 JOB = Job._meta.db_table
 RUN = JobRun._meta.db_table
 DEPENDENCY = JobDependency._meta.db_table
+WORKER = Worker._meta.db_table
 _RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data = NULL"
 
-#: what a PostgreSQL claim returns per job (built into a Job by DatabaseBackend._claimed_jobs)
+#: what a PostgreSQL claim returns per job (built into a Job by PostgresBackend._claimed_jobs)
 _CLAIM_RETURNING = """RETURNING id, task, task_backend, tag, priority, data, options, attempts, ghosts, unique_key,
           limit_key, extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8"""
 
@@ -21,16 +24,26 @@ _CLAIM_RETURNING = """RETURNING id, task, task_backend, tag, priority, data, opt
 # makes the planner probe the ends of the primary-key index for its estimates,
 # and in a busy queue those ends are full of dead row versions (planning took
 # ~5 ms per claim mid-drain; this form plans in ~0.15 ms).
+#
+# Every tag the worker serves in one statement, in its order: the tags are the
+# outer side of a nested loop over a LATERAL per-tag pick, and the outer LIMIT
+# stops it, so a later tag is read (and its rows locked) only while the earlier
+# ones have run out. Each pick reads the claim index in exactly its order.
 _POSTGRES_CLAIM = f"""
 UPDATE {JOB}
 SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
     worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
 WHERE id = ANY(ARRAY(
-    SELECT id FROM {JOB}
-    WHERE status = 'queued' AND tag = %s AND {{runnable}}
-    ORDER BY priority DESC, run_at, id
+    SELECT picked.id
+    FROM unnest(%s::text[]) WITH ORDINALITY AS served(tag, position)
+    CROSS JOIN LATERAL (
+        SELECT id FROM {JOB}
+        WHERE status = 'queued' AND tag = served.tag AND {{runnable}}
+        ORDER BY priority DESC, run_at, id
+        LIMIT %s
+        FOR UPDATE SKIP LOCKED
+    ) AS picked
     LIMIT %s
-    FOR UPDATE SKIP LOCKED
 ))
 {_CLAIM_RETURNING}
 """
@@ -140,7 +153,7 @@ settled AS (
     -- dead entries faster than autovacuum clears them: read through that index,
     -- a batch of 100 took 21 ms instead of 1.
     WHERE job.id = ANY(%b::bigint[]) AND job.id = ended.id AND (job.status || '') = 'active'
-      AND job.worker_id = ended.worker_id AND job.attempts = ended.attempt
+      AND job.worker_id IS NOT DISTINCT FROM ended.worker_id AND job.attempts = ended.attempt
     RETURNING job.id
 ),
 runs AS (
@@ -176,3 +189,41 @@ FROM unnest(%b::text[], %b::text[]) WITH ORDINALITY AS d(data, limit_key, n)
 ORDER BY n
 RETURNING id
 """
+
+# The ended attempts of one job with their workers' names (django.tasks results).
+RUNS_OF = f"""
+SELECT r.outcome, r.started_at, r.worker_id, w.name, r.error, r.exception, r.traceback
+FROM {RUN} r LEFT JOIN {WORKER} w ON w.id = r.worker_id
+WHERE r.job_id = %s ORDER BY r.id
+"""
+
+#: wake the workers LISTENing on the channel (delivered when the transaction commits)
+NOTIFY = "SELECT pg_notify(%s, %s)"
+
+# Wait until no parent of these children is being settled: the settle's row
+# lock makes this wait for its commit (see dependencies.py).
+LOCK_PARENTS_OF = f"""
+SELECT 1 FROM {JOB} WHERE id IN (
+    SELECT parent_id FROM {DEPENDENCY} WHERE child_id = ANY(%s) AND NOT done
+) FOR SHARE
+"""
+
+#: per vendor: take a named lock without waiting, release it
+POSTGRES_TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
+POSTGRES_UNLOCK = "SELECT pg_advisory_unlock(%s)"
+MYSQL_TRY_LOCK = "SELECT GET_LOCK(%s, 0)"
+MYSQL_LOCK = "SELECT GET_LOCK(%s, 30)"
+MYSQL_UNLOCK = "SELECT RELEASE_LOCK(%s)"
+
+#: the table's row estimate (-1: never analyzed)
+TABLE_ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass"
+EXPLAIN = "EXPLAIN (FORMAT JSON) "
+
+
+def update_returning(columns: list[str], ids: int, statuses: int) -> str:
+    """A guarded transition that returns the rows it changed (PostgreSQL, SQLite)."""
+    sets = ", ".join(f'"{column}" = %s' for column in columns)
+    return (
+        f"UPDATE {JOB} SET {sets} WHERE id IN ({', '.join(['%s'] * ids)}) "
+        f"AND status IN ({', '.join(['%s'] * statuses)}) RETURNING *"
+    )

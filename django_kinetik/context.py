@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from ..feed import publishing
-from ..models import Job, JobLog, Status
-from ..signals import emit, job_log, job_progress
-from ..values.jsondata import ensure_json
-from .logwriter import LogWriter, immediate
+from .backends import get_backend
+from .feed import publishing
+from .joblogs import LogWriter, immediate
+from .models import Job, JobLog
+from .signals import emit, job_log, job_progress
+from .values.jsondata import ensure_json
 
 if TYPE_CHECKING:
-    from ..registry import Task
+    from .registry import Task
 
-logger = logging.getLogger("django_kinetik.worker")
+logger = logging.getLogger("django_kinetik.jobs")
 
 
 class JobContext:
@@ -49,6 +50,8 @@ class JobContext:
         self.priority: int = job.priority
         self.created_at: datetime = job.created_at
         self.worker_name = worker_name
+        #: the database alias the job lives in
+        self.alias = alias
         self._alias = alias
         self._logs = logs
         self._closed = False
@@ -84,7 +87,7 @@ class JobContext:
         if self._ignored("a log line"):
             return
         line = JobLog(job_id=self.id, attempt=self.attempt, created_at=timezone.now(), message=message, data=data)
-        # In a worker the settler writes lines in batches (see logwriter.py).
+        # In a worker, lines are written in batches (see joblogs.py).
         (immediate(self._alias) if self._logs is None else self._logs).add(line, self)
         emit(job_log, Job, job=self.model, task=self.definition, message=message, data=data)
 
@@ -97,9 +100,7 @@ class JobContext:
             data = ensure_json(data, what="progress data")
         if self._ignored("progress"):
             return
-        Job.objects.using(self._alias).filter(pk=self.id, status=Status.ACTIVE, attempts=self.attempt).update(
-            progress_current=current, progress_total=total, progress_data=data
-        )
+        get_backend(self._alias).record_progress(self.id, self.attempt, current, total, data)
         self.model.progress_current, self.model.progress_total = current, total
         self.model.progress_data = data
         publishing.progress(self, self._alias, current, total, data)

@@ -1,11 +1,11 @@
-"""Job log lines written in batches by the settler thread, not one INSERT per line.
+"""Job log lines written in batches by the worker, not one INSERT per line.
 
 ``job.log()`` in a worker appends the line here and returns at once; the
-settler writes what is waiting in one ``bulk_create`` before each batch of
+worker writes what is waiting in one ``bulk_create`` before each batch of
 attempt ends (so a job's lines are in before its end is), and at least every
 :data:`FLUSH_EVERY` seconds while jobs run (so the admin's live view sees them).
 
-Written on the settler's own connection, a line also survives the job's code
+Written on the worker's connection, not the job's, a line also survives the job's code
 rolling back its own transaction: a log of what went wrong is most useful
 exactly then. If the database is away, lines wait and are written when it is
 back; past :data:`MAX_WAITING` the oldest are dropped with a warning (a log
@@ -18,13 +18,14 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..feed import publishing
-from ..models import JobLog
+from .backends.base import DATABASE_ERRORS
+from .feed import publishing
+from .models import JobLog
 
 if TYPE_CHECKING:
     from .context import JobContext
 
-logger = logging.getLogger("django_kinetik.worker")
+logger = logging.getLogger("django_kinetik.jobs")
 
 #: longest a line waits to be written while its job runs
 FLUSH_EVERY = 0.2
@@ -54,8 +55,6 @@ class LogWriter:
 
     def flush(self) -> int:
         """Write every waiting line in one insert; return how many (0 if the database is away)."""
-        from .execution import DATABASE_ERRORS
-
         with self._lock:
             batch, self._waiting = self._waiting, []
         if not batch:
@@ -73,13 +72,13 @@ class LogWriter:
         return len(batch)
 
     def write_now(self, line: JobLog, context: Any) -> None:
-        """Outside a worker (no settler): one INSERT, as it comes."""
+        """Outside a worker (eager mode, a test helper): one INSERT, as it comes."""
         line.save(using=self.alias, force_insert=True)
         publishing.logged(context, self.alias, line.pk, line.message, line.data)
 
 
 def immediate(alias: str) -> LogWriter:
-    """A writer for contexts with no settler behind them: each line is written at once."""
+    """A writer for contexts with no worker behind them: each line is written at once."""
     return _Immediate(alias)
 
 

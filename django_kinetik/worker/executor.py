@@ -1,12 +1,17 @@
-"""The threads that execute claimed jobs, and what happens to one that will not stop.
+"""The job threads: each runs one attempt at a time, and one that will not stop is abandoned.
+
+The claim loop hands an attempt to :meth:`Executor.submit`; a free thread
+runs it (:func:`~django_kinetik.execution.perform`) and hands it straight back
+through ``done``, which wakes the loop to write its end. Two hand-offs a job,
+no thread in between.
 
 Daemon threads, not ``concurrent.futures``: a worker that gives up on a job
 (timeout, shutdown) must be able to exit while that job's code still runs, and
 executor threads are joined at exit. Python cannot kill a thread, so a thread
 whose job timed out is *abandoned*: a fresh thread takes its place at once, and
 the abandoned one exits (closing its database connection) whenever its code
-finally returns. ``runaways`` counts those still running. Only a process pool
-(``--processes``) can kill such code outright.
+finally returns. ``runaways`` counts those still running. Only a process
+(``--processes``) can be killed outright.
 """
 
 from __future__ import annotations
@@ -15,32 +20,33 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
 
 from django.db import connections
 
-logger = logging.getLogger("django_kinetik.worker")
+from ..execution import Attempt, perform
 
-Item = TypeVar("Item")
+logger = logging.getLogger("django_kinetik.worker")
 
 
 class _Slot:
-    """One thread of the pool."""
+    """One job thread."""
+
+    __slots__ = ("abandoned", "thread")
 
     def __init__(self) -> None:
         self.abandoned = False
         self.thread: threading.Thread | None = None
 
 
-class ThreadPool(Generic[Item]):
-    """``size`` threads calling ``handle(item)`` for each submitted item."""
+class Executor:
+    """``size`` threads running submitted attempts; ``done(attempt)`` is called by the thread after each."""
 
-    def __init__(self, size: int, handle: Callable[[Item], object], name: str) -> None:
-        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
-        self._handle = handle
+    def __init__(self, size: int, done: Callable[[Attempt], None], name: str = "kinetik-job") -> None:
+        self._queue: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
+        self._done = done
         self._name = name
         self._lock = threading.Lock()
-        self._current: dict[int, _Slot] = {}  # id(item) -> the slot running it
+        self._current: dict[int, _Slot] = {}  # id(attempt) -> the slot running it
         self._live: list[_Slot] = []
         self._runaways = 0
         self._counter = 0
@@ -61,13 +67,13 @@ class ThreadPool(Generic[Item]):
         self._live.append(slot)
         slot.thread.start()
 
-    def submit(self, item: Item) -> None:
-        self._queue.put(item)
+    def submit(self, attempt: Attempt) -> None:
+        self._queue.put(attempt)
 
-    def abandon(self, item: Item) -> None:
-        """Give up on the thread running ``item``; start another in its place."""
+    def abandon(self, attempt: Attempt) -> None:
+        """Give up on the thread running ``attempt`` (its time is up); start another in its place."""
         with self._lock:
-            slot = self._current.get(id(item))
+            slot = self._current.get(id(attempt))
             if slot is None or slot.abandoned:
                 return
             slot.abandoned = True
@@ -76,21 +82,23 @@ class ThreadPool(Generic[Item]):
             self._spawn()
 
     def _serve(self, slot: _Slot) -> None:
+        get, current, lock = self._queue.get, self._current, self._lock
         try:
             while not slot.abandoned:
-                item = self._queue.get()
-                if item is None:
+                attempt = get()
+                if attempt is None:
                     return
-                with self._lock:
-                    self._current[id(item)] = slot
+                with lock:
+                    current[id(attempt)] = slot
                 try:
-                    self._handle(item)
+                    perform(attempt)
                 except Exception:
                     logger.exception("Unexpected error in a job thread; carrying on.")
                 finally:
-                    with self._lock:
-                        self._current.pop(id(item), None)
-            with self._lock:
+                    with lock:
+                        current.pop(id(attempt), None)
+                    self._done(attempt)
+            with lock:
                 self._runaways -= 1
             logger.info("A runaway job thread finally returned and has exited.")
         finally:

@@ -2,7 +2,7 @@
 
 For test suites and scripts (Kue's test mode, Celery's ``task_always_eager``).
 ``create()`` saves the job as usual, then claims and runs it here before
-returning, through the same :class:`~.execution.Executor` a worker uses:
+returning, through the same :mod:`.execution` path a worker uses:
 middleware, kinetik's signals, job logs, the outcome rules. A failing attempt
 with retries left runs again at once (its retry delay is skipped: a test should
 not sleep), and a delayed job runs now. A run that overstays its timeout is
@@ -23,17 +23,13 @@ import threading
 import time
 from collections.abc import Iterator
 
-from django.utils import timezone
-
-from ..backends import get_backend
-from ..backends.base import Runnable
-from ..conf import get_settings
-from ..middleware import middleware_factories
-from ..models import Job, Status
-from ..values.options import TaskOptions
-from . import outcomes
-from .execution import Executor
-from .logwriter import immediate
+from . import execution, lifecycle, outcomes
+from .backends import get_backend
+from .backends.base import Runnable
+from .conf import get_settings
+from .joblogs import immediate
+from .models import Job, Status
+from .values.options import TaskOptions
 
 _state = threading.local()
 
@@ -59,38 +55,40 @@ def enabled() -> bool:
     return get_settings().eager and not getattr(_state, "held", 0)
 
 
+class _Failed:
+    """A claimed job that could not even start (its code is not here): it fails."""
+
+    def __init__(self, job: Job, error: Exception) -> None:
+        self.job = job
+        self.task = None
+        self.options = None
+        self.settlement = outcomes.failed(job, TaskOptions(), error)
+
+
 def run(job: Job) -> Job:
     """Run ``job`` here until it completes or fails for good; update ``job`` in place and return it."""
     settings = get_settings()
     alias = job._state.db or settings.database
-    backend = get_backend()
-    executor = Executor(
-        backend,
-        alias,
-        middleware_factories(settings.middleware),
-        lease=settings.lease,
-        logs=immediate(alias),
-        worker_name=worker_name(),
-    )
+    backend = get_backend(alias)
+    logs = immediate(alias)
     runnable = Runnable((job.task,), django_tasks=bool(job.task_backend))
-    jobs = Job.objects.using(alias)
     while True:
         # A delayed job, or a retry waiting out its delay, runs now.
-        jobs.filter(pk=job.pk, status=Status.DELAYED).update(status=Status.QUEUED, run_at=timezone.now())
+        backend.run_now([job.pk], statuses=(Status.DELAYED,))
         claimed = backend.claim_ids(None, [job.pk], runnable, settings.lease)  # type: ignore[arg-type]
         if not claimed:
             break  # cancelled, or taken by a worker after all
         current = claimed[0]
         try:
-            running = executor.start(current)
+            attempt = execution.prepare(current, alias=alias, logs=logs, worker_name=worker_name())
         except Exception as error:
-            executor.settle(current, outcomes.failed(current, TaskOptions(), error))
+            lifecycle.settle(backend, [_Failed(current, error)])
             break
-        settlement = executor.run(running)
-        if settlement is not None and running.deadline is not None and time.monotonic() > running.deadline:
-            executor.time_out(running)
-        elif settlement is not None:
-            executor.recorded(running, settlement, executor.settle(current, settlement))
+        settlement = execution.perform(attempt)
+        if settlement is not None and attempt.deadline is not None and time.monotonic() > attempt.deadline:
+            attempt.settlement = outcomes.timed_out(current, attempt.options)  # type: ignore[arg-type]
+        if attempt.settlement is not None:
+            lifecycle.settle(backend, [attempt])
         if current.status not in (Status.QUEUED, Status.DELAYED):
             break
     job.refresh_from_db(using=alias)

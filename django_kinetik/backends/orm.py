@@ -1,0 +1,457 @@
+"""The portable backend: every operation through Django's ORM, on any database Django supports.
+
+MySQL/MariaDB use it as it is (with their named locks, ``mysql.py``);
+PostgreSQL and SQLite override the hot path and the guarded transitions with
+statements of their own. Each status change is one conditional ``UPDATE``
+guarded by the statuses it may start from, so two processes racing on one
+job cannot both win, and only the rows that changed are returned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar, cast
+
+from django.db import IntegrityError, OperationalError, connections, transaction
+from django.db.models import F, Field, Min, Q
+from django.utils import timezone
+
+from ..models import (
+    LIVE_STATUSES,
+    RETRYABLE_STATUSES,
+    RUNNABLE_NOW,
+    Job,
+    JobDependency,
+    JobLog,
+    JobRun,
+    Outcome,
+    Status,
+    TagState,
+    Worker,
+    cancelled,
+    requeued,
+)
+from ..values.limits import Limit
+from . import statements
+from .base import Backend, Entry, Runnable, Settlement, WorkerInfo, Written
+from .limited import LimitedClaims
+
+T = TypeVar("T")
+
+REQUEUED = (Status.QUEUED, Status.DELAYED)
+#: promotions per batch (each its own short statement)
+PROMOTE_BATCH = 1000
+
+
+def settled_changes(settlement: Settlement) -> dict[str, Any]:
+    """The job fields an attempt's end sets."""
+    changes: dict[str, Any] = {
+        "status": settlement.status,
+        "lease_expires_at": None,
+        "error": settlement.error,
+        "error_code": settlement.error_code,
+    }
+    if settlement.status in REQUEUED:
+        changes.update(run_at=settlement.run_at or settlement.finished_at, finished_at=None)
+    else:
+        changes.update(result=settlement.result, finished_at=settlement.finished_at)
+    return changes
+
+
+def apply(job: Job, changes: dict[str, Any]) -> None:
+    """Mirror a write on the in-memory row (expressions such as F() are left out)."""
+    for name, value in changes.items():
+        if not hasattr(value, "resolve_expression"):
+            setattr(job, name, value)
+
+
+def claim_order(job: Job) -> tuple[int, datetime, int]:
+    return (-job.priority, job.run_at, job.pk)
+
+
+class OrmBackend(Backend):
+    """Jobs created, claimed and settled through the ORM in the Django database ``alias``."""
+
+    def jobs(self) -> Any:
+        """The job table of this database (a :class:`~django_kinetik.models.JobQuerySet`)."""
+        return Job.objects.using(self.alias)
+
+    def retrying_locks(self, operation: Callable[[], T]) -> T:
+        """Run ``operation``; SQLite's backend waits out "database is locked" here."""
+        return operation()
+
+    def atomic(self) -> Any:
+        return transaction.atomic(using=self.alias)
+
+    # -- creating ------------------------------------------------------------
+
+    def insert_jobs(
+        self, fields: dict[str, Any], payloads: list[dict[str, Any]], *, limit_keys: list[str] | None, batch_size: int
+    ) -> list[Job]:
+        rows = [
+            Job(data=payload, limit_key=limit_keys[index] if limit_keys else None, **fields)
+            for index, payload in enumerate(payloads)
+        ]
+        if len(rows) == 1:
+            rows[0].save(using=self.alias, force_insert=True)
+            return rows
+        with self.atomic():  # all or nothing across batches
+            return self.jobs().bulk_create(rows, batch_size=batch_size)  # type: ignore[no-any-return]
+
+    def insert_unique(self, job: Job) -> Job | None:
+        for _ in range(5):
+            try:
+                with self.atomic():
+                    job.save(using=self.alias, force_insert=True)
+                return None
+            except IntegrityError:
+                job.pk = None
+                existing = self.live_holder(job.unique_key)  # type: ignore[arg-type]
+                if existing is not None:
+                    return existing
+                # The holder finished between our insert and our look: try again.
+        raise IntegrityError(f"Could not create a job with unique_key={job.unique_key!r}")
+
+    def live_holder(self, unique_key: str) -> Job | None:
+        """The live job holding ``unique_key``, if any."""
+        return self.jobs().live().filter(unique_key=unique_key).first()  # type: ignore[no-any-return]
+
+    # -- workers -------------------------------------------------------------
+
+    def register_worker(self, info: WorkerInfo) -> int:
+        now = timezone.now()
+        worker = Worker.objects.using(self.alias).create(
+            name=info.name,
+            host=info.host,
+            pid=info.pid,
+            tags=list(info.tags),
+            concurrency=info.concurrency,
+            started_at=now,
+            last_heartbeat=now,
+        )
+        return worker.pk
+
+    def retire_worker(self, worker_id: int, stats: dict[str, int]) -> None:
+        now = timezone.now()
+        workers = Worker.objects.using(self.alias).filter(pk=worker_id)
+        self.retrying_locks(
+            lambda: workers.update(state=Worker.State.OFFLINE, stopped_at=now, last_heartbeat=now, **stats)
+        )
+
+    def heartbeat(self, worker_id: int, lease: float, running: Sequence[int], stats: dict[str, int]) -> None:
+        now = timezone.now()
+
+        def beat() -> None:
+            Worker.objects.using(self.alias).filter(pk=worker_id).update(last_heartbeat=now, **stats)
+            if running:
+                self.jobs().active().filter(id__in=list(running), worker_id=worker_id).update(
+                    lease_expires_at=now + timedelta(seconds=lease),
+                )
+
+        self.retrying_locks(beat)
+
+    def mark_lost_workers(self, silent_for: float) -> int:
+        cutoff = timezone.now() - timedelta(seconds=silent_for)
+        silent = Worker.objects.using(self.alias).filter(
+            state__in=(Worker.State.ONLINE, Worker.State.STOPPING), last_heartbeat__lt=cutoff
+        )
+        return self.retrying_locks(lambda: silent.update(state=Worker.State.LOST))
+
+    def paused_tags(self) -> set[str]:
+        return set(TagState.objects.using(self.alias).filter(paused=True).values_list("tag", flat=True))
+
+    # -- the hot path ------------------------------------------------------
+
+    def claim(self, worker_id: int, tags: Sequence[str], runnable: Runnable, limit: int, lease: float) -> list[Job]:
+        if limit <= 0 or not runnable:
+            return []
+        now = timezone.now()
+        expires = now + timedelta(seconds=lease)
+        claimed: list[Job] = []
+        for tag in tags:
+            claimed += self._claim_tag(worker_id, tag, runnable, limit - len(claimed), now, expires)
+            if len(claimed) >= limit:
+                break
+        return claimed
+
+    def _claim_tag(
+        self, worker_id: int, tag: str, runnable: Runnable, limit: int, now: datetime, expires: datetime
+    ) -> list[Job]:
+        """One tag's claim: the rows locked (skipping locked ones), then taken, in one transaction."""
+        jobs = self._claim_with_orm(worker_id, self._runnable(runnable).filter(tag=tag), limit, now, expires)
+        jobs.sort(key=claim_order)
+        return jobs
+
+    def _runnable(self, runnable: Runnable) -> Any:
+        condition = Q(task__in=runnable.tasks)
+        if runnable.django_tasks:
+            condition |= ~Q(task_backend="") & ~Q(task__in=runnable.excluded)
+        return self.jobs().queued().filter(condition)
+
+    def _claim_with_orm(
+        self, worker_id: int | None, candidates: Any, limit: int, now: datetime, expires: datetime
+    ) -> list[Job]:
+        with self.atomic():
+            ids = list(
+                candidates.select_for_update(skip_locked=True)
+                .order_by("-priority", "run_at", "id")
+                .values_list("id", flat=True)[:limit]
+            )
+            if not ids:
+                return []
+            self.jobs().filter(id__in=ids).update(
+                status=Status.ACTIVE,
+                attempts=F("attempts") + 1,
+                started_at=now,
+                finished_at=None,
+                worker_id=worker_id,
+                lease_expires_at=expires,
+                progress_current=None,
+                progress_total=None,
+                progress_data=None,
+            )
+        return list(self.jobs().filter(id__in=ids))
+
+    def claim_ids(self, worker_id: int | None, ids: Sequence[int], runnable: Runnable, lease: float) -> list[Job]:
+        if not ids or not runnable:
+            return []
+        now = timezone.now()
+        candidates = self._runnable(runnable).filter(pk__in=list(ids))
+        jobs = self._claim_with_orm(worker_id, candidates, len(ids), now, now + timedelta(seconds=lease))
+        return _in_order_of(jobs, ids)
+
+    def settle_many(self, items: Sequence[tuple[Job, Settlement]]) -> Written:
+        if not items:
+            return Written([])
+
+        def write() -> list[bool]:
+            with self.atomic():
+                return [self._settle_one(job, settlement) for job, settlement in items]
+
+        return Written(self.retrying_locks(write))
+
+    def _settle_one(self, job: Job, settlement: Settlement) -> bool:
+        """The guarded UPDATE and the JobRun insert, inside the caller's transaction."""
+        changes = settled_changes(settlement)
+        guard: dict[str, Any] = {
+            "pk": job.pk,
+            "status": Status.ACTIVE,
+            "worker_id": job.worker_id,
+            "attempts": job.attempts,
+        }
+        if settlement.lost:
+            # Only while the lease is still expired: a late heartbeat wins.
+            guard["lease_expires_at__lt"] = settlement.finished_at
+            if settlement.status in REQUEUED:
+                # A ghost run is not an attempt; it is counted separately.
+                changes.update(attempts=F("attempts") - 1, ghosts=F("ghosts") + 1)
+        if not self.jobs().filter(**guard).update(**changes):
+            return False
+        JobRun.objects.using(self.alias).create(
+            job_id=job.pk,
+            attempt=job.attempts,
+            worker_id=job.worker_id,
+            outcome=settlement.outcome,
+            started_at=job.started_at or settlement.finished_at,
+            finished_at=settlement.finished_at,
+            error=settlement.error,
+            error_code=settlement.error_code,
+            exception=settlement.exception,
+            traceback=settlement.traceback,
+        )
+        apply(job, changes)
+        if settlement.lost and settlement.status in REQUEUED:
+            job.attempts -= 1
+            job.ghosts += 1
+        return True
+
+    def was_settled(self, job: Job, settlement: Settlement) -> bool:
+        runs = JobRun.objects.using(self.alias)
+        return bool(
+            runs.filter(job_id=job.pk, attempt=job.attempts, worker=job.worker_id, outcome=settlement.outcome).exists()
+        )
+
+    def record_progress(self, job_id: int, attempt: int, current: float, total: float, data: Any) -> None:
+        self.jobs().active().filter(pk=job_id, attempts=attempt).update(
+            progress_current=current, progress_total=total, progress_data=data
+        )
+
+    def limited_claims(self, limits: dict[str, Limit]) -> LimitedClaims:
+        return LimitedClaims(self, limits)
+
+    def write_logs(self, lines: list[JobLog]) -> None:
+        """Insert a batch of job log lines."""
+        JobLog.objects.using(self.alias).bulk_create(lines)
+
+    # -- guarded transitions -------------------------------------------------
+
+    def jobs_in(self, ids: Sequence[int]) -> list[Job]:
+        return list(self.jobs().filter(pk__in=list(ids))) if ids else []
+
+    def transition(self, ids: Sequence[int], statuses: Sequence[str], changes: dict[str, Any]) -> list[Job]:
+        """Apply ``changes`` to the jobs among ``ids`` still in ``statuses``; return the changed rows."""
+        if not ids:
+            return []
+        with self.atomic():
+            candidates = list(
+                self.jobs().in_states(list(statuses), list(ids)).select_for_update().values_list("pk", flat=True)
+            )
+            if not candidates:
+                return []
+            self.jobs().in_states(list(statuses), candidates).update(**changes)
+            return list(self.jobs().filter(pk__in=candidates))
+
+    def cancel(self, ids: Sequence[int]) -> list[Job]:
+        return self.transition(ids, LIVE_STATUSES, cancelled())
+
+    def retry(self, ids: Sequence[int], *, data: dict[str, Any] | None = None) -> list[Job]:
+        changes = requeued()
+        if data is not None:
+            changes["data"] = data
+        return self.transition(ids, RETRYABLE_STATUSES, changes)
+
+    def run_now(self, ids: Sequence[int], statuses: Sequence[str] = RUNNABLE_NOW) -> list[Job]:
+        return self.transition(ids, statuses, {"status": Status.QUEUED, "run_at": timezone.now()})
+
+    def promote_due(self, tags: Sequence[str]) -> tuple[datetime | None, list[Job]]:
+        delayed = self.jobs().delayed().of_tags(tags)
+        # Read first, write only when something is due: on SQLite an UPDATE
+        # takes the write lock even when it matches nothing.
+        due = delayed.aggregate(next=Min("run_at"))["next"]
+        now = timezone.now()
+        if due is None or due > now:
+            return due, []
+        # In batches, each guarded by its status: two workers promoting at once
+        # both report a job, which is harmless (a Redis push of the same id twice
+        # is one entry).
+        promoted: list[Job] = []
+        while True:
+            batch = list(
+                delayed.filter(run_at__lte=now).order_by("run_at").values_list("id", flat=True)[:PROMOTE_BATCH]
+            )
+            if not batch:
+                break
+            promoted += self.retrying_locks(
+                partial(self.transition, batch, [Status.DELAYED], {"status": Status.QUEUED})
+            )
+            if len(batch) < PROMOTE_BATCH:
+                break
+        return delayed.aggregate(next=Min("run_at"))["next"], promoted
+
+    def expired_leases(self, limit: int) -> list[Job]:
+        return list(
+            self.jobs()
+            .active()
+            .filter(lease_expires_at__lt=timezone.now())
+            .select_related("worker")
+            .order_by("lease_expires_at")[:limit]
+        )
+
+    def release(self, job: Job) -> bool:
+        mine = self.jobs().active().filter(pk=job.pk, worker_id=job.worker_id, attempts=job.attempts)
+        changes = {"status": Status.QUEUED, "worker_id": None, "lease_expires_at": None, "started_at": None}
+        return bool(self.retrying_locks(lambda: mine.update(attempts=F("attempts") - 1, **changes)))
+
+    def requeue_unfinished(self, worker_id: int) -> list[Job]:
+        now = timezone.now()
+        # Read first, outside the transaction, then write row by row with a
+        # guard: a job that finishes meanwhile is simply not put back.
+        running = list(self.jobs().active().filter(worker_id=worker_id).values_list("id", "attempts", "started_at"))
+
+        def put_back() -> list[int]:
+            requeued_ids = []
+            with self.atomic():
+                for job_id, attempts, started_at in running:
+                    # The interrupted attempt does not count against the job's retries.
+                    mine = self.jobs().active().filter(id=job_id, worker_id=worker_id, attempts=attempts)
+                    if mine.update(status=Status.QUEUED, attempts=F("attempts") - 1, lease_expires_at=None, run_at=now):
+                        requeued_ids.append(job_id)
+                        JobRun.objects.using(self.alias).create(
+                            job_id=job_id,
+                            attempt=attempts,
+                            worker_id=worker_id,
+                            outcome=Outcome.INTERRUPTED,
+                            started_at=started_at or now,
+                            finished_at=now,
+                            error="The worker stopped before the job finished; it was put back in the queue.",
+                        )
+            return requeued_ids
+
+        return self.jobs_in(self.retrying_locks(put_back))
+
+    def delete_jobs(self, ids: Sequence[int]) -> int:
+        ids = list(ids)
+        with self.atomic():
+            JobDependency.objects.using(self.alias).filter(child_id__in=ids)._raw_delete(self.alias)
+            JobDependency.objects.using(self.alias).filter(parent_id__in=ids)._raw_delete(self.alias)
+            JobLog.objects.using(self.alias).filter(job_id__in=ids)._raw_delete(self.alias)
+            JobRun.objects.using(self.alias).filter(job_id__in=ids)._raw_delete(self.alias)
+            return int(self.jobs().filter(pk__in=ids)._raw_delete(self.alias))
+
+    def queued_unlimited(self, tag: str, limit: int) -> list[Entry]:
+        return list(
+            self.jobs()
+            .queued()
+            .filter(tag=tag, limit_key__isnull=True)
+            .order_by("-priority", "run_at", "id")
+            .values_list("id", "tag", "priority")[:limit]
+        )
+
+    def runs_of(self, job_id: int) -> list[tuple[Any, ...]]:
+        """The job's ended attempts, oldest first: (outcome, started_at, worker_id, worker name, error,
+        exception, traceback)."""
+        rows = JobRun.objects.using(self.alias).filter(job_id=job_id).select_related("worker").order_by("id")
+        return [
+            (
+                run.outcome,
+                run.started_at,
+                run.worker_id,
+                run.worker.name if run.worker_id and run.worker is not None else None,
+                run.error,
+                run.exception,
+                run.traceback,
+            )
+            for run in rows
+        ]
+
+
+def _in_order_of(jobs: list[Job], ids: Sequence[int]) -> list[Job]:
+    position = {job_id: index for index, job_id in enumerate(ids)}
+    jobs.sort(key=lambda job: position.get(job.pk, 0))
+    return jobs
+
+
+def locked_retry(operation: Callable[[], T], *, attempts: int = 50) -> T:
+    """Run ``operation``, waiting out SQLite's "database is locked" a few times.
+
+    SQLite's busy timeout already waits for the writer lock; this covers the
+    rare case where a busy handler is not invoked (a snapshot that went stale
+    in WAL mode) so a worker never crashes on lock contention.
+    """
+    pause = 0.01
+    for _ in range(attempts):
+        try:
+            return operation()
+        except OperationalError as error:
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+    return operation()
+
+
+def update_returning(
+    backend: OrmBackend, ids: Sequence[int], statuses: Sequence[str], changes: dict[str, Any]
+) -> list[Job]:
+    """A guarded transition in one ``UPDATE ... RETURNING *`` (PostgreSQL and SQLite)."""
+    if not ids:
+        return []
+    connection = connections[backend.alias]
+    fields = [cast(Field, Job._meta.get_field(name)) for name in changes]  # type: ignore[type-arg]
+    values = [field.get_db_prep_save(value, connection) for field, value in zip(fields, changes.values(), strict=True)]
+    statement = statements.update_returning([str(field.column) for field in fields], len(ids), len(statuses))
+    params = [*values, *ids, *statuses]
+    return backend.retrying_locks(lambda: list(backend.jobs().raw(statement, params)))

@@ -1,0 +1,295 @@
+"""PostgreSQL: claims and settles in one statement each, bound on the server, prepared.
+
+How a claim stays correct and fast (the plan is shown in ``docs/claiming.md``):
+``UPDATE ... WHERE id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP LOCKED))
+RETURNING``, one round trip for every tag the worker serves. Concurrent
+workers skip each other's locked rows instead of queueing behind them, and
+the row lock makes PostgreSQL re-check ``status = 'queued'`` on the current
+row version, so a job is taken once. The partial index ``kinetik_job_claim``
+(status, tag, priority DESC, run_at, id) WHERE status = 'queued' matches the
+WHERE and ORDER BY exactly: a claim reads only the rows it takes, however many
+finished jobs the table holds.
+
+Statements go through Django's cursor wrapper (so ``assertNumQueries``, the
+debug toolbar and database instrumentation see them) over a server-binding
+psycopg cursor: arrays travel as binary parameters instead of SQL text built
+in Python, and psycopg prepares a statement once it has run a few times on a
+connection (``prepare_threshold``, 5 by default; ``None`` in the database's
+OPTIONS turns that off, as a transaction-mode pooler needs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import zlib
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.db import connections, transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from ..models import Job, Status
+from . import statements
+from .base import Runnable, Settlement, Written
+from .orm import OrmBackend, apply, settled_changes, update_returning
+
+#: the NOTIFY channel; the insert trigger (migration 0002) and the workers' listener use the same name
+CHANNEL = "kinetik"
+#: advisory locks take numbers: a lock's name becomes this (the purge's, "kinetik.purge", is "kine")
+_LOCK_KEYS = {"kinetik.purge": 0x6B696E65}
+
+#: what every claimed row holds; the claim returns the rest
+_CLAIMED: dict[str, Any] = {
+    "status": Status.ACTIVE,
+    "result": None,
+    "error": "",
+    "error_code": "",
+    "finished_at": None,
+    "progress_current": None,
+    "progress_total": None,
+    "progress_data": None,
+}
+
+#: what a just-inserted job holds besides what the insert gives it
+_NEW_JOB: dict[str, Any] = {
+    "result": None,
+    "error": "",
+    "error_code": "",
+    "attempts": 0,
+    "ghosts": 0,
+    "unique_key": None,
+    "started_at": None,
+    "finished_at": None,
+    "progress_current": None,
+    "progress_total": None,
+    "progress_data": None,
+    "worker_id": None,
+    "lease_expires_at": None,
+}
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def advisory_key(name: str) -> int:
+    """The number of the advisory lock called ``name``: the same in every process."""
+    return _LOCK_KEYS.get(name) or zlib.crc32(name.encode())
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+def _from_epoch(seconds: Any) -> datetime:
+    return datetime.fromtimestamp(float(seconds), tz=UTC)
+
+
+class PostgresBackend(OrmBackend):
+    supports_notify = True
+    supports_skip_locked = True
+    supports_count_estimates = True
+
+    def execute(self, statement: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        """Run one of kinetik's statements with server-side binding, through Django's cursor wrapper."""
+        from psycopg import Cursor
+
+        wrapper = connections[self.alias]
+        wrapper.ensure_connection()
+        raw = Cursor(wrapper.connection)
+        # The wrapper Django puts around its own cursors: the query is logged and instrumented like any.
+        cursor = wrapper.make_debug_cursor(raw) if wrapper.queries_logged else wrapper.make_cursor(raw)  # type: ignore[arg-type]
+        with cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if raw.description is not None else []
+
+    # -- creating ------------------------------------------------------------
+
+    def insert_jobs(
+        self, fields: dict[str, Any], payloads: list[dict[str, Any]], *, limit_keys: list[str] | None, batch_size: int
+    ) -> list[Job]:
+        """One ``INSERT ... SELECT FROM unnest`` per batch, the data as one binary array of JSON texts.
+
+        Django's ``bulk_create`` spends its time building a model and a
+        parameter per column per job, and binding them as SQL text. Rows come
+        back as Job objects built from what was inserted, without a read.
+        """
+        if "error" in fields:  # a job cancelled at creation (a parent had failed): rare, the ORM's
+            return super().insert_jobs(fields, payloads, limit_keys=limit_keys, batch_size=batch_size)
+        shared = [
+            json.dumps(fields[name]) if name == "options" else fields[name] for name in statements.INSERT_SHARED_COLUMNS
+        ]
+        jobs: list[Job] = []
+        batch_size = max(batch_size, 5000)
+        # All or nothing across batches; one statement is atomic by itself.
+        atomic = transaction.atomic(using=self.alias) if len(payloads) > batch_size else contextlib.nullcontext()
+        with atomic:
+            for start in range(0, len(payloads), batch_size):
+                batch = payloads[start : start + batch_size]
+                texts = [_ENCODE(payload) for payload in batch]
+                if limit_keys is None:
+                    rows = self.execute(statements.INSERT_JOBS, [*shared, texts])
+                    keys: list[str | None] = [None] * len(batch)
+                else:
+                    keys = list(limit_keys[start : start + batch_size])
+                    rows = self.execute(statements.INSERT_KEYED_JOBS, [*shared, texts, keys])
+                # The sequence hands out ids in insertion order, which follows the array.
+                ids = sorted(row[0] for row in rows)
+                jobs += [
+                    self._inserted(job_id, payload, key, fields)
+                    for job_id, payload, key in zip(ids, batch, keys, strict=True)
+                ]
+        return jobs
+
+    def _inserted(self, job_id: int, data: dict[str, Any], limit_key: str | None, fields: dict[str, Any]) -> Job:
+        return Job.loaded(self.alias, {**_NEW_JOB, **fields, "id": job_id, "data": data, "limit_key": limit_key})
+
+    # -- the hot path ------------------------------------------------------
+
+    def claim(self, worker_id: int, tags: Sequence[str], runnable: Runnable, limit: int, lease: float) -> list[Job]:
+        if limit <= 0 or not runnable or not tags:
+            return []
+        now = timezone.now()
+        expires = now + timedelta(seconds=lease)
+        statement = statements.POSTGRES_CLAIM[runnable.django_tasks]
+        params = [now, worker_id, expires, list(tags), *runnable.params(), limit, limit]
+        jobs = self._claimed_jobs(self.execute(statement, params), worker_id, now, expires)
+        order = {tag: index for index, tag in enumerate(tags)}
+        jobs.sort(key=lambda job: (order[job.tag], -job.priority, job.run_at, job.pk))
+        return jobs
+
+    def claim_ids(self, worker_id: int | None, ids: Sequence[int], runnable: Runnable, lease: float) -> list[Job]:
+        if not ids or not runnable:
+            return []
+        now = timezone.now()
+        expires = now + timedelta(seconds=lease)
+        statement = statements.POSTGRES_CLAIM_IDS[runnable.django_tasks]
+        rows = self.execute(statement, [now, worker_id, expires, list(ids), *runnable.params()])
+        jobs = self._claimed_jobs(rows, worker_id, now, expires)
+        position = {job_id: index for index, job_id in enumerate(ids)}
+        jobs.sort(key=lambda job: position.get(job.pk, 0))
+        return jobs
+
+    def _claimed_jobs(
+        self, rows: list[tuple[Any, ...]], worker_id: int | None, now: datetime, expires: datetime
+    ) -> list[Job]:
+        """Job rows built from the few columns a claim returns.
+
+        The claim knows most of a claimed row already (status, worker, lease,
+        start); it returns the rest, times as epoch seconds. Django's row
+        building (six time zone conversions per row, done in Python) was two
+        thirds of a busy worker's CPU.
+        """
+        jobs = []
+        for row in rows:
+            (job_id, task, task_backend, tag, priority, data, options) = row[:7]
+            (attempts, ghosts, unique_key, limit_key, run_at, created_at) = row[7:]
+            jobs.append(
+                Job.loaded(
+                    self.alias,
+                    {
+                        **_CLAIMED,
+                        "id": job_id,
+                        "task": task,
+                        "task_backend": task_backend,
+                        "tag": tag,
+                        "priority": priority,
+                        "data": _json(data),
+                        "options": _json(options),
+                        "attempts": attempts,
+                        "ghosts": ghosts,
+                        "unique_key": unique_key,
+                        "limit_key": limit_key,
+                        "run_at": _from_epoch(run_at),
+                        "created_at": _from_epoch(created_at),
+                        "started_at": now,
+                        "worker_id": worker_id,
+                        "lease_expires_at": expires,
+                    },
+                )
+            )
+        return jobs
+
+    def settle_many(self, items: Sequence[tuple[Job, Settlement]]) -> Written:
+        """Every job row and JobRun row of the batch in one statement (see statements.SETTLE_MANY)."""
+        if not items:
+            return Written([])
+        if any(settlement.lost for _, settlement in items):
+            return super().settle_many(items)
+        from psycopg.types.json import Jsonb
+
+        columns: dict[str, list[Any]] = {name: [] for name in statements.SETTLE_MANY_COLUMNS}
+        for job, settlement in items:
+            retried = settlement.status in (Status.QUEUED, Status.DELAYED)
+            columns["id"].append(job.pk)
+            columns["attempt"].append(job.attempts)
+            columns["worker_id"].append(job.worker_id)
+            columns["status"].append(settlement.status)
+            columns["result"].append(None if retried or settlement.result is None else Jsonb(settlement.result))
+            columns["error"].append(settlement.error)
+            columns["error_code"].append(settlement.error_code)
+            columns["exception"].append(settlement.exception)
+            columns["traceback"].append(settlement.traceback)
+            columns["run_at"].append((settlement.run_at or settlement.finished_at) if retried else None)
+            columns["finished_at"].append(settlement.finished_at)
+            columns["outcome"].append(settlement.outcome)
+            columns["started_at"].append(job.started_at or settlement.finished_at)
+        settled = dict(self.execute(statements.SETTLE_MANY, [*columns.values(), columns["id"]]))
+        applied, awaited = [], []
+        for job, settlement in items:
+            ok = job.pk in settled
+            if ok:
+                apply(job, settled_changes(settlement))
+            applied.append(ok)
+            awaited.append(bool(settled.get(job.pk)))
+        return Written(applied, awaited)
+
+    # -- guarded transitions -------------------------------------------------
+
+    def transition(self, ids: Sequence[int], statuses: Sequence[str], changes: dict[str, Any]) -> list[Job]:
+        return update_returning(self, ids, statuses, changes)
+
+    def runs_of(self, job_id: int) -> list[tuple[Any, ...]]:
+        # Prepared: a worker reads this as each django.tasks job starts, and
+        # building the ORM query cost more than running it.
+        return self.execute(statements.RUNS_OF, [job_id])
+
+    # -- what only PostgreSQL does here -------------------------------------
+
+    def wake_workers(self, tags: set[str]) -> None:
+        with connections[self.alias].cursor() as cursor:
+            for tag in sorted(tags):
+                cursor.execute(statements.NOTIFY, [CHANNEL, tag])
+
+    def wait_for_settles_of_parents(self, children: Sequence[int]) -> None:
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(statements.LOCK_PARENTS_OF, [list(children)])
+
+    @contextlib.contextmanager
+    def exclusively(self, name: str) -> Iterator[bool]:  # type: ignore[override]
+        key = advisory_key(name)
+        connection = connections[self.alias]
+        with connection.cursor() as cursor:
+            cursor.execute(statements.POSTGRES_TRY_LOCK, [key])
+            locked = bool(cursor.fetchone()[0])
+        try:
+            yield locked
+        finally:
+            if locked:
+                with connection.cursor() as cursor:
+                    cursor.execute(statements.POSTGRES_UNLOCK, [key])
+
+    def estimated_count(self, queryset: QuerySet[Any]) -> int | None:
+        """The table's row estimate when unfiltered, the plan's when filtered (no row is read)."""
+        with connections[queryset.db].cursor() as cursor:
+            if not queryset.query.where:
+                cursor.execute(statements.TABLE_ESTIMATE, [queryset.model._meta.db_table])
+                row = cursor.fetchone()
+                if row and row[0] >= 0:  # -1: never analyzed
+                    return int(row[0])
+            sql, params = queryset.order_by().values("pk").query.sql_with_params()
+            cursor.execute(statements.EXPLAIN + sql, params)
+            plan = cursor.fetchone()[0]
+            if isinstance(plan, str):
+                plan = json.loads(plan)
+            return int(plan[0]["Plan"]["Plan Rows"])
