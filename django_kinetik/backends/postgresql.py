@@ -216,6 +216,32 @@ class PostgresBackend(OrmBackend):
             return Written([])
         if any(settlement.lost for _, settlement in items):
             return super().settle_many(items)
+        return self._written(items, self.execute(statements.SETTLE_MANY, self._settle_params(items)))
+
+    def settle_and_claim(
+        self,
+        items: Sequence[tuple[Job, Settlement]],
+        worker_id: int,
+        tags: Sequence[str],
+        runnable: Runnable,
+        limit: int,
+        lease: float,
+    ) -> tuple[Written, list[Job]]:
+        """The ends written and the next jobs claimed in one statement: one round trip a round."""
+        if not items or limit <= 0 or not runnable or not tags or any(settlement.lost for _, settlement in items):
+            return super().settle_and_claim(items, worker_id, tags, runnable, limit, lease)
+        now = timezone.now()
+        expires = now + timedelta(seconds=lease)
+        claim = [now, worker_id, expires, list(tags), *runnable.params(), limit, limit]
+        rows = self.execute(statements.SETTLE_AND_CLAIM[runnable.django_tasks], [*self._settle_params(items), *claim])
+        settled = [(row[1], row[2]) for row in rows if row[0] == 0]
+        claimed = [(row[1], *row[3:]) for row in rows if row[0] == 1]
+        jobs = self._claimed_jobs(claimed, worker_id, now, expires)
+        order = {tag: index for index, tag in enumerate(tags)}
+        jobs.sort(key=lambda job: (order[job.tag], -job.priority, job.run_at, job.pk))
+        return self._written(items, settled), jobs
+
+    def _settle_params(self, items: Sequence[tuple[Job, Settlement]]) -> list[Any]:
         from psycopg.types.json import Jsonb
 
         columns: dict[str, list[Any]] = {name: [] for name in statements.SETTLE_MANY_COLUMNS}
@@ -234,7 +260,11 @@ class PostgresBackend(OrmBackend):
             columns["finished_at"].append(settlement.finished_at)
             columns["outcome"].append(settlement.outcome)
             columns["started_at"].append(job.started_at or settlement.finished_at)
-        settled = dict(self.execute(statements.SETTLE_MANY, [*columns.values(), columns["id"]]))
+        return [*columns.values(), columns["id"]]
+
+    @staticmethod
+    def _written(items: Sequence[tuple[Job, Settlement]], rows: Sequence[tuple[Any, ...]]) -> Written:
+        settled = dict(rows)
         applied, awaited = [], []
         for job, settlement in items:
             ok = job.pk in settled

@@ -6,23 +6,42 @@ the lock goes through the busy timeout instead of failing with "database is
 locked". A transaction that reads first and writes later can fail that way
 (its snapshot may be stale by the time it wants the lock), so kinetik never
 reads and then writes inside one transaction here.
+
+A round of the worker's loop (the ends written, the next jobs claimed) is one
+transaction: one wait for the lock and one commit, whatever the batch size.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from django.db import connections
 from django.utils import timezone
 
-from ..models import Job
+from ..models import Job, Status
 from . import statements
-from .base import Runnable
-from .orm import OrmBackend, claim_order, locked_retry, update_returning
+from .base import Runnable, Settlement, Written
+from .orm import REQUEUED, OrmBackend, apply, claim_order, locked_retry, settled_changes, update_returning
 
 T = TypeVar("T")
+
+#: settles per statement (SQLite binds at most 32,766 parameters)
+SETTLE_BATCH = 500
+
+#: what every claimed row holds; the claim returns the rest
+_CLAIMED: dict[str, Any] = {
+    "status": Status.ACTIVE,
+    "result": None,
+    "error": "",
+    "error_code": "",
+    "finished_at": None,
+    "progress_current": None,
+    "progress_total": None,
+    "progress_data": None,
+}
 
 
 class SQLiteBackend(OrmBackend):
@@ -47,23 +66,32 @@ class SQLiteBackend(OrmBackend):
         condition = statements.sqlite_runnable(len(lists[0]), len(lists[1]) if runnable.django_tasks else None)
         return condition, [value for values in lists for value in values]
 
+    # -- claims ------------------------------------------------------------
+
     def claim(self, worker_id: int, tags: Sequence[str], runnable: Runnable, limit: int, lease: float) -> list[Job]:
         if limit <= 0 or not runnable:
             return []
+        return self.retrying_locks(lambda: self._claim(worker_id, tags, runnable, limit, lease))
+
+    def _claim(
+        self, worker_id: int | None, tags: Sequence[str], runnable: Runnable, limit: int, lease: float
+    ) -> list[Job]:
         now = timezone.now()
         expires = now + timedelta(seconds=lease)
         condition, values = self._runnable_condition(runnable)
-        statement = statements.SQLITE_CLAIM.format(runnable=condition)
+        statement = statements.SQLITE_CLAIM.format(runnable=condition, returning=statements.SQLITE_CLAIMED_COLUMNS)
         claimed: list[Job] = []
         # One statement per tag, each taking the write lock as it starts: a tag
         # is only read once the ones before it had no more jobs.
-        for tag in tags:
-            params = [self._adapt(now), worker_id, self._adapt(expires), tag, *values, limit - len(claimed)]
-            jobs = self.retrying_locks(lambda: list(self.jobs().raw(statement, params)))  # noqa: B023
-            jobs.sort(key=claim_order)
-            claimed += jobs
-            if len(claimed) >= limit:
-                break
+        with connections[self.alias].cursor() as cursor:
+            for tag in tags:
+                params = [self._adapt(now), worker_id, self._adapt(expires), tag, *values, limit - len(claimed)]
+                cursor.execute(statement, params)
+                jobs = self._claimed_jobs(cursor.fetchall(), worker_id, now, expires)
+                jobs.sort(key=claim_order)
+                claimed += jobs
+                if len(claimed) >= limit:
+                    break
         return claimed
 
     def claim_ids(self, worker_id: int | None, ids: Sequence[int], runnable: Runnable, lease: float) -> list[Job]:
@@ -72,12 +100,140 @@ class SQLiteBackend(OrmBackend):
         now = timezone.now()
         expires = now + timedelta(seconds=lease)
         condition, values = self._runnable_condition(runnable)
-        statement = statements.SQLITE_CLAIM_IDS.format(ids=", ".join(["%s"] * len(ids)), runnable=condition)
+        statement = statements.SQLITE_CLAIM_IDS.format(
+            ids=", ".join(["%s"] * len(ids)), runnable=condition, returning=statements.SQLITE_CLAIMED_COLUMNS
+        )
         params = [self._adapt(now), worker_id, self._adapt(expires), *ids, *values]
-        jobs = self.retrying_locks(lambda: list(self.jobs().raw(statement, params)))
+
+        def claim() -> list[Job]:
+            with connections[self.alias].cursor() as cursor:
+                cursor.execute(statement, params)
+                return self._claimed_jobs(cursor.fetchall(), worker_id, now, expires)
+
+        jobs = self.retrying_locks(claim)
         position = {job_id: index for index, job_id in enumerate(ids)}
         jobs.sort(key=lambda job: position.get(job.pk, 0))
         return jobs
+
+    def _claimed_jobs(
+        self, rows: list[tuple[Any, ...]], worker_id: int | None, now: datetime, expires: datetime
+    ) -> list[Job]:
+        """Job rows from the columns a claim returns (the rest is known), without Django's row building."""
+        connection = connections[self.alias]
+        convert = connection.ops.convert_datetimefield_value
+        jobs = []
+        for row in rows:
+            (job_id, task, task_backend, tag, priority, data, options) = row[:7]
+            (attempts, ghosts, unique_key, limit_key, run_at, created_at) = row[7:]
+            jobs.append(
+                Job.loaded(
+                    self.alias,
+                    {
+                        **_CLAIMED,
+                        "id": job_id,
+                        "task": task,
+                        "task_backend": task_backend,
+                        "tag": tag,
+                        "priority": priority,
+                        "data": json.loads(data) if isinstance(data, str) else data,
+                        "options": json.loads(options) if isinstance(options, str) else options,
+                        "attempts": attempts,
+                        "ghosts": ghosts,
+                        "unique_key": unique_key,
+                        "limit_key": limit_key,
+                        "run_at": convert(run_at, None, connection),
+                        "created_at": convert(created_at, None, connection),
+                        "started_at": now,
+                        "worker_id": worker_id,
+                        "lease_expires_at": expires,
+                    },
+                )
+            )
+        return jobs
+
+    # -- settles -------------------------------------------------------------
+
+    def settle_many(self, items: Sequence[tuple[Job, Settlement]]) -> Written:
+        if not items:
+            return Written([])
+        if any(settlement.lost for _, settlement in items):
+            return super().settle_many(items)
+
+        def write() -> list[bool]:
+            with self.atomic():
+                return self._settle(items)
+
+        return Written(self.retrying_locks(write))
+
+    def settle_and_claim(
+        self,
+        items: Sequence[tuple[Job, Settlement]],
+        worker_id: int,
+        tags: Sequence[str],
+        runnable: Runnable,
+        limit: int,
+        lease: float,
+    ) -> tuple[Written, list[Job]]:
+        """The ends written and the next jobs claimed in one transaction: one lock wait, one commit."""
+        if not items or limit <= 0 or not runnable or any(settlement.lost for _, settlement in items):
+            return super().settle_and_claim(items, worker_id, tags, runnable, limit, lease)
+
+        def write() -> tuple[list[bool], list[Job]]:
+            with self.atomic():
+                return self._settle(items), self._claim(worker_id, tags, runnable, limit, lease)
+
+        applied, claimed = self.retrying_locks(write)
+        return Written(applied), claimed
+
+    def _settle(self, items: Sequence[tuple[Job, Settlement]]) -> list[bool]:
+        """The guarded job updates and their JobRun rows, inside the caller's transaction."""
+        adapt = self._adapt
+        settled: set[int] = set()
+        with connections[self.alias].cursor() as cursor:
+            for start in range(0, len(items), SETTLE_BATCH):
+                batch = items[start : start + SETTLE_BATCH]
+                params: list[Any] = []
+                for job, settlement in batch:
+                    retried = settlement.status in REQUEUED
+                    result = None if retried or settlement.result is None else json.dumps(settlement.result)
+                    params += [
+                        job.pk,
+                        job.attempts,
+                        job.worker_id,
+                        str(settlement.status),
+                        result,
+                        settlement.error,
+                        settlement.error_code,
+                        adapt(settlement.run_at or settlement.finished_at) if retried else None,
+                        adapt(settlement.finished_at),
+                    ]
+                cursor.execute(statements.sqlite_settle(len(batch)), params)
+                done = {row[0] for row in cursor.fetchall()}
+                runs: list[Any] = []
+                for job, settlement in batch:
+                    if job.pk in done:
+                        runs += [
+                            job.pk,
+                            job.attempts,
+                            job.worker_id,
+                            str(settlement.outcome),
+                            adapt(job.started_at or settlement.finished_at),
+                            adapt(settlement.finished_at),
+                            settlement.error,
+                            settlement.error_code,
+                            settlement.exception,
+                            settlement.traceback,
+                        ]
+                if done:
+                    cursor.execute(statements.sqlite_insert_runs(len(done)), runs)
+                settled |= done
+        applied = []
+        for job, settlement in items:
+            ok = job.pk in settled
+            if ok:
+                apply(job, settled_changes(settlement))
+            applied.append(ok)
+        return applied
 
     def transition(self, ids: Sequence[int], statuses: Sequence[str], changes: dict[str, Any]) -> list[Job]:
         return update_returning(self, ids, statuses, changes)

@@ -89,7 +89,7 @@ UPDATE {JOB}
 SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
     worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
 WHERE id IN ({{ids}}) AND status = 'queued' AND {{runnable}}
-RETURNING *
+RETURNING {{returning}}
 """
 
 SQLITE_CLAIM = f"""
@@ -102,7 +102,7 @@ WHERE id IN (
     ORDER BY priority DESC, run_at, id
     LIMIT %s
 )
-RETURNING *
+RETURNING {{returning}}
 """
 
 #: one array parameter per column, in this order
@@ -130,7 +130,7 @@ SETTLE_MANY_COLUMNS = (
 # JobRun row is inserted for exactly the rows that were. Returns their ids, each
 # with whether a job waits for it (create(after=...)): as the statement sees
 # the arrows; one made meanwhile is for its creator to look at (dependencies.py).
-SETTLE_MANY = f"""
+_SETTLE = f"""
 WITH ended AS (
     SELECT * FROM unnest(
         %b::bigint[], %b::integer[], %b::bigint[], %b::text[], %b::jsonb[], %b::text[],
@@ -163,10 +163,51 @@ runs AS (
            ended.error, ended.error_code, ended.exception, ended.traceback
     FROM ended JOIN settled ON settled.id = ended.id
     RETURNING job_id
-)
-SELECT job_id, EXISTS (SELECT 1 FROM {DEPENDENCY} AS arrow WHERE arrow.parent_id = runs.job_id AND NOT arrow.done)
+)"""
+
+_AWAITED = f"EXISTS (SELECT 1 FROM {DEPENDENCY} AS arrow WHERE arrow.parent_id = runs.job_id AND NOT arrow.done)"
+
+SETTLE_MANY = f"""{_SETTLE}
+SELECT job_id, {_AWAITED}
 FROM runs
 """
+
+# A round of the worker's loop in one statement: the attempts' ends written (as
+# SETTLE_MANY) and the next jobs claimed (as POSTGRES_CLAIM). The two touch
+# disjoint rows (ours, active; others, queued). Rows of kind 0 are settled jobs
+# (id, awaited), rows of kind 1 claimed ones (the claim's columns from the third on).
+_SETTLE_AND_CLAIM = f"""{_SETTLE},
+claimed AS (
+    UPDATE {JOB}
+    SET status = 'active', attempts = attempts + 1, started_at = %s, finished_at = NULL,
+        worker_id = %s, lease_expires_at = %s, {_RESET_PROGRESS}
+    WHERE id = ANY(ARRAY(
+        SELECT picked.id
+        FROM unnest(%s::text[]) WITH ORDINALITY AS served(tag, position)
+        CROSS JOIN LATERAL (
+            SELECT id FROM {JOB}
+            WHERE status = 'queued' AND tag = served.tag AND {{runnable}}
+            ORDER BY priority DESC, run_at, id
+            LIMIT %s
+            FOR UPDATE SKIP LOCKED
+        ) AS picked
+        LIMIT %s
+    ))
+    RETURNING id, task, task_backend, tag, priority, data, options, attempts, ghosts, unique_key, limit_key,
+              extract(epoch FROM run_at)::float8 AS run_epoch, extract(epoch FROM created_at)::float8 AS created_epoch
+)
+SELECT 0, job_id, {_AWAITED}, NULL::varchar, NULL::varchar, NULL::varchar, NULL::smallint, NULL::jsonb, NULL::jsonb,
+       NULL::integer, NULL::smallint, NULL::varchar, NULL::varchar, NULL::float8, NULL::float8
+FROM runs
+UNION ALL
+SELECT 1, id, NULL, task, task_backend, tag, priority, data, options, attempts, ghosts, unique_key, limit_key,
+       run_epoch, created_epoch
+FROM claimed
+"""
+SETTLE_AND_CLAIM = {
+    False: _SETTLE_AND_CLAIM.format(runnable=_RUNNABLE_PG),
+    True: _SETTLE_AND_CLAIM.format(runnable=_RUNNABLE_PG_WITH_DJANGO_TASKS),
+}
 
 #: create_many's shared values, in the order INSERT_JOBS takes them (then the data array)
 INSERT_SHARED_COLUMNS = ("task", "task_backend", "tag", "priority", "status", "options", "run_at", "created_at")
@@ -227,3 +268,54 @@ def update_returning(columns: list[str], ids: int, statuses: int) -> str:
         f"UPDATE {JOB} SET {sets} WHERE id IN ({', '.join(['%s'] * ids)}) "
         f"AND status IN ({', '.join(['%s'] * statuses)}) RETURNING *"
     )
+
+
+def sqlite_settle(rows: int) -> str:
+    """SQLite's batch settle: every job row of the batch in one ``UPDATE ... FROM (VALUES ...)``.
+
+    Each row is updated only if it is still this attempt's (active, same
+    worker, same attempt number); the ids of those are returned, and their
+    JobRun rows inserted with :func:`sqlite_insert_runs`.
+    """
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * rows)
+    return f"""
+WITH ended(id, attempt, worker_id, status, result, error, error_code, run_at, finished_at) AS (VALUES {values})
+UPDATE {JOB} AS job
+SET status = ended.status,
+    result = CASE WHEN ended.status IN ('queued', 'delayed') THEN job.result ELSE ended.result END,
+    error = ended.error,
+    error_code = ended.error_code,
+    run_at = COALESCE(ended.run_at, job.run_at),
+    finished_at = CASE WHEN ended.status IN ('queued', 'delayed') THEN NULL ELSE ended.finished_at END,
+    lease_expires_at = NULL
+FROM ended
+WHERE job.id = ended.id AND job.status = 'active' AND job.worker_id IS ended.worker_id
+  AND job.attempts = ended.attempt
+RETURNING id
+"""
+
+
+#: the columns of a JobRun row, in the order :func:`sqlite_insert_runs` takes them
+RUN_COLUMNS = (
+    "job_id",
+    "attempt",
+    "worker_id",
+    "outcome",
+    "started_at",
+    "finished_at",
+    "error",
+    "error_code",
+    "exception",
+    "traceback",
+)
+
+
+def sqlite_insert_runs(rows: int) -> str:
+    values = ", ".join([f"({', '.join(['%s'] * len(RUN_COLUMNS))})"] * rows)
+    return f"INSERT INTO {RUN} ({', '.join(RUN_COLUMNS)}) VALUES {values}"
+
+
+#: what SQLite's claim returns per job (the rest of a claimed row is known)
+SQLITE_CLAIMED_COLUMNS = (
+    "id, task, task_backend, tag, priority, data, options, attempts, ghosts, unique_key, limit_key, run_at, created_at"
+)
