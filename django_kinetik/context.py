@@ -42,7 +42,7 @@ class JobContext:
     ) -> None:
         self.model = job
         self.definition = definition
-        self.id: int = job.pk
+        self.id: int = job.id
         self.data: dict[str, Any] = job.data
         self.attempt: int = job.attempts
         self.task: str = job.task

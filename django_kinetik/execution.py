@@ -44,7 +44,7 @@ class Attempt:
         self.settlement: Settlement | None = None
 
     def __repr__(self) -> str:
-        return f"<Attempt {self.job.task!r} #{self.job.pk} attempt {self.job.attempts}>"
+        return f"<Attempt {self.job.task!r} #{self.job.id} attempt {self.job.attempts}>"
 
 
 def prepare(job: Job, *, alias: str, logs: LogWriter | None = None, worker_name: str = "") -> Attempt:
@@ -79,7 +79,7 @@ def perform(attempt: Attempt) -> Settlement | None:
         tidy_connections()
     if context.closed:
         # Timed out (or given up) while it ran: its result is not wanted.
-        logger.info("Job %s (%s) returned after it had timed out; result ignored.", job.pk, job.task)
+        logger.info("Job %s (%s) returned after it had timed out; result ignored.", job.id, job.task)
         return None
     context.close()
     attempt.settlement = settlement

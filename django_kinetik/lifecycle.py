@@ -116,16 +116,26 @@ class Ended(Protocol):
 
 # -- hooks -------------------------------------------------------------------
 
-_installed: list[Callable[[Transition], None]] = []
+Hook = Callable[[Transition], None]
+#: kinetik's own hooks, each with the jobs it wants to hear about (None: every job)
+_installed: list[tuple[Hook, Callable[[Job], bool] | None]] = []
 
 
-def install(hook: Callable[[Transition], None]) -> None:
-    """Call ``hook`` after every transition (besides the middleware's hooks). For kinetik's own parts."""
-    if hook not in _installed:
-        _installed.append(hook)
+def install(hook: Hook, *, wants: Callable[[Job], bool] | None = None) -> None:
+    """Call ``hook`` after every transition of the jobs ``wants`` (every job, by default).
+
+    For kinetik's own parts (the django.tasks bridge wants only django.tasks
+    jobs); a project's code uses middleware hooks instead.
+    """
+    if all(existing is not hook for existing, _ in _installed):
+        _installed.append((hook, wants))
 
 
-def _call(hooks: Iterable[Callable[[Transition], None]], transition: Transition) -> None:
+def _interested(jobs: Sequence[Job]) -> list[Hook]:
+    return [hook for hook, wants in _installed if wants is None or any(wants(job) for job in jobs)]
+
+
+def _call(hooks: Iterable[Hook], transition: Transition) -> None:
     for hook in hooks:
         try:
             hook(transition)
@@ -134,7 +144,7 @@ def _call(hooks: Iterable[Callable[[Transition], None]], transition: Transition)
                 "Transition hook %s raised on %s of job(s) %s; the jobs are not affected.",
                 getattr(hook, "__qualname__", repr(hook)),
                 transition.cause,
-                [job.pk for job in transition.jobs[:10]],
+                [job.id for job in transition.jobs[:10]],
             )
 
 
@@ -146,11 +156,11 @@ def before(cause: Cause, jobs: Sequence[Job], using: str, **details: Any) -> Non
 
 
 def _after(cause: Cause, jobs: Sequence[Job], using: str, **details: Any) -> None:
-    hooks = installed().after
-    if (hooks or _installed) and jobs:
-        transition = Transition(cause, jobs, using, **details)
-        _call(hooks, transition)
-        _call(_installed, transition)
+    if not jobs:
+        return
+    hooks = [*installed().after, *_interested(jobs)]
+    if hooks:
+        _call(hooks, Transition(cause, jobs, using, **details))
 
 
 def _on_commit(using: str, announce: Callable[[], None]) -> None:
@@ -170,7 +180,7 @@ def created(jobs: list[Job], using: str, task: Task | None) -> None:
         if job_created.has_listeners(Job):
             for job in jobs:
                 emit(job_created, Job, job=job, task=task)
-        waiting = [job.pk for job in jobs if job.status == Status.WAITING]
+        waiting = [job.id for job in jobs if job.status == Status.WAITING]
         if waiting:
             # Parents that ended while these were being created: their enders did not see the children.
             _moved(dependencies.move_on(using, waiting, after_creation=True), using)
@@ -185,7 +195,7 @@ def queued(jobs: Sequence[Job], using: str, cause: Cause) -> None:
         return
     if cause == Cause.RETRIED:
         # What their failure cancelled waits for them again (in the same transaction).
-        _moved(dependencies.parents_retried(using, [job.pk for job in jobs]), using)
+        _moved(dependencies.parents_retried(using, [job.id for job in jobs]), using)
 
     def announce() -> None:
         fastpath.push_jobs(jobs)
@@ -213,7 +223,7 @@ def cancelled(jobs: Sequence[Job], using: str, *, cascade: bool = True) -> None:
     for job in jobs:
         emit(job_cancelled, Job, job=job, task=registry.find(job.task))
     if cascade:
-        _move_dependants(using, [job.pk for job in jobs])
+        _move_dependants(using, [job.id for job in jobs])
 
     def announce() -> None:
         publishing.cancelled(jobs)
@@ -230,15 +240,18 @@ def attempts_ending(ends: Sequence[Ended], using: str) -> None:
             _call(hooks, _attempt_transition(end, using))
 
 
-def attempts_ended(ends: Sequence[Ended], applied: Sequence[bool], using: str, awaited: Sequence[bool] = ()) -> None:
+def attempts_ended(
+    ends: Sequence[Ended], applied: Sequence[bool], using: str, awaited: Sequence[bool] = (), *, announced: bool = False
+) -> None:
     """After the write of attempts' ends (committed): everything that follows each applied one.
 
     ``awaited`` (optional, one per end) says whether another job waits for it,
     when the write could tell; without it the arrows are looked at.
+    ``announced``: the write sent the feed's "finished" message itself.
     """
     pushed: list[Job] = []
     ended: list[int] = []
-    hooks = installed().after or _installed
+    middleware_hooks = installed().after
     for index, (end, ok) in enumerate(zip(ends, applied, strict=True)):
         job, settlement = end.job, end.settlement
         if settlement is None:
@@ -246,23 +259,22 @@ def attempts_ended(ends: Sequence[Ended], applied: Sequence[bool], using: str, a
         if not ok:
             logger.warning(
                 "Job %s (%s) was cancelled or taken back while it ran; its outcome (%s) was discarded.",
-                job.pk,
+                job.id,
                 job.task,
                 settlement.outcome,
             )
             continue
-        _attempt_ended(job, end.task, settlement)
+        _attempt_ended(job, end.task, settlement, announced)
         if settlement.status == Status.QUEUED:
             pushed.append(job)
         elif settlement.ends_job:
             if not awaited or awaited[index]:
-                ended.append(job.pk)
+                ended.append(job.id)
             if settlement.status == Status.COMPLETED and end.options is not None and end.options.remove_on_complete:
-                removals.add(job.pk)
+                removals.add(job.id)
+        hooks = [*middleware_hooks, *_interested([job])] if _installed or middleware_hooks else ()
         if hooks:
-            transition = _attempt_transition(end, using)
-            _call(installed().after, transition)
-            _call(_installed, transition)
+            _call(hooks, _attempt_transition(end, using))
     fastpath.push_jobs(pushed)
     _move_dependants(using, ended)
 
@@ -277,17 +289,17 @@ def _attempt_transition(end: Ended, using: str) -> Transition:
     return Transition(cause, [end.job], using, settlement=settlement, task=end.task)
 
 
-def _attempt_ended(job: Job, task: Task | None, settlement: Settlement) -> None:
+def _attempt_ended(job: Job, task: Task | None, settlement: Settlement, announced: bool) -> None:
     """The event, the log line and the signal of one attempt's end."""
-    publishing.ended(job, settlement)
+    publishing.ended(job, settlement, announced=announced)
     status = settlement.status
     if status == Status.COMPLETED:
-        logger.info("Job %s (%s) completed.", job.pk, job.task)
+        logger.info("Job %s (%s) completed.", job.id, job.task)
         emit(job_completed, Job, job=job, task=task)
     elif status in (Status.QUEUED, Status.DELAYED):
         logger.info(
             "Job %s (%s) attempt %s ended (%s); it runs again at %s.",
-            job.pk,
+            job.id,
             job.task,
             job.attempts,
             settlement.error,
@@ -295,10 +307,10 @@ def _attempt_ended(job: Job, task: Task | None, settlement: Settlement) -> None:
         )
         emit(job_retrying, Job, job=job, task=task, error=settlement.error, run_at=settlement.run_at)
     elif status == Status.TIMEOUT:
-        logger.warning("Job %s (%s) %s.", job.pk, job.task, settlement.error)
+        logger.warning("Job %s (%s) %s.", job.id, job.task, settlement.error)
         emit(job_timeout, Job, job=job, task=task, error=settlement.error)
     else:
-        logger.warning("Job %s (%s) failed: %s", job.pk, job.task, settlement.error)
+        logger.warning("Job %s (%s) failed: %s", job.id, job.task, settlement.error)
         emit(job_failed, Job, job=job, task=task, error=settlement.error)
 
 
@@ -337,22 +349,24 @@ def settle(backend: Backend, ends: Sequence[Ended], *, patience: float = 0.0) ->
     attempts_ending(ends, backend.alias)
     pairs = [(end.job, end.settlement) for end in ends if end.settlement is not None]
     awaited: list[bool] | None = None
+    announce = publishing.finished_by_database(backend.alias)
+    announced = False
 
     def write(retried: bool) -> list[bool]:
-        nonlocal awaited
-        written = backend.settle_many(pairs)
-        applied, awaited = written.applied, written.awaited
+        nonlocal awaited, announced
+        written = backend.settle_many(pairs, announce=announce)
+        applied, awaited, announced = written.applied, written.awaited, written.announced
         if retried:
             # The earlier attempt may have committed before its connection dropped.
             applied = [ok or backend.was_settled(job, s) for ok, (job, s) in zip(applied, pairs, strict=True)]
-            awaited = None
+            awaited, announced = None, False
         return applied
 
     if patience:
         applied = ride_out(write, patience, f"{len(ends)} job(s)") or [False] * len(ends)
     else:
         applied = write(False)
-    attempts_ended(ends, applied, backend.alias, awaited or ())
+    attempts_ended(ends, applied, backend.alias, awaited or (), announced=announced)
     return applied
 
 

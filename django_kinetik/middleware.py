@@ -27,7 +27,6 @@ task's own code: it is recorded on the job and the worker carries on.
 
 from __future__ import annotations
 
-import inspect
 import threading
 import time
 from collections.abc import Callable
@@ -82,10 +81,10 @@ def middleware_factories(paths: tuple[str, ...]) -> list[MiddlewareFactory]:
 
 def call_action(job: JobContext) -> Any:
     """The innermost layer: the task's own code (a coroutine function runs to its end here)."""
-    action = job.definition.action  # type: ignore[union-attr]
-    if inspect.iscoroutinefunction(action):
-        return async_to_sync(action)(job)
-    return action(job)
+    definition = job.definition
+    if definition.is_async:  # type: ignore[union-attr]
+        return async_to_sync(definition.action)(job)  # type: ignore[union-attr]
+    return definition.action(job)  # type: ignore[union-attr]
 
 
 def build_chain(innermost: Run, factories: list[MiddlewareFactory]) -> tuple[Run, list[Any]]:

@@ -9,6 +9,7 @@ not discovered later in a worker.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -39,10 +40,19 @@ class Task:
     desc: str = ""
     #: [the settings object, the options merged with them]: every job reads them, so they are kept
     _effective: list[Any] = field(default_factory=list, compare=False, repr=False)
+    _effective_async: list[bool] = field(default_factory=list, compare=False, repr=False)
 
     @property
     def tag(self) -> str:
         return self.options.tag
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the action is a coroutine function (run to its end with ``async_to_sync``)."""
+        cached = self._effective_async
+        if not cached:
+            cached.append(inspect.iscoroutinefunction(self.action))
+        return bool(cached[0])
 
     def effective_options(self) -> TaskOptions:
         """Defaults overlaid with ``KINETIK["TASKS"][name]`` from settings."""

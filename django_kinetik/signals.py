@@ -23,16 +23,20 @@ from django.dispatch import Signal
 
 logger = logging.getLogger("django_kinetik.signals")
 
-job_created = Signal()
-job_started = Signal()
-job_progress = Signal()
-job_log = Signal()
-job_completed = Signal()
-job_failed = Signal()
-job_timeout = Signal()
-job_cancelled = Signal()
-job_retrying = Signal()
-queue_empty = Signal()
+job_created = Signal(use_caching=True)
+job_started = Signal(use_caching=True)
+job_progress = Signal(use_caching=True)
+job_log = Signal(use_caching=True)
+job_completed = Signal(use_caching=True)
+job_failed = Signal(use_caching=True)
+job_timeout = Signal(use_caching=True)
+job_cancelled = Signal(use_caching=True)
+job_retrying = Signal(use_caching=True)
+queue_empty = Signal(use_caching=True)
+
+
+# use_caching: a worker asks "does anyone listen?" for every job; the answer is
+# kept per sender until a receiver connects or disconnects (as Django's model signals do).
 
 
 def emit(signal: Signal, sender: Any, **kwargs: Any) -> None:

@@ -75,6 +75,8 @@ class Written(NamedTuple):
     applied: list[bool]
     #: None when the write could not tell (then the arrows are looked at)
     awaited: list[bool] | None = None
+    #: the write itself sent the live feed's "finished" message for the ended jobs
+    announced: bool = False
 
 
 @dataclass(frozen=True)
@@ -221,39 +223,15 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def settle_many(self, items: Sequence[tuple[Job, Settlement]]) -> Written:
+    def settle_many(self, items: Sequence[tuple[Job, Settlement]], *, announce: bool = False) -> Written:
         """Record attempts' ends, each only if the job is still that attempt's (in one write where possible).
 
         An item does not apply when the job was cancelled, or its lease taken
         back, while it ran. Applied items update the Job objects in place.
+        ``announce``: the live feed travels through this database (PostgreSQL
+        NOTIFY); the write may send its "finished" message itself (then
+        ``Written.announced``).
         """
-
-    def settle_and_claim(
-        self,
-        items: Sequence[tuple[Job, Settlement]],
-        worker_id: int,
-        tags: Sequence[str],
-        runnable: Runnable,
-        limit: int,
-        lease: float,
-    ) -> tuple[Written, list[Job]]:
-        """:meth:`settle_many`, then :meth:`claim`: one round trip where the database allows."""
-        written = self.settle_many(items) if items else Written([])
-        claimed = self.claim(worker_id, tags, runnable, limit, lease) if limit > 0 and runnable else []
-        return written, claimed
-
-    def settle_and_claim_ids(
-        self,
-        items: Sequence[tuple[Job, Settlement]],
-        worker_id: int,
-        ids: Sequence[int],
-        runnable: Runnable,
-        lease: float,
-    ) -> tuple[Written, list[Job]]:
-        """:meth:`settle_many`, then :meth:`claim_ids` (ids from the Redis fast path)."""
-        written = self.settle_many(items) if items else Written([])
-        claimed = self.claim_ids(worker_id, ids, runnable, lease) if ids else []
-        return written, claimed
 
     @abc.abstractmethod
     def was_settled(self, job: Job, settlement: Settlement) -> bool:

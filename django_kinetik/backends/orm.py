@@ -223,7 +223,7 @@ class OrmBackend(Backend):
         jobs = self._claim_with_orm(worker_id, candidates, len(ids), now, now + timedelta(seconds=lease))
         return _in_order_of(jobs, ids)
 
-    def settle_many(self, items: Sequence[tuple[Job, Settlement]]) -> Written:
+    def settle_many(self, items: Sequence[tuple[Job, Settlement]], *, announce: bool = False) -> Written:
         if not items:
             return Written([])
 

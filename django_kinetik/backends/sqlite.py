@@ -7,8 +7,8 @@ locked". A transaction that reads first and writes later can fail that way
 (its snapshot may be stale by the time it wants the lock), so kinetik never
 reads and then writes inside one transaction here.
 
-A round of the worker's loop (the ends written, the next jobs claimed) is one
-transaction: one wait for the lock and one commit, whatever the batch size.
+A batch of attempts' ends is one transaction: one wait for the lock and one
+commit, whatever its size.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class SQLiteBackend(OrmBackend):
 
         jobs = self.retrying_locks(claim)
         position = {job_id: index for index, job_id in enumerate(ids)}
-        jobs.sort(key=lambda job: position.get(job.pk, 0))
+        jobs.sort(key=lambda job: position.get(job.id, 0))
         return jobs
 
     def _claimed_jobs(
@@ -120,7 +120,7 @@ class SQLiteBackend(OrmBackend):
     ) -> list[Job]:
         """Job rows from the columns a claim returns (the rest is known), without Django's row building."""
         connection = connections[self.alias]
-        convert = connection.ops.convert_datetimefield_value
+        convert = connection.ops.convert_datetimefield_value  # type: ignore[attr-defined]
         jobs = []
         for row in rows:
             (job_id, task, task_backend, tag, priority, data, options) = row[:7]
@@ -153,7 +153,7 @@ class SQLiteBackend(OrmBackend):
 
     # -- settles -------------------------------------------------------------
 
-    def settle_many(self, items: Sequence[tuple[Job, Settlement]]) -> Written:
+    def settle_many(self, items: Sequence[tuple[Job, Settlement]], *, announce: bool = False) -> Written:
         if not items:
             return Written([])
         if any(settlement.lost for _, settlement in items):
@@ -164,26 +164,6 @@ class SQLiteBackend(OrmBackend):
                 return self._settle(items)
 
         return Written(self.retrying_locks(write))
-
-    def settle_and_claim(
-        self,
-        items: Sequence[tuple[Job, Settlement]],
-        worker_id: int,
-        tags: Sequence[str],
-        runnable: Runnable,
-        limit: int,
-        lease: float,
-    ) -> tuple[Written, list[Job]]:
-        """The ends written and the next jobs claimed in one transaction: one lock wait, one commit."""
-        if not items or limit <= 0 or not runnable or any(settlement.lost for _, settlement in items):
-            return super().settle_and_claim(items, worker_id, tags, runnable, limit, lease)
-
-        def write() -> tuple[list[bool], list[Job]]:
-            with self.atomic():
-                return self._settle(items), self._claim(worker_id, tags, runnable, limit, lease)
-
-        applied, claimed = self.retrying_locks(write)
-        return Written(applied), claimed
 
     def _settle(self, items: Sequence[tuple[Job, Settlement]]) -> list[bool]:
         """The guarded job updates and their JobRun rows, inside the caller's transaction."""
@@ -197,7 +177,7 @@ class SQLiteBackend(OrmBackend):
                     retried = settlement.status in REQUEUED
                     result = None if retried or settlement.result is None else json.dumps(settlement.result)
                     params += [
-                        job.pk,
+                        job.id,
                         job.attempts,
                         job.worker_id,
                         str(settlement.status),
@@ -211,9 +191,9 @@ class SQLiteBackend(OrmBackend):
                 done = {row[0] for row in cursor.fetchall()}
                 runs: list[Any] = []
                 for job, settlement in batch:
-                    if job.pk in done:
+                    if job.id in done:
                         runs += [
-                            job.pk,
+                            job.id,
                             job.attempts,
                             job.worker_id,
                             str(settlement.outcome),
@@ -229,7 +209,7 @@ class SQLiteBackend(OrmBackend):
                 settled |= done
         applied = []
         for job, settlement in items:
-            ok = job.pk in settled
+            ok = job.id in settled
             if ok:
                 apply(job, settled_changes(settlement))
             applied.append(ok)

@@ -119,7 +119,7 @@ def push_jobs(jobs: Iterable[Job]) -> None:
     """
     if not enabled():
         return
-    entries = [(job.pk, job.tag, job.priority) for job in jobs if wanted(job)]
+    entries = [(job.id, job.tag, job.priority) for job in jobs if wanted(job)]
     if entries:
         push_quietly(entries)
 
@@ -135,7 +135,7 @@ def push_quietly(entries: Sequence[Entry]) -> None:
 
 def entries_of(using: str, ids: Sequence[int]) -> list[Entry]:
     """The entries of those of ``ids`` that are still :func:`wanted` (others must not be pushed)."""
-    return [(job.pk, job.tag, job.priority) for job in get_backend(using).jobs_in(ids) if wanted(job)]
+    return [(job.id, job.tag, job.priority) for job in get_backend(using).jobs_in(ids) if wanted(job)]
 
 
 def reconcile(using: str, tags: Sequence[str], *, limit: int = 10_000, lock_for: float = 30.0) -> int | None:

@@ -40,7 +40,7 @@ from django.db import connections
 
 from ..conf import KinetikSettings, get_settings
 from .event import Record, cut, encode, encode_ids
-from .transport import Transport, all_transports, current
+from .transport import PostgresTransport, Transport, all_transports, current
 
 if TYPE_CHECKING:
     from ..backends.base import Settlement
@@ -229,7 +229,7 @@ def created(jobs: list[Job]) -> None:
         target = publisher()
         if target is not None and jobs and target.wants_events():
             at = time.time_ns() // 1_000_000
-            target.put_many(["created", job.pk, job.task, job.tag, job.status, at, 0, None] for job in jobs)
+            target.put_many(["created", job.id, job.task, job.tag, job.status, at, 0, None] for job in jobs)
     except Exception:
         logger.exception("Could not publish created events.")
 
@@ -239,7 +239,7 @@ def started(job: Job) -> None:
         target = publisher()
         if target is not None and target.wants_events():
             target.put(
-                ["started", job.pk, job.task, job.tag, "active", time.time_ns() // 1_000_000, job.attempts, None]
+                ["started", job.id, job.task, job.tag, "active", time.time_ns() // 1_000_000, job.attempts, None]
             )
     except Exception:
         logger.exception("Could not publish a started event.")
@@ -286,16 +286,29 @@ def _put_after_commit(target: Publisher, using: str, record: Record) -> None:
         target.put(record)
 
 
-def ended(job: Job, settlement: Settlement) -> None:
-    """An attempt's end is written (committed): completed, failed, timed out, or retrying."""
+def finished_by_database(using: str) -> bool:
+    """Whether the feed travels through the database ``using`` (PostgreSQL NOTIFY, no Redis).
+
+    Then a settle can send the "finished" message itself, in its own
+    statement, and :func:`ended` is told so.
+    """
+    transport = current()
+    return isinstance(transport, PostgresTransport) and transport.alias == using
+
+
+def ended(job: Job, settlement: Settlement, *, announced: bool = False) -> None:
+    """An attempt's end is written (committed): completed, failed, timed out, or retrying.
+
+    ``announced``: the write already sent the "finished" message for it.
+    """
     try:
         target = publisher()
         if target is None:
             return
         # A Status is a str: it looks itself up.
         kind = _FINAL_KIND.get(settlement.status)
-        if kind is not None:
-            target.finished(job.pk)
+        if kind is not None and not announced:
+            target.finished(job.id)
         if not target.wants_events():
             return
         extra: dict[str, Any] | None = None
@@ -307,7 +320,7 @@ def ended(job: Job, settlement: Settlement) -> None:
             if settlement.run_at is not None and kind == "retrying":
                 extra["run_at"] = int(settlement.run_at.timestamp() * 1000)
         status = str(settlement.status)
-        target.put([kind, job.pk, job.task, job.tag, status, time.time_ns() // 1_000_000, job.attempts, extra])
+        target.put([kind, job.id, job.task, job.tag, status, time.time_ns() // 1_000_000, job.attempts, extra])
     except Exception:
         logger.exception("Could not publish the end of job %s.", getattr(job, "pk", "?"))
 
@@ -318,7 +331,7 @@ def cancelled(jobs: Iterable[Job]) -> None:
         target = publisher()
         if target is None:
             return
-        rows = [(job.pk, job.task, job.tag, job.attempts) for job in jobs]
+        rows = [(job.id, job.task, job.tag, job.attempts) for job in jobs]
         for job_id, *_ in rows:
             target.finished(job_id)
         if rows and target.wants_events():

@@ -30,11 +30,12 @@ from typing import Any
 from django.db import connections
 
 from ..backends import get_backend
+from ..backends.postgresql import EVENTS_CHANNEL, FINISHED_CHANNEL
 from ..conf import KinetikSettings, get_settings
 
 #: PostgreSQL's NOTIFY channels (the database is the namespace)
-PG_EVENTS = "kinetik_events"
-PG_FINISHED = "kinetik_finished"
+PG_EVENTS = EVENTS_CHANNEL
+PG_FINISHED = FINISHED_CHANNEL
 #: the advisory lock (two int4 keys: "kine", "tik") held, shared, by every PostgreSQL feed follower
 PG_AUDIENCE_LOCK = (0x6B696E65, 0x74696B)
 

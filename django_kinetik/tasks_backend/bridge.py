@@ -59,6 +59,10 @@ def _send_finished(job: Job, started: object) -> None:
     running.send(task_finished, job.task_backend, result)
 
 
+def _is_django_task(job: Job) -> bool:
+    return bool(job.task_backend)
+
+
 def connect() -> None:
     registry.add_resolver(_resolve)
-    lifecycle.install(_transitioned)
+    lifecycle.install(_transitioned, wants=_is_django_task)

@@ -8,19 +8,16 @@ next one started. Only when every tag is empty does it wait (``interval``, or
 until something is due) and send ``queue_empty``; a running job that ends, a
 wake-up (NOTIFY, Redis, SQLite's commit watch) or a stop ends the wait early.
 
-One round of the loop is one round trip: the ends of the attempts that
-returned since the last round are written, and as many jobs as there are free
-slots claimed, in one statement where the database allows
-(``backend.settle_and_claim``). Under load the batches grow by themselves, so
-round trips per job fall as throughput rises. Jobs of tasks with concurrency or
-rate limits are claimed first, as far as the limits allow
-(``backends/limited.py``). Between rounds the duties that are due run
-(``duties.py``): promotions, lease recovery, the purge, schedules...
+A job's path: the loop claims it (one statement for every tag it serves, up
+to its free slots) and hands it to a job thread; the thread runs it and hands
+its end to the settler (``settler.py``), which writes ends in batches on a
+connection of its own, so the next claim never waits for the last settle.
+Jobs of tasks with concurrency or rate limits are claimed first, as far as
+the limits allow (``backends/limited.py``). Between claims the duties that are
+due run (``duties.py``): promotions, lease recovery, the purge, schedules...
 
-A database that goes away is waited out with backoff; the ends not yet
-written stay here and are written when it is back (checking whether the
-first try committed), and nothing is settled twice, since every write is
-guarded by the attempt it belongs to.
+A database that goes away is waited out with backoff; nothing is settled
+twice, since every write is guarded by the attempt it belongs to.
 
 Shutdown order (SIGTERM/SIGINT, or :meth:`Worker.stop`): stop claiming; keep
 the heartbeat going and the ends written while running jobs get
@@ -48,13 +45,13 @@ from django.db import connections
 
 from .. import execution, lifecycle, outcomes
 from ..backends import Backend, WorkerInfo, get_backend
-from ..backends.base import DATABASE_ERRORS, Runnable, Settlement, Written
+from ..backends.base import DATABASE_ERRORS, Runnable, Settlement
 from ..backends.limited import LimitedClaims
 from ..conf import django_tasks_enabled, django_tasks_queues, get_settings
 from ..exceptions import TaskNotImportable
 from ..execution import Attempt
 from ..fastpath import connection as fastpath
-from ..joblogs import FLUSH_EVERY, LogWriter
+from ..joblogs import LogWriter
 from ..lifecycle import Ended
 from ..models import Job
 from ..registry import registry
@@ -68,6 +65,7 @@ from .heartbeat import Heartbeat
 from .purge import Purger
 from .redisfeed import RedisFeed
 from .scheduler import Scheduler
+from .settler import Settler
 from .supervisor import supervisor_gone
 from .threads import BackgroundThread
 from .wakeup import listener_for
@@ -158,10 +156,7 @@ class Worker:
         self._running_lock = threading.Lock()
         #: attempts whose code returned, handed back by the job threads
         self._returned: deque[Attempt] = deque()
-        #: ends taken for a write that has not succeeded yet, since when, and whether a write failed
-        self._unwritten: list[Ended] = []
-        self._unwritten_since = 0.0
-        self._write_failed = False
+        self._done_lock = threading.Lock()
         self._wake = threading.Event()
         #: set while the loop waits for work: the commit watch only wakes an idle loop
         self._idle = threading.Event()
@@ -181,6 +176,7 @@ class Worker:
         self._paused = PausedTags(self.backend, self.interval)
         self._duties: list[Duty] = []
         self._executor: Executor | None = None
+        self._settler: Settler | None = None
         self._heartbeat: Heartbeat | None = None
         #: while running: the thread that wakes the loop when new jobs arrive (None: polling only)
         self.listener: BackgroundThread | None = None
@@ -230,6 +226,8 @@ class Worker:
         try:
             if not self._register():
                 return ExitCode.OK
+            self._settler = Settler(self.backend, self.lease, self._logs, self._settled)
+            self._settler.start()
             self._executor = Executor(self.concurrency, self._returned_from_thread)
             self._heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._lease_ids, self._stats)
             self._heartbeat.start()
@@ -309,13 +307,25 @@ class Worker:
         """The jobs whose leases this worker renews: running here, or ended and not yet written."""
         with self._running_lock:
             ids = list(self._running)
-        ids += [attempt.job.pk for attempt in list(self._returned)]
-        ids += [end.job.pk for end in self._unwritten]
+        ids += [attempt.job.id for attempt in list(self._returned)]
+        if self._settler is not None:
+            ids += self._settler.pending_ids()
         return ids
 
     def _returned_from_thread(self, attempt: Attempt) -> None:
-        """Called by a job thread when the attempt's code has returned."""
+        """Called by a job thread when the attempt's code has returned: its end to the settler, its slot back."""
+        if attempt.settlement is not None:
+            self._settler.submit(attempt)  # type: ignore[union-attr]
         self._returned.append(attempt)
+        self._wake.set()
+
+    def _settled(self, batch: list[Ended]) -> None:
+        """Called by the settler once it wrote a batch: they count as done, and may have queued work."""
+        with self._done_lock:
+            self.jobs_done += len(batch)
+        if self._limited is not None:
+            for end in batch:
+                self._limited.job_ended(end.job.task)
         self._wake.set()
 
     # -- the loop ----------------------------------------------------------
@@ -323,7 +333,7 @@ class Worker:
     @property
     def _busy(self) -> bool:
         """Jobs still running here, or ended but not yet written."""
-        return bool(self._running or self._returned or self._unwritten)
+        return bool(self._running or self._returned or (self._settler is not None and len(self._settler)))
 
     def _serve(self) -> None:
         while not self._stopping.is_set():
@@ -337,11 +347,13 @@ class Worker:
                 logger.warning("Worker %s: its supervisor is gone; stopping.", self.name)
                 self.stop()
                 break
+            # An end the settler writes after the claim below may have queued work.
+            done_before = self.jobs_done
             try:
                 # Which tags are paused must be known before claiming from them.
                 changed = self._paused.run(now) if now >= self._paused.next_at else False
                 again = self._round(now)
-                again = self._run_duties(now) or again or changed
+                again = self._run_duties(now) or again or changed or self.jobs_done != done_before
             except DATABASE_ERRORS as error:
                 self._database_trouble(error)
                 continue
@@ -360,33 +372,24 @@ class Worker:
             self._wake.wait(self._next_wait())
 
     def _round(self, now: float) -> bool:
-        """Write what ended and claim what fits, in one round trip; True if there may be more to do now."""
-        ends = self._take_ends()
+        """Take back the slots of jobs that returned and claim what fits; True if there may be more now."""
+        self._take_returned()
         free = self._free_slots()
-        if free <= 0 and not ends:
+        if free <= 0:
             return False
-        if self._logs:
-            self._logs.flush()  # a job's lines are in before its end is
-        claimed = 0
-        if free > 0 and self._limited is not None:
-            claimed = self._claim_limited(free)
+        claimed = self._claim_limited(free) if self._limited is not None else 0
         want = free - claimed
-        if self.feed is not None:
-            ids = self.feed.take(want) if want > 0 else []
-            written, jobs = self.backend.settle_and_claim_ids(
-                self._pairs(ends), self.worker_id, ids, self._runnable, self.lease
-            )
-            if want > 0 and not ids and self._runnable:
+        jobs: list[Job] = []
+        if want > 0 and self.feed is not None:
+            ids = self.feed.take(want)
+            jobs = self.backend.claim_ids(self.worker_id, ids, self._runnable, self.lease) if ids else []
+            if not ids and self._runnable:
                 # Redis offered nothing runnable (down, flushed, or just empty): the database decides.
                 jobs = self.backend.claim(self.worker_id, self._open_tags(), self._runnable, want, self.lease)
                 if jobs:
                     self.feed.database_had_more()
-        else:
-            runnable = self._runnable if want > 0 else Runnable(())
-            written, jobs = self.backend.settle_and_claim(
-                self._pairs(ends), self.worker_id, self._open_tags(), runnable, want, self.lease
-            )
-        self._ended(ends, written)
+        elif want > 0 and self._runnable:
+            jobs = self.backend.claim(self.worker_id, self._open_tags(), self._runnable, want, self.lease)
         for job in jobs:
             self._start(job)
         claimed += len(jobs)
@@ -395,53 +398,20 @@ class Worker:
         elif not self._busy and not self._queue_empty_sent and self._limited_retry_at is None:
             self._queue_empty_sent = True
             emit(queue_empty, self, tags=list(self.tags))
-        # A full claim may leave more behind; an end just written may have queued
-        # work (a retry, the jobs waiting for it); a job that could not start has
-        # its end to write.
-        return (claimed > 0 and claimed >= free) or bool(ends) or bool(self._unwritten)
+        # A full claim may leave more behind.
+        return claimed >= free
 
-    def _take_ends(self) -> list[Ended]:
-        """The attempts that returned since the last round, and ends not written yet (kept until they are)."""
-        ends = self._unwritten
-        if not ends:
-            self._unwritten_since = time.monotonic()
+    def _take_returned(self) -> None:
+        """Free the slots of the attempts whose code returned."""
         returned = self._returned
         with self._running_lock:
             while returned:
                 attempt = returned.popleft()
-                if self._running.pop(attempt.job.pk, None) is not attempt:
-                    continue  # timed out meanwhile: its end is written already
-                self.jobs_done += 1
-                if attempt.settlement is not None:
-                    ends.append(attempt)
-                if self._limited is not None:
-                    self._limited.job_ended(attempt.job.task)
-        return ends
-
-    @staticmethod
-    def _pairs(ends: list[Ended]) -> list[tuple[Job, Settlement]]:
-        return [(end.job, end.settlement) for end in ends if end.settlement is not None]
-
-    def _ended(self, ends: list[Ended], written: Written) -> None:
-        """After the write: announce what applied (the lifecycle), keep nothing."""
-        self._unwritten = []
-        if not ends:
-            return
-        applied = written.applied
-        awaited = written.awaited
-        if self._write_failed:
-            self._write_failed = False
-            # The first try may have committed before its connection dropped.
-            applied = [
-                ok or self.backend.was_settled(job, settlement)
-                for ok, (job, settlement) in zip(applied, self._pairs(ends), strict=True)
-            ]
-            awaited = None
-        lifecycle.attempts_ended(ends, applied, self.alias, awaited or ())
+                if self._running.get(attempt.job.id) is attempt:
+                    del self._running[attempt.job.id]
 
     def _database_trouble(self, error: Exception) -> None:
         self._database_failures += 1
-        self._keep_unwritten()
         pause = min(0.1 * 2 ** min(self._database_failures, 10), 5.0)
         if self._database_failures == 1 or self._database_failures % 20 == 0:
             logger.warning(
@@ -454,23 +424,10 @@ class Worker:
         connections.close_all()
         self._stopping.wait(pause)
 
-    def _keep_unwritten(self) -> None:
-        """Ends taken for a write that failed stay for the next round, for at most a lease."""
-        if not self._unwritten:
-            return
-        self._write_failed = True
-        if time.monotonic() - self._unwritten_since > self.lease:
-            logger.error(
-                "Could not record the end of %d job(s) for %.0fs; their leases will bring them back.",
-                len(self._unwritten),
-                self.lease,
-            )
-            self._unwritten = []
-
     def _claim_limited(self, free: int) -> int:
         """Claim jobs of tasks with concurrency or rate limits, as far as the limits allow."""
         assert self._limited is not None
-        ending = {attempt.job.task for attempt in list(self._returned)}
+        ending = self._settler.pending_tasks() if self._settler is not None else set()
         limited = self._limited.claim(self._open_tags(), free, self.worker_id, self.lease, ending)
         self._limited_retry_at = limited.retry_at
         for job in limited.jobs:
@@ -484,17 +441,17 @@ class Worker:
         except TaskNotImportable as error:
             # A django.tasks function whose code is not in this process (an
             # older deploy): leave the job to a worker that has it.
-            logger.warning("Job %s: %s; leaving it queued for a worker that has it.", job.pk, error)
+            logger.warning("Job %s: %s; leaving it queued for a worker that has it.", job.id, error)
             self._runnable = replace(self._runnable, excluded=self._runnable.excluded | {job.task})
             lifecycle.put_back(self.backend, job)
             self.jobs_claimed -= 1
             return
         except Exception as error:
-            logger.exception("Job %s (%s) cannot start.", job.pk, job.task)
-            self._unwritten.append(_Ended(None, job, outcomes.failed(job, TaskOptions(), error)))
+            logger.exception("Job %s (%s) cannot start.", job.id, job.task)
+            self._settler.submit(_Ended(None, job, outcomes.failed(job, TaskOptions(), error)))  # type: ignore[union-attr]
             return
         with self._running_lock:
-            self._running[job.pk] = attempt
+            self._running[job.id] = attempt
         if attempt.deadline is not None and (self._next_deadline is None or attempt.deadline < self._next_deadline):
             self._next_deadline = attempt.deadline
         self._executor.submit(attempt)  # type: ignore[union-attr]
@@ -511,7 +468,7 @@ class Worker:
     def _free_slots(self) -> int:
         if self._fenced or self._recycle_reason or self._stopping.is_set():
             return 0
-        if len(self._unwritten) > 2 * self.concurrency:
+        if self._settler is not None and len(self._settler) > 2 * self.concurrency:
             return 0  # the database is behind with our writes: do not take more
         free = self.concurrency - len(self._running)
         if self.max_jobs is not None:
@@ -546,8 +503,6 @@ class Worker:
             marks.append(self._limited_retry_at)
         if self._next_deadline is not None:
             marks.append(self._next_deadline)
-        if self._logs:
-            marks.append(now + FLUSH_EVERY)
         return max(0.0, min(marks) - now)
 
     # -- timeouts and fencing --------------------------------------------------
@@ -558,7 +513,7 @@ class Worker:
         with self._running_lock:
             expired = [a for a in self._running.values() if a.deadline is not None and a.deadline <= now]
             for attempt in expired:
-                del self._running[attempt.job.pk]
+                del self._running[attempt.job.id]
             deadlines = [a.deadline for a in self._running.values() if a.deadline is not None]
         self._next_deadline = min(deadlines) if deadlines else None
         if not expired:
@@ -568,7 +523,8 @@ class Worker:
             attempt.context.close()  # its late logs and result are ignored
             if not self.supervised:
                 self._executor.abandon(attempt)  # type: ignore[union-attr]  # a new thread takes the slot
-            self.jobs_done += 1
+            with self._done_lock:
+                self.jobs_done += 1
             ends.append(_Ended(attempt, attempt.job, outcomes.timed_out(attempt.job, attempt.options)))  # type: ignore[arg-type]
             if self._limited is not None:
                 self._limited.job_ended(attempt.job.task)
@@ -601,21 +557,11 @@ class Worker:
 
     # -- stopping ----------------------------------------------------------
 
-    def _write_ends(self) -> None:
-        """Write the ends waiting here (no claims): while stopping."""
-        ends = self._take_ends()
-        self._unwritten = ends
-        if ends:
-            written = self.backend.settle_many(self._pairs(ends))
-            self._ended(ends, written)
-
     def _exit_now(self, status: int, reason: str) -> None:
         """End a supervised child at once: write what ended, put other jobs back, then exit (it is replaced)."""
         logger.warning("Worker %s exiting: %s.", self.name, reason)
-        try:
-            self._write_ends()
-        except DATABASE_ERRORS:
-            pass
+        if self._settler is not None:
+            self._settler.stop(timeout=5)
         if self._heartbeat is not None:
             self._heartbeat.stop()
         try:
@@ -637,10 +583,7 @@ class Worker:
                 len(self._running),
             )
         while self._busy and not self._forced.is_set():
-            try:
-                self._write_ends()
-            except DATABASE_ERRORS as error:
-                self._database_trouble(error)
+            self._take_returned()
             if not self._running:
                 break
             left = deadline - time.monotonic()
@@ -662,12 +605,8 @@ class Worker:
         executor = self._executor
         if executor is not None:
             executor.stop(timeout=0 if unfinished else 5)
-        try:
-            self._write_ends()
-            if self._logs:
-                self._logs.flush()
-        except DATABASE_ERRORS:
-            pass  # the leases bring them back
+        if self._settler is not None:
+            self._settler.stop(timeout=self.lease)  # write the ends that are still waiting
         self.code_still_running = unfinished or (executor is not None and executor.runaways > 0)
         logger.info("Worker %s stopped after %d job(s).", self.name, self.jobs_done)
         for tries in range(5):
@@ -681,7 +620,7 @@ class Worker:
                         "Worker %s put %d unfinished job(s) back in the queue: %s",
                         self.name,
                         len(requeued),
-                        [job.pk for job in requeued],
+                        [job.id for job in requeued],
                     )
                 break
             except DATABASE_ERRORS as error:
