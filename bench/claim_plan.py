@@ -43,9 +43,11 @@ def main() -> None:
     from django.db import connection, transaction
     from django.utils import timezone
 
-    from django_kinetik.backends.database import execute_prepared
-    from django_kinetik.backends.sql import POSTGRES_CLAIM, POSTGRES_CLAIM_IDS
+    from django_kinetik.backends import get_backend
+    from django_kinetik.backends.statements import POSTGRES_CLAIM, POSTGRES_CLAIM_IDS
     from django_kinetik.models import Job
+
+    backend = get_backend("default")
 
     table = Job._meta.db_table
 
@@ -75,10 +77,10 @@ def main() -> None:
         queued_ids = [row[0] for row in cursor.fetchall()]
     now = timezone.now()
     # The claim as a worker runs it; and, when TASKS has a kinetik backend, the
-    # variant that also takes django.tasks jobs (sql.py's runnable condition).
+    # variant that also takes django.tasks jobs (statements.py's runnable condition).
     claim_statement, with_django_tasks = POSTGRES_CLAIM[False], POSTGRES_CLAIM[True]
-    claim = [now, 1, now, "bench", ["bench.noop"], 10]
-    claim_django_tasks = [now, 1, now, "bench", ["bench.noop"], [""], 10]
+    claim = [now, 1, now, ["bench"], ["bench.noop"], 10, 10]
+    claim_django_tasks = [now, 1, now, ["bench"], ["bench.noop"], [""], 10, 10]
     claim_ids = [now, 1, now, queued_ids, ["bench.noop"]]
 
     def median_ms(statement: str, params: list) -> float:
@@ -86,7 +88,7 @@ def main() -> None:
         for _ in range(200):
             with transaction.atomic():
                 started = time.perf_counter()
-                execute_prepared("default", statement, params)
+                backend.execute(statement, params)  # type: ignore[attr-defined]
                 timings.append((time.perf_counter() - started) * 1000)
                 transaction.set_rollback(True)
         return statistics.median(timings)

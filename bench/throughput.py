@@ -1,22 +1,29 @@
 #!/usr/bin/env python3
-"""The headline numbers: enqueue, drain and start latency, one harness for every mode.
+"""The headline numbers, with the worker command at its defaults: what a user gets.
 
     python bench/throughput.py                              # SQLite and PostgreSQL
-    python bench/throughput.py --db postgres --jobs 10000 --samples 200
+    python bench/throughput.py --db postgres --compare ../kinetik-before   # beside another checkout, in one run
     python bench/throughput.py --db postgres --redis        # the Redis fast path
-    python bench/throughput.py --db postgres --processes 1 2 --concurrency 32
+    python bench/throughput.py --db postgres --worker-args "--concurrency 32"   # a tuned worker
     python bench/throughput.py --db postgres --django-tasks # jobs enqueued through django.tasks
 
-Prints, per database: creating N jobs one by one and with create_many (jobs/s);
-``kinetik_worker --burst`` processes (1, then 2 by default) draining N queued
-no-op jobs (jobs/s, from the first job's start to the last one's finish, and
-wall time including process start-up); and enqueue-to-start latency with an
-idle worker (p50/p99, and a create + job.wait() round trip; wake-ups by NOTIFY on PostgreSQL, by Redis with
-``--redis``, by polling on SQLite). ``--redis URL`` (default
-redis://127.0.0.1:6379/0) uses keys under ``kinetik-bench:``. ``--django-tasks``
-enqueues a ``django.tasks`` function through KinetikTaskBackend instead of
-creating kinetik jobs (no bulk enqueue there: the drains' jobs are enqueued one by one).
-Run it from the repository root in an environment with the project installed.
+Prints, per database and checkout: creating N jobs one by one and with
+create_many (jobs/s); ``kinetik_worker --burst`` with no other flag draining N
+queued no-op jobs, then with ``--processes 2``, then with ``--concurrency 1``
+(jobs/s, from the first job's start to the last one's finish, and wall time
+including start-up); enqueue-to-start latency with an idle worker (p50/p99,
+and a create + job.wait() round trip; wake-ups by NOTIFY on PostgreSQL, by
+Redis with ``--redis``, by SQLite's commit watch on SQLite); and the idle
+worker's resident memory.
+
+``--compare PATH`` runs the same measurements, in the same run, with the
+package and settings of another checkout (say a ``git worktree`` of the
+previous commit), one database at a time, this tree first. ``--redis URL``
+(default redis://127.0.0.1:6379/0) uses keys under ``kinetik-bench:``.
+``--django-tasks`` enqueues a ``django.tasks`` function through
+KinetikTaskBackend instead (no bulk enqueue there: the drains' jobs are
+enqueued one by one). Run it from the repository root in an environment with
+the project installed.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shlex
 import statistics
 import subprocess
 import sys
@@ -33,16 +41,28 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_in_child(database: str, args: argparse.Namespace) -> None:
-    env = dict(os.environ, KINETIK_BENCH_DB=database, DJANGO_SETTINGS_MODULE="bench.settings", PYTHONPATH=str(ROOT))
+def describe(tree: Path) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(tree), "log", "-1", "--format=%h %s"], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip()[:60] or str(tree)
+
+
+def run_in_child(database: str, args: argparse.Namespace, tree: Path) -> None:
+    env = dict(
+        os.environ,
+        KINETIK_BENCH_DB=database,
+        DJANGO_SETTINGS_MODULE="bench.settings",
+        PYTHONPATH=str(tree),
+        KINETIK_BENCH_TREE=str(tree),
+    )
     if args.redis:
         env["KINETIK_BENCH_REDIS"] = args.redis
     if args.django_tasks:
         env["KINETIK_BENCH_DJANGO_TASKS"] = "1"
     command = [sys.executable, __file__, "--child", "--db", database, "--jobs", str(args.jobs)]
-    command += ["--samples", str(args.samples), "--concurrency", str(args.concurrency)]
-    command += ["--processes", *map(str, args.processes)]
-    subprocess.run(command, env=env, cwd=ROOT, check=True)
+    command += ["--samples", str(args.samples), "--worker-args", args.worker_args]
+    subprocess.run(command, env=env, cwd=tree, check=True)
 
 
 def prepare_database(database: str) -> None:
@@ -71,17 +91,21 @@ def prepare_database(database: str) -> None:
             client.delete(key)
 
 
-def worker(*args: str) -> subprocess.Popen:
+def worker(*args: str) -> subprocess.Popen[bytes]:
+    tree = os.environ.get("KINETIK_BENCH_TREE", str(ROOT))
     return subprocess.Popen(
-        [sys.executable, "-m", "django", "kinetik_worker", "bench", "-v", "0", *args],
-        cwd=ROOT,
-        env=dict(os.environ),
+        [sys.executable, "-m", "django", "kinetik_worker", "bench", "-v", "0", *args], cwd=tree, env=dict(os.environ)
     )
 
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def resident_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        return int(status.read().split("VmRSS:")[1].split()[0]) / 1024
 
 
 def child(args: argparse.Namespace) -> None:
@@ -93,11 +117,10 @@ def child(args: argparse.Namespace) -> None:
     from django.db.models import Max, Min
 
     import django_kinetik as kinetik
-    from django_kinetik.conf import get_settings
     from django_kinetik.models import Job, Worker
 
     n = args.jobs
-    mode = " + Redis fast path" if get_settings().redis else ""
+    mode = " + Redis fast path" if os.environ.get("KINETIK_BENCH_REDIS") else ""
     django_tasks = bool(os.environ.get("KINETIK_BENCH_DJANGO_TASKS"))
     if django_tasks:
         from bench.benchapp.django_tasks import noop
@@ -120,7 +143,10 @@ def child(args: argparse.Namespace) -> None:
         def create_n() -> None:
             kinetik.create_many("bench.noop", [{"n": 1}] * n)
 
-    print(f"== {args.db}{mode} (Django {django.get_version()}, {n:,} jobs) ==", flush=True)
+    tree = Path(os.environ.get("KINETIK_BENCH_TREE", str(ROOT)))
+    extra = shlex.split(args.worker_args)
+    flags = " ".join(extra) or "no flags"
+    print(f"== {args.db}{mode}: {describe(tree)} (Django {django.get_version()}, {n:,} jobs) ==", flush=True)
 
     started = time.perf_counter()
     for _ in range(n):
@@ -129,49 +155,49 @@ def child(args: argparse.Namespace) -> None:
         else:
             kinetik.create("bench.noop", {"n": 1})
     elapsed = time.perf_counter() - started
-    print(f"create one by one : {n / elapsed:>9,.0f} jobs/s", flush=True)
+    print(f"create one by one    : {n / elapsed:>9,.0f} jobs/s", flush=True)
+    Job.objects.all().delete()
     if not django_tasks:
-        Job.objects.all().delete()
         started = time.perf_counter()
         create_n()
         elapsed = time.perf_counter() - started
-        print(f"create_many       : {n / elapsed:>9,.0f} jobs/s", flush=True)
+        print(f"create_many          : {n / elapsed:>9,.0f} jobs/s", flush=True)
+    else:
+        create_n()
 
-    for processes in args.processes:
-        if processes != args.processes[0]:
+    for label, more in (
+        (f"drain ({flags})", []),
+        ("drain, --processes 2", ["--processes", "2"]),
+        ("drain, --concurrency 1", ["--concurrency", "1"]),
+    ):
+        if Job.objects.filter(status="queued").count() < n:
             create_n()
         started = time.perf_counter()
-        workers = [worker("--burst", "--concurrency", str(args.concurrency)) for _ in range(processes)]
-        codes = [process.wait() for process in workers]
+        code = worker("--burst", *extra, *more).wait()
         wall = time.perf_counter() - started
-        assert codes == [0] * processes, f"workers exited {codes}"
+        assert code == 0, f"the worker exited {code}"
         span = Job.objects.aggregate(first=Min("started_at"), last=Max("finished_at"))
         done = Job.objects.filter(status="completed").count()
         assert done == n, f"only {done} of {n} jobs completed"
         drain = (span["last"] - span["first"]).total_seconds()
-        label = f"drain, {processes} process{'es' if processes > 1 else ''}"
-        print(
-            f"{label:<18}: {n / drain:>9,.0f} jobs/s  "
-            f"({wall:.1f}s wall with start-up, --concurrency {args.concurrency})",
-            flush=True,
-        )
+        print(f"{label:<21}: {n / drain:>9,.0f} jobs/s  ({wall:.1f}s wall with start-up)", flush=True)
         Job.objects.all().delete()
 
-    process = worker()
+    process = worker(*extra)
     try:
         deadline = time.monotonic() + 30
         while not Worker.objects.filter(state="online").exists():
             assert time.monotonic() < deadline, "worker did not start"
             time.sleep(0.05)
-        time.sleep(0.5)
+        time.sleep(1.0)
+        memory = resident_mb(process.pid)
         latencies = []
         after_commit = []
         round_trips = []
-        interval_seconds = get_settings().interval
         for _ in range(args.samples):
-            # A random pause across a whole poll interval, so creates land at
-            # every point of the worker's wait, not just after it started.
-            time.sleep(random.uniform(0.0, interval_seconds))
+            # A random pause of up to a second, as between a site's requests:
+            # creates land at every point of the worker's wait.
+            time.sleep(random.uniform(0.0, 1.0))
             began = time.perf_counter()
             job, created = create_one()  # created: when create() returned (committed and announced)
             # A view's "hot job": wait for the result (woken by the feed where there is one).
@@ -183,36 +209,34 @@ def child(args: argparse.Namespace) -> None:
     finally:
         process.terminate()
         process.wait()
-    interval = os.environ.get("KINETIK_BENCH_INTERVAL", "1s")
-    wakeups = "Redis" if get_settings().redis else ("NOTIFY" if args.db == "postgres" else "polling only")
     print(
-        f"enqueue-to-start  : p50 {statistics.median(latencies):.1f} ms, "
-        f"p99 {percentile(latencies, 0.99):.1f} ms  ({args.samples} samples, idle worker, "
-        f"INTERVAL {interval}, wake-ups by {wakeups})",
+        f"enqueue-to-start     : p50 {statistics.median(latencies):.1f} ms, "
+        f"p99 {percentile(latencies, 0.99):.1f} ms  ({args.samples} samples, idle worker)",
         flush=True,
     )
     # created_at is stamped before the INSERT: the line above includes create()
     # itself, which on an idle machine costs more than in a loop (the database
-    # backend has to be woken). This splits it off.
+    # has to be woken). This splits it off.
     print(
         f"  of which after create() returned: p50 {statistics.median(after_commit):.1f} ms, "
         f"p99 {percentile(after_commit, 0.99):.1f} ms",
         flush=True,
     )
     print(
-        f"create + job.wait() : p50 {statistics.median(round_trips):.1f} ms, "
+        f"create + job.wait()  : p50 {statistics.median(round_trips):.1f} ms, "
         f"p99 {percentile(round_trips, 0.99):.1f} ms  (a view that waits for its job's result)",
         flush=True,
     )
+    print(f"idle worker memory   : {memory:.1f} MB resident", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=["sqlite", "postgres", "both"], default="both")
     parser.add_argument("--jobs", type=int, default=10_000)
-    parser.add_argument("--samples", type=int, default=60)
-    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="worker processes per drain")
-    parser.add_argument("--concurrency", type=int, default=32, help="--concurrency of each worker")
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--worker-args", default="", help='extra kinetik_worker flags, e.g. "--concurrency 32"')
+    parser.add_argument("--compare", type=Path, nargs="*", default=[], help="other checkouts to measure alongside")
     parser.add_argument(
         "--redis", nargs="?", const="redis://127.0.0.1:6379/0", default="", help="use the Redis fast path (a URL)"
     )
@@ -222,8 +246,10 @@ def main() -> None:
     if args.child:
         child(args)
         return
+    trees = [ROOT, *(tree.resolve() for tree in args.compare)]
     for database in ["sqlite", "postgres"] if args.db == "both" else [args.db]:
-        run_in_child(database, args)
+        for tree in trees:
+            run_in_child(database, args, tree)
 
 
 if __name__ == "__main__":

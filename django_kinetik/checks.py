@@ -9,7 +9,6 @@ safe; W001 settings for a task that is not defined.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 from django.conf import settings
@@ -62,13 +61,19 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     engine = str(settings.DATABASES.get(parsed.database, {}).get("ENGINE", ""))
-    if engine.endswith("sqlite3") and sqlite3.sqlite_version_info < (3, 35):
+    if engine.endswith("sqlite3") and _sqlite_version() < (3, 35):
         messages.append(
             Error(
-                f"The job database is SQLite {sqlite3.sqlite_version}; kinetik needs 3.35 or later "
+                f"The job database is SQLite {'.'.join(map(str, _sqlite_version()))}; kinetik needs 3.35 or later "
                 f"(for UPDATE ... RETURNING).",
                 hint="Use a Python built with a newer SQLite, or PostgreSQL.",
                 id="kinetik.E008",
             )
         )
     return messages
+
+
+def _sqlite_version() -> tuple[int, ...]:
+    import sqlite3  # only for a project on SQLite
+
+    return tuple(sqlite3.sqlite_version_info)

@@ -17,15 +17,27 @@ _lock = threading.Lock()
 _clients: dict[str, Any] = {}
 _scripts: dict[tuple[str, str], Any] = {}
 
-#: errors that mean "Redis is not there right now": callers fall back to the database
-try:
-    from redis.exceptions import ConnectionError as _ConnectionError
-    from redis.exceptions import RedisError
-    from redis.exceptions import TimeoutError as _TimeoutError
+_errors: tuple[type[BaseException], ...] | None = None
 
-    REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, _ConnectionError, _TimeoutError, OSError)
-except ImportError:  # redis is an optional dependency
-    REDIS_ERRORS = (OSError,)
+
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """The errors that mean "Redis is not there right now": callers fall back to the database.
+
+    A function, so that a project without Redis never imports the redis
+    package (6 MB of a worker's memory): it is only called once a Redis call
+    has raised.
+    """
+    global _errors
+    if _errors is None:
+        try:
+            from redis.exceptions import ConnectionError as _ConnectionError
+            from redis.exceptions import RedisError
+            from redis.exceptions import TimeoutError as _TimeoutError
+
+            _errors = (RedisError, _ConnectionError, _TimeoutError, OSError)
+        except ImportError:  # redis is an optional dependency
+            _errors = (OSError,)
+    return _errors
 
 
 def enabled() -> bool:

@@ -24,7 +24,7 @@ from typing import Any
 from ..backends import get_backend
 from ..models import Job, Status
 from ..values.priorities import MAX_PRIORITY
-from .connection import REDIS_ERRORS, enabled, key, queue_key, redis_client, script
+from .connection import enabled, key, queue_key, redis_client, redis_errors, script
 
 logger = logging.getLogger("django_kinetik.fastpath")
 
@@ -127,7 +127,7 @@ def push_jobs(jobs: Iterable[Job]) -> None:
 def push_quietly(entries: Sequence[Entry]) -> None:
     try:
         push(entries)
-    except REDIS_ERRORS as error:
+    except redis_errors() as error:
         logger.warning(
             "Could not push %d job id(s) to Redis (%s); workers will find them in the database.", len(entries), error
         )

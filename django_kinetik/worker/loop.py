@@ -73,7 +73,7 @@ from .wakeup import listener_for
 logger = logging.getLogger("django_kinetik.worker")
 
 #: job threads per worker process when --concurrency is not given (see the README's "Workers")
-DEFAULT_CONCURRENCY = 10
+DEFAULT_CONCURRENCY = 20
 
 
 def default_tags() -> list[str]:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..fastpath import queue
-from ..fastpath.connection import REDIS_ERRORS
+from ..fastpath.connection import redis_errors
 from .threads import BackgroundThread
 
 logger = logging.getLogger("django_kinetik.worker")
@@ -108,7 +108,7 @@ class RedisFeed(BackgroundThread):
             try:
                 ids = queue.pop(self._tags(), count)
                 self._recovered()
-            except REDIS_ERRORS as error:
+            except redis_errors() as error:
                 self._trouble(error)
         return ids
 
@@ -146,7 +146,7 @@ class RedisFeed(BackgroundThread):
             self._next_reconcile = now + _RECONCILE_EVERY
             pushed = queue.reconcile(self.alias, list(self._tags()))
             self._recovered()
-        except REDIS_ERRORS as error:
+        except redis_errors() as error:
             self._trouble(error)
             return False
         if pushed:
