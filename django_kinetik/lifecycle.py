@@ -127,7 +127,7 @@ def install(hook: Hook, *, wants: Callable[[Job], bool] | None = None) -> None:
     For kinetik's own parts (the django.tasks bridge wants only django.tasks
     jobs); a project's code uses middleware hooks instead.
     """
-    if all(existing is not hook for existing, _ in _installed):
+    if all(existing != hook for existing, _ in _installed):
         _installed.append((hook, wants))
 
 

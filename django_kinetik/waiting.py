@@ -10,8 +10,11 @@ end between the two reads is not missed.
 
 The row stays the truth: a wait also re-reads it every :data:`REREAD`
 seconds, because an announcement can be lost (the transport was down, the
-listener was reconnecting). Without a feed (SQLite or MySQL without Redis),
-or while the listener is not connected, it polls the row with a gently
+listener was reconnecting). Without a feed on SQLite, a wait watches the
+database file's commit counter (``PRAGMA data_version``, a few microseconds a
+look) every :data:`COMMIT_WATCH` seconds and re-reads the row only when
+another connection has committed. Elsewhere without a feed (MySQL without
+Redis), or while the listener is not connected, it polls the row with a gently
 growing pause, capped at ``poll`` times eight: a cheap primary-key read.
 """
 
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 #: the slowest a wait re-reads the row while it relies on notifications
 REREAD = 1.0
+#: how often a wait on SQLite looks at the commit counter
+COMMIT_WATCH = 0.005
 
 _FIELDS = ["status", "result", "error", "error_code", "finished_at"]
 
@@ -67,6 +72,10 @@ class _Pace:
         self.poll = poll
         self.pause = poll
 
+    def left(self, now: float) -> float:
+        """Seconds until the wait times out (infinity without a timeout)."""
+        return float("inf") if self.deadline is None else max(0.0, self.deadline - now)
+
     def next(self, watch: Watch | None, now: float) -> float | None:
         """Seconds to sleep, or None when the wait has run out of time."""
         if watch is not None and watch.live:
@@ -82,6 +91,24 @@ class _Pace:
         return pause
 
 
+def _commit_watch(job: Job) -> Callable[[], Any] | None:
+    """A look at the commit counter of the job's database, where it has one (SQLite)."""
+    from .backends import get_backend
+
+    backend = get_backend(job._state.db)
+    return backend.commit_counter() if backend.supports_commit_watch else None
+
+
+def _sleep_until_a_commit(look: Callable[[], Any], pause: float) -> None:
+    """Sleep up to ``pause``, returning early once another connection has committed."""
+    seen = look()
+    deadline = time.monotonic() + pause
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(COMMIT_WATCH, left))
+        if look() != seen:
+            return
+
+
 def wait_for(job: Job, timeout: Any, poll: float) -> Any:
     pace = _Pace(timeout, poll, time.monotonic())
     # A job that is already over needs no listener (nor its connection).
@@ -90,6 +117,7 @@ def wait_for(job: Job, timeout: Any, poll: float) -> Any:
         return job.result
     woken = threading.Event()
     watch = _watch(job, woken.set)
+    look = _commit_watch(job) if watch is None else None
     try:
         while True:
             # Cleared before reading: an announcement from here on is not lost.
@@ -100,7 +128,10 @@ def wait_for(job: Job, timeout: Any, poll: float) -> Any:
             pause = pace.next(watch, time.monotonic())
             if pause is None:
                 raise WaitTimeout(job, pace.limit or 0.0, job.status)
-            woken.wait(pause)
+            if look is not None:
+                _sleep_until_a_commit(look, min(REREAD, pace.left(time.monotonic())))
+            else:
+                woken.wait(pause)
     finally:
         if watch is not None:
             watch.close()

@@ -18,15 +18,24 @@ IN_CI = bool(os.environ.get("CI"))
 
 
 def _database_reachable() -> str | None:
-    """None if the test database server answers, else why not."""
+    """None if the test database server answers, else why not.
+
+    ``PGHOST`` may be a directory (PostgreSQL's unix socket), as libpq allows.
+    """
     database = settings.DATABASES["default"]
     if database["ENGINE"].endswith("sqlite3"):
         return None
-    address = (database["HOST"], int(database["PORT"]))
+    host, port = database["HOST"], int(database["PORT"])
     try:
-        socket.create_connection(address, timeout=3).close()
+        if host.startswith("/"):
+            path = os.path.join(host, f".s.PGSQL.{port}")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as unix:
+                unix.settimeout(3)
+                unix.connect(path)
+        else:
+            socket.create_connection((host, port), timeout=3).close()
     except OSError as error:
-        return f"{database['ENGINE']} at {address[0]}:{address[1]} is not reachable: {error}"
+        return f"{database['ENGINE']} at {host}:{port} is not reachable: {error}"
     return None
 
 
@@ -185,6 +194,21 @@ def redis_fastpath(settings):
     for key in client.scan_iter(f"{prefix}:*"):
         client.delete(key)
     client.close()
+
+
+@pytest.fixture(params=["database", "redis"])
+def claim_path(request, monkeypatch):
+    """Run a test twice: workers claiming from the database, then through the Redis fast path.
+
+    The contract suites (worker, reliability, limits, dependencies) use it, so
+    both claim paths keep the same promises. Worker processes the test starts
+    get the same fast path through the environment.
+    """
+    if request.param == "redis":
+        request.getfixturevalue("redis_fastpath")
+        monkeypatch.setenv("KINETIK_TEST_REDIS", REDIS_URL)
+        monkeypatch.setenv("KINETIK_TEST_REDIS_PREFIX", settings.KINETIK["REDIS_PREFIX"])
+    return request.param
 
 
 @pytest.fixture(scope="session", autouse=True)

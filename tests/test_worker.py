@@ -9,9 +9,12 @@ from django.utils import timezone
 
 import django_kinetik as kinetik
 from django_kinetik.models import Job, JobLog, JobRun, Status, Worker
+from django_kinetik.worker import Worker as KinetikWorker
+from tests.conftest import wait_for
 from tests.testapp import tasks as test_tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Each test runs with both claim paths: from the database, and through the Redis fast path.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("claim_path")]
 
 
 def test_a_job_runs_and_its_return_value_is_the_result(run_worker):
@@ -118,6 +121,36 @@ def test_tags_are_served_in_priority_order_going_back_to_the_first_tag(run_worke
     run_worker("alpha", "beta", "gamma", concurrency=1)
     alphas = list(Job.objects.filter(task="test.echo").order_by("pk").values_list("pk", flat=True))
     assert test_tasks.ran == [betas[0], alphas[0], betas[1], alphas[1], betas[2], alphas[2], *gammas]
+
+
+def test_a_job_of_an_earlier_tag_created_while_later_ones_run_is_the_next_to_start(temp_task):
+    """Kinetik's tag order at any concurrency: no claimed-ahead batch of the later tag runs first."""
+    starts = []
+    release = threading.Event()
+
+    def record(job):
+        starts.append((job.tag, job.id))
+        if job.tag == "later":
+            release.wait(10)
+
+    temp_task("order.later", record, tag="later")
+    temp_task("order.first", record, tag="first")
+    later = [kinetik.create("order.later").pk for _ in range(6)]
+    worker = KinetikWorker(["first", "later"], concurrency=2, interval=0.05)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    try:
+        assert wait_for(lambda: len(starts) == 2, 10)  # both slots busy with later jobs
+        first = kinetik.create("order.first").pk
+        release.set()
+        assert wait_for(lambda: len(starts) == 7, 10)
+    finally:
+        release.set()
+        worker.stop()
+        thread.join(timeout=10)
+    assert starts[:2] == [("later", later[0]), ("later", later[1])]
+    assert starts[2] == ("first", first)
+    assert [job_id for _, job_id in starts[3:]] == later[2:]
 
 
 def test_priority_orders_jobs_within_a_tag_then_first_in_first_out(run_worker):

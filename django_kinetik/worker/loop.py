@@ -379,20 +379,30 @@ class Worker:
             return False
         claimed = self._claim_limited(free) if self._limited is not None else 0
         want = free - claimed
-        jobs: list[Job] = []
-        if want > 0 and self.feed is not None:
+        from_redis = 0
+        while self.feed is not None and want > 0:
+            # Redis picked them; the database says which are still ours to run
+            # (stale ones are skipped, so ask again). Ids lost to a database
+            # error here stay queued in the database, where the fallback claim
+            # and the reconciler find them.
             ids = self.feed.take(want)
-            jobs = self.backend.claim_ids(self.worker_id, ids, self._runnable, self.lease) if ids else []
-            if not ids and self._runnable:
-                # Redis offered nothing runnable (down, flushed, or just empty): the database decides.
-                jobs = self.backend.claim(self.worker_id, self._open_tags(), self._runnable, want, self.lease)
-                if jobs:
-                    self.feed.database_had_more()
-        elif want > 0 and self._runnable:
+            if not ids:
+                break
+            jobs = self.backend.claim_ids(self.worker_id, ids, self._runnable, self.lease)
+            for job in jobs:
+                self._start(job)
+            from_redis += len(jobs)
+            want -= len(jobs)
+        if want > 0 and not from_redis and self._runnable:
+            # The database claim: always without Redis; with it, the fallback
+            # when Redis offered nothing runnable (down, flushed, or just empty).
             jobs = self.backend.claim(self.worker_id, self._open_tags(), self._runnable, want, self.lease)
-        for job in jobs:
-            self._start(job)
-        claimed += len(jobs)
+            for job in jobs:
+                self._start(job)
+            if jobs and self.feed is not None:
+                self.feed.database_had_more()
+            want -= len(jobs)
+        claimed = free - want
         if claimed:
             self._queue_empty_sent = False
         elif not self._busy and not self._queue_empty_sent and self._limited_retry_at is None:
