@@ -55,16 +55,6 @@ def enabled() -> bool:
     return get_settings().eager and not getattr(_state, "held", 0)
 
 
-class _Failed:
-    """A claimed job that could not even start (its code is not here): it fails."""
-
-    def __init__(self, job: Job, error: Exception) -> None:
-        self.job = job
-        self.task = None
-        self.options = None
-        self.settlement = outcomes.failed(job, TaskOptions(), error)
-
-
 def run(job: Job) -> Job:
     """Run ``job`` here until it completes or fails for good; update ``job`` in place and return it."""
     settings = get_settings()
@@ -82,7 +72,7 @@ def run(job: Job) -> Job:
         try:
             attempt = execution.prepare(current, alias=alias, logs=logs, worker_name=worker_name())
         except Exception as error:
-            lifecycle.settle(backend, [_Failed(current, error)])
+            lifecycle.settle(backend, [execution.Ending(current, outcomes.failed(current, TaskOptions(), error))])
             break
         settlement = execution.perform(attempt)
         if settlement is not None and attempt.deadline is not None and time.monotonic() > attempt.deadline:

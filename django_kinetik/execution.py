@@ -109,3 +109,20 @@ def tidy_connections() -> None:
                     connection.close()
         except DATABASE_ERRORS:
             connection.close()
+
+
+class Ending:
+    """An attempt's end that did not come from its code: it could not start, timed out, or was lost.
+
+    What the lifecycle writes, like an :class:`Attempt` whose code returned.
+    """
+
+    __slots__ = ("job", "options", "settlement", "task")
+
+    def __init__(
+        self, job: Job, settlement: Settlement, task: Task | None = None, options: TaskOptions | None = None
+    ) -> None:
+        self.job = job
+        self.settlement: Settlement | None = settlement
+        self.task = task
+        self.options = options

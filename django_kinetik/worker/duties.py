@@ -20,6 +20,7 @@ from django.utils import timezone
 from .. import lifecycle, outcomes
 from ..backends.base import Backend
 from ..backends.limited import LimitedClaims
+from ..execution import Ending
 from ..models import Job
 from ..registry import registry
 from .memory import resident_memory
@@ -82,17 +83,12 @@ class Promotion:
         return bool(promoted)
 
 
-class _Lost:
-    """A run whose worker stopped renewing its lease, as the lifecycle settles it."""
-
-    __slots__ = ("job", "options", "settlement", "task")
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        self.task = registry.find(job.task)
-        self.options = outcomes.run_options(self.task, job)
-        worker_name = job.worker.name if job.worker is not None else ""
-        self.settlement = outcomes.lost(job, self.options, worker_name)
+def _lost(job: Job) -> Ending:
+    """A run whose worker stopped renewing its lease, as the lifecycle settles it: a ghost."""
+    task = registry.find(job.task)
+    options = outcomes.run_options(task, job)
+    worker_name = job.worker.name if job.worker is not None else ""
+    return Ending(job, outcomes.lost(job, options, worker_name), task, options)
 
 
 class LeaseRecovery:
@@ -110,7 +106,7 @@ class LeaseRecovery:
         self.next_at = now + self.every
         own = set(self.mine())
         lost = [
-            _Lost(job)
+            _lost(job)
             for job in self.backend.expired_leases(limit=100)
             # Our own heartbeat is late, not lost.
             if not (job.worker_id == self.worker_id and job.pk in own)
@@ -118,7 +114,7 @@ class LeaseRecovery:
         applied = lifecycle.settle(self.backend, lost, patience=self.lease) if lost else []
         for ghost, ok in zip(lost, applied, strict=True):
             if ok:
-                logger.warning("Job %s (%s): %s.", ghost.job.pk, ghost.job.task, ghost.settlement.error)
+                logger.warning("Job %s (%s): %s.", ghost.job.id, ghost.job.task, ghost.settlement.error)  # type: ignore[union-attr]
         self.backend.mark_lost_workers(silent_for=self.lease)
         return any(applied)
 

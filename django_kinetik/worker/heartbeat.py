@@ -48,6 +48,21 @@ class Heartbeat(BackgroundThread):
         self._running = running
         self._stats = stats
         self._last_success = time.monotonic()
+        self._fenced = False
+
+    def fenced(self) -> bool:
+        """Whether the leases may be taken back soon: no beat got through for three quarters of a lease.
+
+        The worker stops claiming while this holds (a supervised child ends itself).
+        """
+        silent = self.silent_for()
+        fenced = silent > self.lease * 0.75
+        if fenced and not self._fenced:
+            logger.error("Leases not renewed for %.1fs; the worker stops claiming until they are.", silent)
+        elif self._fenced and not fenced:
+            logger.warning("Leases are renewed again; the worker claims again.")
+        self._fenced = fenced
+        return fenced
 
     def silent_for(self) -> float:
         """Seconds since the last beat that reached the database."""

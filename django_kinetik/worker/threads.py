@@ -62,3 +62,32 @@ class BackgroundThread(abc.ABC):
             logger.exception("The %s thread stopped on an unexpected error.", self.name)
         finally:
             connections.close_all()
+
+
+class DatabaseTrouble:
+    """A thread's database went away: back off (0.2 s doubling up to 5 s), log now and then, reconnect."""
+
+    def __init__(self, name: str, stopping: threading.Event) -> None:
+        self.name = name
+        self.stopping = stopping
+        self.failures = 0
+
+    def failed(self, error: Exception) -> None:
+        self.failures += 1
+        pause = min(0.1 * 2 ** min(self.failures, 10), 5.0)
+        if self.failures == 1 or self.failures % 20 == 0:
+            first_line = str(error).strip().splitlines()[0] if str(error) else ""
+            logger.warning(
+                "Worker %s cannot reach the database (%s: %s); retrying in %.1fs.",
+                self.name,
+                type(error).__name__,
+                first_line,
+                pause,
+            )
+        connections.close_all()
+        self.stopping.wait(pause)
+
+    def recovered(self) -> None:
+        if self.failures:
+            logger.warning("Worker %s reached the database again.", self.name)
+            self.failures = 0

@@ -1,0 +1,119 @@
+"""How a worker's attempts end without their code's say: timeouts, a graceful stop, an exit at once.
+
+Shutdown order (SIGTERM/SIGINT, or ``Worker.stop()``): stop claiming; keep the
+heartbeat going and the ends written while running jobs get
+``shutdown_timeout`` to finish; mark the unfinished attempts over; write what
+ended; mark the worker offline; put the unfinished jobs back in the queue
+(last, so the process can end right after: their code still runs in it). A
+second signal skips the wait; the leases bring those jobs back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import TYPE_CHECKING
+
+from django.db import connections
+
+from .. import lifecycle, outcomes
+from ..backends.base import DATABASE_ERRORS
+from ..execution import Ending
+from ..lifecycle import Ended
+from .codes import ExitCode
+
+if TYPE_CHECKING:
+    from .loop import Worker
+
+logger = logging.getLogger("django_kinetik.worker")
+
+
+def time_out(worker: Worker, now: float) -> int:
+    """Settle the attempts past their deadline as timed out (their threads abandoned); how many."""
+    expired = worker._slots.expired(now)
+    if not expired:
+        return 0
+    ends: list[Ended] = []
+    for attempt in expired:
+        attempt.context.close()  # its late logs and result are ignored
+        if not worker.supervised:
+            worker._executor.abandon(attempt)  # type: ignore[union-attr]  # a new thread takes the slot
+        with worker._done_lock:
+            worker.jobs_done += 1
+        settlement = outcomes.timed_out(attempt.job, attempt.options)  # type: ignore[arg-type]
+        ends.append(Ending(attempt.job, settlement, attempt.task, attempt.options))
+        if worker._limited is not None:
+            worker._limited.job_ended(attempt.job.task)
+    lifecycle.settle(worker.backend, ends, patience=worker.lease)
+    logger.warning(
+        "Worker %s: %d job(s) timed out; %d thread(s) still run timed-out code (use --processes for a hard kill).",
+        worker.name,
+        len(expired),
+        worker._executor.runaways if worker._executor else 0,
+    )
+    return len(expired)
+
+
+def exit_now(worker: Worker, status: int, reason: str) -> None:
+    """End a supervised child at once: write what ended, put other jobs back, then exit (it is replaced)."""
+    logger.warning("Worker %s exiting: %s.", worker.name, reason)
+    worker._settler.stop(timeout=5)
+    if worker._heartbeat is not None:
+        worker._heartbeat.stop()
+    try:
+        lifecycle.put_back_unfinished(worker.backend, worker.worker_id)
+        worker.backend.retire_worker(worker.worker_id, worker._stats())
+    except DATABASE_ERRORS:
+        pass  # the leases bring the jobs back
+    for handler in logging.getLogger("django_kinetik").handlers:
+        handler.flush()
+    os._exit(status)
+
+
+def shut_down(worker: Worker) -> int:
+    """The graceful stop, once the loop has stopped claiming; the exit status."""
+    slots = worker._slots
+    deadline = time.monotonic() + worker.shutdown_timeout
+    if worker._busy:
+        logger.info(
+            "Worker %s waiting up to %gs for %d running job(s).", worker.name, worker.shutdown_timeout, len(slots)
+        )
+    while not worker._forced.is_set():
+        slots.take_returned()
+        left = deadline - time.monotonic()
+        if not len(slots) or left <= 0:
+            break
+        worker._wake.wait(min(left, 0.5))
+        worker._wake.clear()
+    if worker._forced.is_set():
+        logger.warning("Worker %s stopping at once; leases will bring back running jobs.", worker.name)
+        return ExitCode.FORCED
+    if worker._heartbeat is not None:
+        worker._heartbeat.stop()
+    # Threads still inside a job exit (closing their connections) once it
+    # returns; its outcome will be discarded, since the job is put back.
+    unfinished = slots.close_all()
+    executor = worker._executor
+    if executor is not None:
+        executor.stop(timeout=0 if unfinished else 5)
+    worker._settler.stop(timeout=worker.lease)  # write the ends that are still waiting
+    worker.code_still_running = unfinished or (executor is not None and executor.runaways > 0)
+    logger.info("Worker %s stopped after %d job(s).", worker.name, worker.jobs_done)
+    for tries in range(5):
+        try:
+            worker.backend.retire_worker(worker.worker_id, worker._stats())
+            if unfinished:
+                requeued = lifecycle.put_back_unfinished(worker.backend, worker.worker_id)
+                logger.warning(
+                    "Worker %s put %d unfinished job(s) back in the queue: %s",
+                    worker.name,
+                    len(requeued),
+                    [job.id for job in requeued],
+                )
+            break
+        except DATABASE_ERRORS as error:
+            logger.warning("Worker %s could not say goodbye to the database (%s); retrying.", worker.name, error)
+            connections.close_all()
+            time.sleep(0.5 * (tries + 1))
+    return ExitCode.OK
