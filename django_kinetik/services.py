@@ -1,7 +1,7 @@
 """The service functions that the records and the task definitions call back into.
 
 ``Job.cancel()``, ``Job.retry()``, ``Job.wait()`` and ``Task.create()`` are
-methods of the layers below the service layer (``models.py``, ``registry.py``;
+methods of the layers below the service layer (``models/``, ``registry.py``;
 see docs/architecture.md), and those layers never import it. The app's
 ``ready()`` binds the service functions here instead, so a model method and
 the public function of the same name run one code path.

@@ -34,7 +34,8 @@ from django.utils import timezone
 from ..models import Job, Status
 from . import statements
 from .base import Runnable, Settlement, Written
-from .orm import OrmBackend, apply, settled_changes, update_returning
+from .orm import OrmBackend
+from .rows import apply, settled_changes, update_returning
 
 #: the NOTIFY channel; the insert trigger (migration 0002) and the workers' listener use the same name
 CHANNEL = "kinetik"

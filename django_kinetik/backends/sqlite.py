@@ -24,7 +24,8 @@ from django.utils import timezone
 from ..models import Job, Status
 from . import statements
 from .base import Runnable, Settlement, Written
-from .orm import REQUEUED, OrmBackend, apply, claim_order, locked_retry, settled_changes, update_returning
+from .orm import OrmBackend
+from .rows import REQUEUED, apply, claim_order, locked_retry, settled_changes, update_returning
 
 T = TypeVar("T")
 

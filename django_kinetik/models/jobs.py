@@ -1,10 +1,6 @@
-"""The queue's records: jobs, their attempts and logs, live workers, paused tags.
+"""Jobs, the arrows between them, their attempts and their log lines.
 
-The database is the system of record. A job's status only ever changes through
-a conditional ``UPDATE ... WHERE status IN (...)`` (written by ``backends/``,
-announced by ``lifecycle.py``), so two processes racing on one job cannot both
-win. This module imports nothing above it: ``Job.cancel()`` and friends reach
-the service layer through :mod:`.services`. Indexes are chosen for the queries that run at millions of rows; the claim
+Indexes are chosen for the queries that run at millions of rows; the claim
 index and its query plan are explained in ``docs/claiming.md``.
 """
 
@@ -18,51 +14,9 @@ from django.db.models import Q
 from django.db.models.base import ModelState
 from django.utils import timezone
 
-from . import services
-
-
-class Status(models.TextChoices):
-    QUEUED = "queued"
-    DELAYED = "delayed"  # scheduled for later, or waiting to retry
-    WAITING = "waiting"  # for the jobs it runs after (create(after=[...]))
-    ACTIVE = "active"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    CANCELLED = "cancelled"
-
-
-#: statuses of a job that has not run to an end yet
-LIVE_STATUSES = (Status.QUEUED, Status.DELAYED, Status.WAITING, Status.ACTIVE)
-#: statuses a job ends in (until someone retries it)
-FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
-
-
-#: statuses a job can be retried from by hand
-RETRYABLE_STATUSES = (Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
-#: what "run now" moves to the queue: scheduled jobs, and jobs waiting for others (which stop waiting)
-RUNNABLE_NOW = (Status.DELAYED, Status.WAITING)
-
-
-def cancelled() -> dict[str, Any]:
-    """The changes that cancel a job (shared by one-job and bulk cancels)."""
-    return {"status": Status.CANCELLED, "finished_at": timezone.now(), "lease_expires_at": None}
-
-
-def requeued() -> dict[str, Any]:
-    """The changes that queue a finished job again with a fresh set of attempts."""
-    return {
-        "status": Status.QUEUED,
-        "attempts": 0,
-        "ghosts": 0,
-        "run_at": timezone.now(),
-        "finished_at": None,
-        "result": None,
-        "error": "",
-        "error_code": "",
-        "worker": None,
-        "lease_expires_at": None,
-    }
+from .. import services
+from .statuses import FINISHED_STATUSES, LIVE_STATUSES, Outcome, Status
+from .workers import Worker
 
 
 class JobQuerySet(models.QuerySet["Job"]):
@@ -95,46 +49,6 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def of_tags(self, tags: list[str] | tuple[str, ...]) -> JobQuerySet:
         return self.filter(tag__in=list(tags))
-
-
-class Outcome(models.TextChoices):
-    """How one attempt (a :class:`JobRun`) ended."""
-
-    COMPLETED = "completed"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    INTERRUPTED = "interrupted"  # the worker stopped and put the job back
-    LOST = "lost"  # the worker vanished; its lease expired
-
-
-class Worker(models.Model):
-    """A ``kinetik_worker`` process; kept after it stops as the runs' history."""
-
-    class State(models.TextChoices):
-        ONLINE = "online"
-        STOPPING = "stopping"
-        OFFLINE = "offline"
-        LOST = "lost"  # stopped heart-beating without saying goodbye
-
-    name = models.CharField(max_length=200, unique=True)
-    host = models.CharField(max_length=200)
-    pid = models.PositiveIntegerField()
-    tags = models.JSONField(default=list)
-    concurrency = models.PositiveIntegerField(default=1)
-    state = models.CharField(max_length=10, choices=State.choices, default=State.ONLINE)
-    started_at = models.DateTimeField(default=timezone.now)
-    last_heartbeat = models.DateTimeField(default=timezone.now)
-    stopped_at = models.DateTimeField(null=True, blank=True)
-    jobs_done = models.PositiveBigIntegerField(default=0)
-    #: threads still running a job that timed out (thread pools cannot kill them)
-    runaway_threads = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        ordering = ["-started_at"]
-        indexes = [models.Index(fields=["state", "last_heartbeat"], name="kinetik_worker_live")]
-
-    def __str__(self) -> str:
-        return self.name
 
 
 def worker_reference(related_name: str) -> models.ForeignKey:
@@ -403,58 +317,3 @@ class JobLog(models.Model):
 
     def __str__(self) -> str:
         return self.message
-
-
-class TagState(models.Model):
-    """A tag that has been paused (``kinetik.pause(tag)``); workers skip it."""
-
-    tag = models.CharField(max_length=100, primary_key=True)
-    paused = models.BooleanField(default=False)
-    changed_at = models.DateTimeField(default=timezone.now)
-
-    def __str__(self) -> str:
-        return f"{self.tag} ({'paused' if self.paused else 'running'})"
-
-
-class Schedule(models.Model):
-    """Where a periodic task is on its schedule: the last slot that got a job, and the next one.
-
-    Workers claim a slot by moving ``last_slot`` forward with a conditional
-    ``UPDATE ... WHERE last_slot < slot`` in the transaction that creates its
-    job, so however many workers look, a slot gets one job (``worker/scheduler.py``).
-    """
-
-    task = models.CharField(max_length=200, primary_key=True)
-    #: the timing the slots were computed from (``"*/5 * * * *"``, ``"every 10m"``)
-    schedule = models.CharField(max_length=200)
-    #: the latest slot a job was created for (None: none yet)
-    last_slot = models.DateTimeField(null=True, blank=True)
-    next_slot = models.DateTimeField()
-
-    class Meta:
-        ordering = ["task"]
-
-    def __str__(self) -> str:
-        return f"{self.task} ({self.schedule})"
-
-
-class LimitState(models.Model):
-    """What one task's limits know across workers, per limit key.
-
-    ``starts`` counts the jobs started per slice of the rate limit's period
-    (``backends/limited.py``). The row with key ``""`` always exists for a
-    limited task: workers lock it to take the task's jobs one claim at a time,
-    so a limit is never exceeded by two workers claiming at once.
-    """
-
-    task = models.CharField(max_length=200)
-    key = models.CharField(max_length=200, blank=True)
-    #: {slice number: jobs started in it}, for the slices of the last rate period
-    starts = models.JSONField(default=dict, blank=True)
-    changed_at = models.DateTimeField(default=timezone.now)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["task", "key"], name="kinetik_limit_task_key")]
-
-    def __str__(self) -> str:
-        return f"{self.task} [{self.key}]" if self.key else self.task
