@@ -34,13 +34,8 @@ outcome. Which jobs go to Redis is the fast path's rule
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from django.db import transaction
 
@@ -52,66 +47,11 @@ from .feed import publishing
 from .middleware import installed
 from .models import Job, Status
 from .registry import Task, registry
+from .removals import removals
 from .signals import emit, job_cancelled, job_completed, job_created, job_failed, job_retrying, job_started, job_timeout
-
-if TYPE_CHECKING:
-    from .values.options import TaskOptions
+from .transitions import Cause, Ended, Transition
 
 logger = logging.getLogger("django_kinetik.jobs")
-
-#: seconds a completed remove_on_complete job stays, for waiters to read its result
-REMOVE_GRACE = 5.0
-
-
-class Cause(StrEnum):
-    """Why jobs changed state."""
-
-    CREATED = "created"  # new jobs: queued, delayed, waiting, or cancelled at once (a parent had failed)
-    PROMOTED = "promoted"  # delayed -> queued: their time came
-    RELEASED = "released"  # waiting -> queued or delayed: the jobs they run after let them go on
-    RETRIED = "retried"  # failed, timeout or cancelled -> queued by hand, with fresh attempts
-    RUN_NOW = "run_now"  # delayed or waiting -> queued by hand
-    PUT_BACK = "put_back"  # active -> queued: the worker stopped, or cannot run the job here
-    STARTED = "started"  # claimed: the job's code starts
-    SETTLED = "settled"  # an attempt ended: completed, failed, or queued/delayed to retry
-    TIMED_OUT = "timed_out"  # an attempt passed its timeout: timeout, or retried
-    LOST = "lost"  # its worker stopped renewing the lease: a ghost run, queued again or failed
-    CANCELLED = "cancelled"
-
-
-@dataclass(frozen=True)
-class Transition:
-    """What a hook is told: which jobs moved, why, and (for an attempt's end) how it ended."""
-
-    cause: Cause
-    #: the jobs, as they are after the change (before it, in ``before_transition``)
-    jobs: Sequence[Job]
-    using: str
-    settlement: Settlement | None = None
-    task: Task | None = None
-
-    @property
-    def status(self) -> str:
-        """The status the jobs moved to."""
-        if self.settlement is not None:
-            return str(self.settlement.status)
-        return str(self.jobs[0].status) if self.jobs else ""
-
-
-class Ended(Protocol):
-    """One attempt's end, as the worker and eager mode hand it over (an Attempt, or the like)."""
-
-    @property
-    def job(self) -> Job: ...
-
-    @property
-    def task(self) -> Task | None: ...
-
-    @property
-    def options(self) -> TaskOptions | None: ...
-
-    @property
-    def settlement(self) -> Settlement | None: ...
 
 
 # -- hooks -------------------------------------------------------------------
@@ -435,35 +375,4 @@ def sweep(using: str) -> int:
     return len(stuck)
 
 
-# -- remove_on_complete ---------------------------------------------------------
-
-
-class Removals:
-    """Completed ``remove_on_complete`` jobs, deleted by a worker's purge once the grace has passed."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._due: deque[tuple[float, int]] = deque()
-        #: only a worker deletes them: elsewhere (eager mode, a web process) nothing is kept
-        self.enabled = False
-
-    def add(self, job_id: int) -> None:
-        if self.enabled:
-            with self._lock:
-                self._due.append((time.monotonic() + REMOVE_GRACE, job_id))
-
-    def next_due(self) -> float:
-        """When the first one's grace is over (``time.monotonic()``; infinity: none waits)."""
-        with self._lock:
-            return self._due[0][0] if self._due else float("inf")
-
-    def ready(self, now: float) -> list[int]:
-        """Ids whose grace has passed (taken off the list)."""
-        ready = []
-        with self._lock:
-            while self._due and self._due[0][0] <= now:
-                ready.append(self._due.popleft()[1])
-        return ready
-
-
-removals = Removals()
+__all__ = ["Cause", "Ended", "Transition", "install", "removals"]

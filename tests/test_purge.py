@@ -7,7 +7,7 @@ from django.db import connection
 from django.utils import timezone
 
 import django_kinetik as kinetik
-from django_kinetik import lifecycle
+from django_kinetik import removals
 from django_kinetik.backends import get_backend
 from django_kinetik.backends.postgresql import advisory_key
 from django_kinetik.conf import read_settings
@@ -80,7 +80,7 @@ def test_one_worker_at_a_time_purges():
 
 
 def test_remove_on_complete_deletes_a_job_once_it_completes(run_worker, temp_task, monkeypatch):
-    monkeypatch.setattr(lifecycle, "REMOVE_GRACE", 0.0)
+    monkeypatch.setattr(removals, "REMOVE_GRACE", 0.0)
     temp_task("purge.ephemeral", lambda job: "done", tag="alpha", remove_on_complete=True)
 
     def broken(job):
