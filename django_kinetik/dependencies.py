@@ -160,7 +160,7 @@ def parents_retried(using: str, parents: Sequence[int]) -> Moved:
     pending = list(parents)
     while pending:
         children = waiting_for(using, pending)
-        doomed = jobs.filter(pk__in=children, status=Status.CANCELLED, error_code=PARENT_FAILED)
+        doomed = jobs.in_states([Status.CANCELLED], children).filter(error_code=PARENT_FAILED)
         pending = list(doomed.values_list("pk", flat=True))
         # Guarded by what made them cancelled: a job cancelled by hand stays cancelled.
         doomed.filter(pk__in=pending).update(status=Status.WAITING, error="", error_code="", finished_at=None)
@@ -207,13 +207,13 @@ def _move_batch(using: str, ids: list[int], gone: set[int], after_creation: bool
     now = timezone.now()
     with transaction.atomic(using=using):
         # Write first: the children are ours until commit (no second mover sees them half-moved).
-        if not jobs.filter(pk__in=ids, status=Status.WAITING).update(status=Status.WAITING):
+        if not jobs.in_states([Status.WAITING], ids).update(status=Status.WAITING):
             return [], []
         if after_creation:
             # A batch settle that began before these arrows existed did not see them:
             # wait for any settle in flight on the parents, so the statuses read next are final.
             get_backend(using).wait_for_settles_of_parents(ids)
-        children = list(jobs.filter(pk__in=ids, status=Status.WAITING))
+        children = list(jobs.in_states([Status.WAITING], ids))
         links = list(
             JobDependency.objects.using(using)
             .filter(child_id__in=[child.pk for child in children], done=False)
@@ -245,9 +245,9 @@ def _move_batch(using: str, ids: list[int], gone: set[int], after_creation: bool
         for status in (Status.QUEUED, Status.DELAYED):
             ids_now = [child.pk for child in released if child.status == status]
             if ids_now:
-                jobs.filter(pk__in=ids_now, status=Status.WAITING).update(status=status)
+                jobs.in_states([Status.WAITING], ids_now).update(status=status)
         for child in cancelled:
-            jobs.filter(pk=child.pk, status=Status.WAITING).update(
+            jobs.in_states([Status.WAITING], [child.pk]).update(
                 status=Status.CANCELLED, finished_at=now, error=child.error, error_code=child.error_code
             )
             child.status, child.finished_at = Status.CANCELLED, now

@@ -119,7 +119,7 @@ def clean(
     transaction, so cleaning a million rows never holds one giant lock.
     """
     statuses = _finished_statuses(status)
-    queryset = Job.objects.using(_using()).filter(status__in=statuses)
+    queryset = Job.objects.using(_using()).finished(statuses)
     if tags is not None:
         queryset = queryset.filter(tag__in=[tags] if isinstance(tags, str) else list(tags))
     if older_than is not None:

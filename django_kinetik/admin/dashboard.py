@@ -41,7 +41,8 @@ def throughput(now: datetime | None = None) -> list[Minute]:
     since = now - timedelta(minutes=MINUTES)
     rows = (
         Job.objects.using(get_settings().database)
-        .filter(status__in=(Status.COMPLETED, Status.FAILED, Status.TIMEOUT), finished_at__gte=since)
+        .finished([Status.COMPLETED, Status.FAILED, Status.TIMEOUT])
+        .filter(finished_at__gte=since)
         .annotate(minute=TruncMinute("finished_at"))
         .values_list("minute", "status")
         .annotate(n=Count("id"))

@@ -116,13 +116,7 @@ class QueueCollector:
             "Seconds the oldest queued job of each tag has been due (0 when none is queued).",
             labels=["tag"],
         )
-        due = dict(
-            Job.objects.using(self.using)
-            .filter(status=Status.QUEUED)
-            .order_by()
-            .values_list("tag")
-            .annotate(oldest=Min("run_at"))
-        )
+        due = dict(Job.objects.using(self.using).queued().order_by().values_list("tag").annotate(oldest=Min("run_at")))
         for tag in sorted({*registry.tags(), *due}):
             since = due.get(tag)
             oldest.add_metric([tag], max(0.0, (now - since).total_seconds()) if since else 0.0)

@@ -32,7 +32,7 @@ from typing import overload
 
 from .. import eager
 from ..creation import created_hooks
-from ..models import LIVE_STATUSES, Job, Status
+from ..models import Job, Status
 from ..registry import Task
 
 __all__ = ["CapturedJobs", "capture_jobs", "run_job"]
@@ -100,7 +100,7 @@ class CapturedJobs(Sequence[Job]):
     def pending(self) -> list[Job]:
         """Captured jobs still waiting to run (read from the database)."""
         ids = [job.pk for job in self._jobs]
-        waiting = set(Job.objects.filter(pk__in=ids, status__in=LIVE_STATUSES).values_list("pk", flat=True))
+        waiting = set(Job.objects.live().filter(pk__in=ids).values_list("pk", flat=True))
         return [job for job in self._jobs if job.pk in waiting]
 
     def clear(self) -> None:

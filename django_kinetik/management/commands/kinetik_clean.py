@@ -80,8 +80,8 @@ class Command(KinetikCommand):
 def _selection(options: dict[str, Any]) -> QuerySet[Job]:
     """The jobs kinetik.clean() would delete for these options."""
     statuses = options["status"] or ["completed"]
-    selection = Job.objects.using(get_settings().database).filter(
-        status__in=list(FINISHED_STATUSES) if "all" in statuses else statuses
+    selection = Job.objects.using(get_settings().database).finished(
+        FINISHED_STATUSES if "all" in statuses else statuses
     )
     if options["tag"]:
         selection = selection.filter(tag__in=options["tag"])

@@ -16,7 +16,7 @@ from django.utils import timezone
 from django_kinetik.conf import KinetikSettings, get_settings
 from django_kinetik.fastpath.connection import redis_client
 from django_kinetik.management.output import KinetikCommand, age, duration_argument, whole_number
-from django_kinetik.models import Job, Status, TagState, Worker
+from django_kinetik.models import Job, TagState, Worker
 from django_kinetik.values.durations import format_seconds
 
 
@@ -157,7 +157,8 @@ def _check_queue(settings: KinetikSettings, max_age: float) -> str:
     paused = list(TagState.objects.using(settings.database).filter(paused=True).values_list("tag", flat=True))
     stale = (
         Job.objects.using(settings.database)
-        .filter(status=Status.QUEUED, run_at__lt=now - timedelta(seconds=max_age))
+        .queued()
+        .filter(run_at__lt=now - timedelta(seconds=max_age))
         .exclude(tag__in=paused)
         .order_by("run_at")
         .values_list("pk", "task", "tag", "run_at")

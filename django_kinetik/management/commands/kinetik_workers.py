@@ -10,7 +10,7 @@ from django.utils import timezone
 from django_kinetik.conf import get_settings
 from django_kinetik.management.output import KinetikCommand, add_format_argument, age, local_time, write_json
 from django_kinetik.management.tables import render_table
-from django_kinetik.models import Job, Status, Worker
+from django_kinetik.models import Job, Worker
 from django_kinetik.values.durations import format_seconds
 
 #: states of a worker that still runs (a stopping one finishes its jobs)
@@ -47,7 +47,8 @@ class Command(KinetikCommand):
             chosen = [worker for worker in chosen if options["tag"] in worker.tags]
         running = dict(
             Job.objects.using(settings.database)
-            .filter(status=Status.ACTIVE, worker_id__in=[worker.pk for worker in chosen])
+            .active()
+            .filter(worker_id__in=[worker.pk for worker in chosen])
             .order_by()
             .values_list("worker_id")
             .annotate(count=Count("id"))
