@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..fastpath import queue
-from ..fastpath.connection import redis_errors
+from ..fastpath.connection import queue_key, redis_errors
 from .threads import BackgroundThread
 
 logger = logging.getLogger("django_kinetik.worker")
@@ -45,7 +45,8 @@ class RedisFeed(BackgroundThread):
         self._tags = tags
         self._wake = wake
         self.hungry = threading.Event()
-        self._handed: list[int] = []
+        #: what the blocking pop took and the loop has not yet: (queue key, id, score)
+        self._handed: list[tuple[bytes, int, float]] = []
         self._lock = threading.Lock()
         self._failures = 0
         self._down_until = 0.0
@@ -66,7 +67,7 @@ class RedisFeed(BackgroundThread):
             left, self._handed = self._handed, []
         self.hungry.set()
         if left and self.usable:
-            queue.push_quietly(self._entries(left))
+            queue.push_quietly(self._entries([job_id for _, job_id, _ in left]))
 
     # -- health ------------------------------------------------------------
 
@@ -103,7 +104,8 @@ class RedisFeed(BackgroundThread):
         """
         self.hungry.clear()
         with self._lock:
-            ids, self._handed = self._handed[:count], self._handed[count:]
+            handed, self._handed = self._handed[:count], self._handed[count:]
+        ids = self._still_served(handed)
         if not ids and self.usable:
             try:
                 ids = queue.pop(self._tags(), count)
@@ -112,14 +114,21 @@ class RedisFeed(BackgroundThread):
                 self._trouble(error)
         return ids
 
-    def push(self, entries: Sequence[queue.Entry]) -> None:
-        """Queue jobs this worker put back (retries, ghosts, shutdown) in Redis too."""
-        if entries and self.usable:
-            queue.push_quietly(entries)
-
-    def push_ids(self, ids: Sequence[int]) -> None:
-        if ids and self.usable:
-            queue.push_quietly(self._entries(ids))
+    def _still_served(self, handed: list[tuple[bytes, int, float]]) -> list[int]:
+        """The ids of ``handed`` whose tag is still served; the others (a tag paused meanwhile) go back."""
+        if not handed:
+            return []
+        served = {queue_key(tag).encode() for tag in self._tags()}
+        ids = []
+        for popped in handed:
+            if popped[0] in served:
+                ids.append(popped[1])
+            else:
+                try:
+                    queue.unpop(popped)
+                except redis_errors() as error:
+                    self._trouble(error)  # still queued in the database: the reconciler pushes it again
+        return ids
 
     def _entries(self, ids: Sequence[int]) -> list[queue.Entry]:
         return queue.entries_of(self.alias, ids)
@@ -184,7 +193,7 @@ class RedisFeed(BackgroundThread):
                 with self._lock:
                     stopped = self.stopping.is_set()
                     if not stopped:
-                        self._handed.append(popped[1])
+                        self._handed.append(popped)
                 if stopped:
                     try:
                         queue.push_quietly(self._entries([popped[1]]))
