@@ -13,8 +13,10 @@ from django_kinetik.exceptions import JobCancelled
 from django_kinetik.models import Job, JobDependency, Status
 from django_kinetik.testing import capture_jobs
 from django_kinetik.worker import Worker
+from tests.conftest import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Each test runs with both claim paths: from the database, and through the Redis fast path.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("claim_path")]
 
 
 def fresh(job):
@@ -287,13 +289,31 @@ def test_a_child_created_while_its_parent_is_being_settled_is_not_forgotten(step
     import psycopg
 
     parent = kinetik.create("dep.step")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        creator = cursor.fetchone()[0]
     params = connection.get_connection_params()
+    blocked = []
+
+    def commit_once_the_creator_waits():
+        with psycopg.connect(**{**params, "autocommit": True}) as watcher:
+            blocked.append(
+                wait_for(
+                    lambda: watcher.execute(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)", [creator]
+                    ).fetchone()[0],
+                    10,
+                )
+            )
+        settling.commit()
+
     with psycopg.connect(**{**params, "autocommit": False}) as settling:
         settling.execute("UPDATE django_kinetik_job SET status = 'completed' WHERE id = %s", [parent.pk])
-        committer = threading.Timer(0.3, settling.commit)
+        committer = threading.Thread(target=commit_once_the_creator_waits)
         committer.start()
         child = kinetik.create("dep.step", after=[parent])  # its look waits for the commit above
         committer.join()
+    assert blocked == [True]  # the look did wait for the settle's lock
     assert child.status == Status.WAITING  # as created...
     assert fresh(child).status == Status.QUEUED  # ...and moved on by its own look
 

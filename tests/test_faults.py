@@ -23,7 +23,7 @@ from django.db.models import Count
 
 import django_kinetik as kinetik
 from django_kinetik.models import Job, JobRun, Status, Worker
-from tests.conftest import IN_CI, ROOT, worker_env
+from tests.conftest import IN_CI, ROOT, wait_for, worker_env
 from tests.testapp.models import Effect, Execution
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
@@ -229,8 +229,13 @@ def test_timeout_storm_with_threads_keeps_workers_serving(fleet):
         time.sleep(0.2)
     elapsed = time.monotonic() - started
     peak_connections = database_connections()
-    time.sleep(1)  # a heartbeat records the runaway threads
-    runaways = sum(Worker.objects.filter(state="online").values_list("runaway_threads", flat=True))
+
+    def runaways_recorded():
+        return sum(Worker.objects.filter(state="online").values_list("runaway_threads", flat=True))
+
+    # A heartbeat (every lease / 3) records the runaway threads.
+    wait_for(lambda: runaways_recorded() >= 1, 10)
+    runaways = runaways_recorded()
     workers.stop()
     report(
         "timeout storm, threads",

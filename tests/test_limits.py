@@ -17,9 +17,11 @@ from django_kinetik.models import Job, JobRun, LimitState, Status
 from django_kinetik.registry import registry
 from django_kinetik.values.limits import Rate, RateWindow, parse_rate_limit
 from django_kinetik.worker import Worker
-from django_kinetik.worker.loop import task_limits
+from django_kinetik.worker.serving import task_limits
+from tests.conftest import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Each test runs with both claim paths: from the database, and through the Redis fast path.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("claim_path")]
 
 
 def max_overlap(intervals):
@@ -241,10 +243,7 @@ def test_a_full_key_does_not_hold_up_the_next_keys_jobs(temp_task):
     thread = threading.Thread(target=worker.run)
     thread.start()
     try:
-        deadline = time.monotonic() + 5
-        while "small" not in started and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert "small" in started
+        assert wait_for(lambda: "small" in started, 5)
         assert Job.objects.filter(status=Status.ACTIVE, limit_key="big").count() == 1
     finally:
         release.set()

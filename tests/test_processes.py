@@ -1,12 +1,14 @@
 """Real worker processes on the real database: `manage.py kinetik_worker`."""
 
 import signal
+import threading
 import time
 
 import pytest
 
 import django_kinetik as kinetik
 from django_kinetik.models import Job, JobRun, Status, Worker
+from tests.conftest import wait_for
 from tests.testapp.models import Execution
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -24,6 +26,20 @@ def wait_until(condition, timeout=20.0):
 def finish(process, timeout=120):
     output, _ = process.communicate(timeout=timeout)
     return process.returncode, output
+
+
+def follow(process):
+    """The process's output lines as they come (read in a thread, which closes the pipe at its end), and that thread."""
+    lines = []
+
+    def read():
+        with process.stdout:
+            for line in process.stdout:
+                lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return lines, reader
 
 
 def test_three_workers_run_a_thousand_jobs_each_exactly_once(start_worker):
@@ -73,12 +89,16 @@ def test_a_second_signal_exits_at_once(start_worker):
     job = kinetik.create("test.sleep", {"seconds": 30})
     process = start_worker("alpha", "--shutdown-timeout", "60s")
     wait_until(lambda: Job.objects.get(pk=job.pk).status == Status.ACTIVE)
+    lines, reader = follow(process)
     process.send_signal(signal.SIGTERM)
-    time.sleep(0.3)
+    # The second signal comes while the worker waits for the running job to finish (it says so).
+    assert wait_for(lambda: any("waiting up to 60s for 1 running job" in line for line in lines), 20), "".join(lines)
     started = time.monotonic()
     process.send_signal(signal.SIGINT)
-    code, output = finish(process, timeout=10)
+    code = process.wait(timeout=10)
     assert time.monotonic() - started < 3
+    reader.join(timeout=10)
+    output = "".join(lines)
     assert code == 1, output
     # The job is still leased to the dead worker; its lease brings it back.
     job.refresh_from_db()

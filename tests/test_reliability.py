@@ -13,10 +13,31 @@ from django_kinetik.models import Job, JobLog, Status, Worker
 from django_kinetik.values.backoff import retry_delay
 from django_kinetik.values.options import TaskOptions
 from django_kinetik.worker import Worker as KinetikWorker
+from tests.conftest import wait_for
 from tests.factories import JobFactory, WorkerFactory
 from tests.testapp import tasks as test_tasks
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Each test runs with both claim paths: from the database, and through the Redis fast path.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("claim_path")]
+
+
+def job_threads_alive(besides=()):
+    """This process's job threads still running (abandoned ones included), but for ``besides``."""
+    return [
+        thread for thread in threading.enumerate() if thread.name.startswith("kinetik-job-") and thread not in besides
+    ]
+
+
+def went_round(worker, times=2, timeout=5):
+    """Wait until ``worker`` re-read the paused tags ``times`` times more (each read starts a loop round).
+
+    Two reads mean a whole round (its read, then its claim) began after the call.
+    """
+    for _ in range(times):
+        seen = worker._paused.next_at
+        if not wait_for(lambda seen=seen: worker._paused.next_at > seen, timeout):
+            return False
+    return True
 
 
 def test_a_job_past_its_timeout_is_marked_timeout_within_a_second(run_worker, received):
@@ -35,8 +56,10 @@ def test_a_job_past_its_timeout_is_marked_timeout_within_a_second(run_worker, re
 
 def test_a_timed_out_jobs_late_logs_progress_and_result_are_ignored(run_worker):
     job = kinetik.create("test.hang", {"seconds": 0.8})
+    earlier = job_threads_alive()  # abandoned by earlier tests, still asleep
     run_worker()
-    time.sleep(0.6)  # the abandoned thread wakes up and tries to report
+    # The abandoned thread wakes up, tries to report, and exits.
+    assert wait_for(lambda: not job_threads_alive(besides=earlier), 10)
     job.refresh_from_db()
     assert job.status == Status.TIMEOUT and job.result is None
     assert job.progress_current is None
@@ -118,13 +141,18 @@ def test_a_slow_job_whose_worker_is_alive_is_never_taken_from_under_it():
         owner = KinetikWorker(interval=0.05, burst=True)
         thread = threading.Thread(target=owner.run)
         thread.start()
-        while not test_tasks.ran:
-            time.sleep(0.01)
-        # Another worker keeps looking for expired leases the whole time.
+        assert wait_for(lambda: test_tasks.ran, 10)
+        # Another worker keeps looking for expired leases the whole time: until the owner is done.
         other = KinetikWorker(interval=0.05, max_jobs=1)
-        threading.Timer(2.8, other.stop).start()
+
+        def stop_the_other_once_the_owner_is_done():
+            thread.join(timeout=10)
+            other.stop()
+
+        stopper = threading.Thread(target=stop_the_other_once_the_owner_is_done)
+        stopper.start()
         other.run()
-        thread.join(timeout=10)
+        stopper.join(timeout=10)
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
     assert list(job.runs.values_list("outcome", flat=True)) == ["completed"]
@@ -173,9 +201,9 @@ def test_pause_reaches_a_running_worker_within_one_interval():
         first = kinetik.create("test.echo")
         first.wait(timeout="5s")
         kinetik.pause("alpha")
-        time.sleep(0.2)  # a few intervals
+        assert wait_for(lambda: "alpha" in worker._paused.paused, 5)
         paused = kinetik.create("test.echo")
-        time.sleep(0.3)
+        assert went_round(worker)  # it looked for work since, and left the job alone
         paused.refresh_from_db()
         assert paused.status == Status.QUEUED
         kinetik.resume("alpha")
