@@ -63,7 +63,8 @@ def run(job: Job) -> Job:
     logs = immediate(alias)
     runnable = Runnable((job.task,), django_tasks=bool(job.task_backend))
     while True:
-        # A delayed job, or a retry waiting out its delay, runs now.
+        # A delayed job, or a retry waiting out its delay, runs now. Not announced as queued
+        # (a worker would be invited to take it): this very call claims it next.
         backend.run_now([job.pk], statuses=(Status.DELAYED,))
         claimed = backend.claim_ids(None, [job.pk], runnable, settings.lease)  # type: ignore[arg-type]
         if not claimed:

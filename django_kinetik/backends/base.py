@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from django.db import DatabaseError, InterfaceError, connections
 
 from ..models import FINISHED_STATUSES, RUNNABLE_NOW, Job, Outcome, Status
+from . import statements
 
 if TYPE_CHECKING:
     from django.db.models import QuerySet
@@ -310,6 +311,12 @@ class Backend(abc.ABC):
         """Block until no parent of ``children`` is being settled (a batch settle's own look at the arrows
         cannot see arrows made after it began; ``dependencies.py``). Only where settles look that way."""
         return None
+
+    def ping(self) -> None:
+        """One round trip; raises if the database does not answer."""
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(statements.PING)
+            cursor.fetchone()
 
     def commit_counter(self) -> Callable[[], Any] | None:
         """A call on this thread's connection whose value changes when another connection commits

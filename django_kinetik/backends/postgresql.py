@@ -303,6 +303,22 @@ class PostgresBackend(OrmBackend):
 
     # -- what only PostgreSQL does here -------------------------------------
 
+    def connect_apart(self) -> Any:
+        """A new autocommit psycopg connection to this database, outside Django's (to LISTEN, or publish)."""
+        import psycopg
+
+        params = connections[self.alias].get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        return psycopg.connect(**params, autocommit=True)
+
+    def listening_connection(self, *channels: str) -> Any:
+        """:meth:`connect_apart`, LISTENing on ``channels``."""
+        connection = self.connect_apart()
+        for channel in channels:
+            connection.execute(statements.listen(channel))
+        return connection
+
     def wake_workers(self, tags: set[str]) -> None:
         with connections[self.alias].cursor() as cursor:
             for tag in sorted(tags):

@@ -299,3 +299,28 @@ def sqlite_insert_runs(rows: int) -> str:
 SQLITE_CLAIMED_COLUMNS = (
     "id, task, task_backend, tag, priority, data, options, attempts, ghosts, unique_key, limit_key, run_at, created_at"
 )
+
+
+# -- the live feed and the workers' wake-ups on PostgreSQL (feed/transport.py, worker/wakeup.py) --
+
+#: a batch of messages in one statement; NOTIFYs from one transaction arrive in order
+FEED_PUBLISH = "SELECT pg_notify(channel, payload) FROM unnest(%s::text[], %s::text[]) AS m(channel, payload)"
+#: whether some connection follows the full feed: followers hold this shared advisory lock (two int4 keys)
+FEED_HAS_AUDIENCE = (
+    "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'"
+    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    " AND classid = %s AND objid = %s AND objsubid = 2)"
+)
+FEED_JOIN_AUDIENCE = "SELECT pg_advisory_lock_shared(%s, %s)"
+FEED_LEAVE_AUDIENCE = "SELECT pg_advisory_unlock_shared(%s, %s)"
+#: a round trip that proves the database answers
+PING = "SELECT 1"
+
+
+def listen(channel: str) -> str:
+    """``LISTEN`` on one of kinetik's channels (constant names: quoted, never user input)."""
+    return f'LISTEN "{channel}"'
+
+
+def unlisten(channel: str) -> str:
+    return f'UNLISTEN "{channel}"'

@@ -27,9 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from django.db import connections
-
-from ..backends import get_backend
+from ..backends import get_backend, statements
 from ..backends.postgresql import EVENTS_CHANNEL, FINISHED_CHANNEL
 from ..conf import KinetikSettings, get_settings
 
@@ -174,12 +172,7 @@ class PostgresTransport(Transport):
 
     def connect(self) -> Any:
         """A new autocommit psycopg connection to the jobs' database, outside Django's pool."""
-        import psycopg
-
-        params = connections[self.alias].get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        return psycopg.connect(**params, autocommit=True)
+        return get_backend(self.alias).connect_apart()  # type: ignore[attr-defined]
 
     def publish(self, messages: list[tuple[str, str]]) -> None:
         with self._lock:
@@ -188,7 +181,7 @@ class PostgresTransport(Transport):
             try:
                 # One statement for the whole batch; NOTIFYs from one transaction arrive in order.
                 self._connection.execute(
-                    "SELECT pg_notify(channel, payload) FROM unnest(%s::text[], %s::text[]) AS m(channel, payload)",
+                    statements.FEED_PUBLISH,
                     [[channel for channel, _ in messages], [payload for _, payload in messages]],
                 )
             except Exception:
@@ -207,12 +200,7 @@ class PostgresTransport(Transport):
             if self._connection is None or self._connection.closed:
                 self._connection = self.connect()
             try:
-                row = self._connection.execute(
-                    "SELECT EXISTS (SELECT FROM pg_locks WHERE locktype = 'advisory'"
-                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                    " AND classid = %s AND objid = %s AND objsubid = 2)",
-                    PG_AUDIENCE_LOCK,
-                ).fetchone()
+                row = self._connection.execute(statements.FEED_HAS_AUDIENCE, PG_AUDIENCE_LOCK).fetchone()
             except Exception:
                 self._connection.close()
                 self._connection = None
@@ -229,20 +217,16 @@ class _PostgresSubscription(Subscription):
         self._listening: set[str] = set()
 
     def listen(self, channel: str) -> None:
-        from psycopg import sql
-
-        self._connection.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        self._connection.execute(statements.listen(channel))
         if channel == PG_EVENTS:
             # Publishers see this lock and start sending full events; it goes with the connection.
-            self._connection.execute("SELECT pg_advisory_lock_shared(%s, %s)", PG_AUDIENCE_LOCK)
+            self._connection.execute(statements.FEED_JOIN_AUDIENCE, PG_AUDIENCE_LOCK)
         self._listening.add(channel)  # LISTEN returned: it is in effect
 
     def unlisten(self, channel: str) -> None:
-        from psycopg import sql
-
-        self._connection.execute(sql.SQL("UNLISTEN {}").format(sql.Identifier(channel)))
+        self._connection.execute(statements.unlisten(channel))
         if channel == PG_EVENTS:
-            self._connection.execute("SELECT pg_advisory_unlock_shared(%s, %s)", PG_AUDIENCE_LOCK)
+            self._connection.execute(statements.FEED_LEAVE_AUDIENCE, PG_AUDIENCE_LOCK)
         self._listening.discard(channel)
 
     def listening(self) -> set[str]:

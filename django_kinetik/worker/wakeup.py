@@ -22,6 +22,7 @@ from collections.abc import Iterable
 
 from django.db import DatabaseError, connections
 
+from ..backends import get_backend
 from ..backends.base import Backend
 from ..backends.postgresql import CHANNEL
 from .threads import BackgroundThread
@@ -45,14 +46,7 @@ class PostgresListener(BackgroundThread):
         self.ready = threading.Event()
 
     def _connect(self):  # type: ignore[no-untyped-def]
-        import psycopg
-
-        params = connections[self.alias].get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
-        connection = psycopg.connect(**params, autocommit=True)
-        connection.execute(f"LISTEN {CHANNEL}")
-        return connection
+        return get_backend(self.alias).listening_connection(CHANNEL)  # type: ignore[attr-defined]
 
     def run(self) -> None:
         pause = 0.2
@@ -78,8 +72,7 @@ class PostgresListener(BackgroundThread):
         # A notification no worker serves ends the thread's wait now, not at its
         # next poll: a worker's run() returns up to half a second sooner.
         try:
-            with connections[self.alias].cursor() as cursor:
-                cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
+            get_backend(self.alias).wake_workers({""})
         except DatabaseError:
             pass  # the database is away: the poll ends the wait instead
 

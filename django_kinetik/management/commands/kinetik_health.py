@@ -10,9 +10,9 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import CommandParser
-from django.db import connections
 from django.utils import timezone
 
+from django_kinetik.backends import get_backend
 from django_kinetik.conf import KinetikSettings, get_settings
 from django_kinetik.fastpath.connection import redis_client
 from django_kinetik.management.output import KinetikCommand, age, duration_argument, whole_number
@@ -116,9 +116,7 @@ class Command(KinetikCommand):
 
 def _check_database(settings: KinetikSettings) -> str:
     try:
-        with connections[settings.database].cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+        get_backend(settings.database).ping()
     except Exception as error:
         raise Unhealthy(f"database {settings.database!r} unreachable: {_first_line(error)}") from None
     return "database up"
