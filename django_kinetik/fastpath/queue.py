@@ -86,13 +86,25 @@ def pop(tags: Sequence[str], count: int) -> list[int]:
     return [int(job_id) for job_id in popped]
 
 
-def wait_pop(tags: Sequence[str], timeout: float) -> tuple[bytes, int, float] | None:
+def wait_pop(tags: Sequence[str], timeout: float, *, interrupt: str | None = None) -> tuple[bytes, int, float] | None:
     """Block up to ``timeout`` seconds for one id from the tags' queues (first tag first).
 
     Returns (key, id, score), so :func:`unpop` can put it back where it was.
+    ``interrupt``: a key of the caller's own that :func:`interrupt_wait` writes
+    to end the wait early (None is returned then).
     """
-    answer = redis_client().bzpopmin([queue_key(tag) for tag in tags], timeout=timeout)
-    return None if answer is None else (answer[0], int(answer[1]), answer[2])
+    keys = [queue_key(tag) for tag in tags] + ([interrupt] if interrupt else [])
+    answer = redis_client().bzpopmin(keys, timeout=timeout)
+    if answer is None or (interrupt and answer[0].decode() == interrupt):
+        return None
+    return (answer[0], int(answer[1]), answer[2])
+
+
+def interrupt_wait(interrupt: str) -> None:
+    """End a :func:`wait_pop` blocked on ``interrupt`` now (the key expires by itself if nobody waits)."""
+    client = redis_client()
+    client.zadd(interrupt, {"stop": 0})
+    client.expire(interrupt, 5)
 
 
 def unpop(popped: tuple[bytes, int, float]) -> None:

@@ -16,12 +16,13 @@ queued jobs back.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
 
 from ..fastpath import queue
-from ..fastpath.connection import queue_key, redis_errors
+from ..fastpath.connection import key, queue_key, redis_errors
 from .threads import BackgroundThread
 
 logger = logging.getLogger("django_kinetik.worker")
@@ -45,6 +46,8 @@ class RedisFeed(BackgroundThread):
         self._tags = tags
         self._wake = wake
         self.hungry = threading.Event()
+        #: written to end the blocking pop at once (a key of this feed's own)
+        self._interrupt = key("interrupt", f"{os.getpid()}-{id(self)}")
         #: what the blocking pop took and the loop has not yet: (queue key, id, score)
         self._handed: list[tuple[bytes, int, float]] = []
         self._lock = threading.Lock()
@@ -66,6 +69,11 @@ class RedisFeed(BackgroundThread):
             self.stopping.set()
             left, self._handed = self._handed, []
         self.hungry.set()
+        if self.usable:
+            try:
+                queue.interrupt_wait(self._interrupt)  # a stopping worker does not wait out the pop
+            except redis_errors():
+                pass
         if left and self.usable:
             queue.push_quietly(self._entries([job_id for _, job_id, _ in left]))
 
@@ -176,7 +184,7 @@ class RedisFeed(BackgroundThread):
                 self.stopping.wait(_BLOCK_SECONDS)
                 continue
             try:
-                popped = queue.wait_pop(tags, _BLOCK_SECONDS)
+                popped = queue.wait_pop(tags, _BLOCK_SECONDS, interrupt=self._interrupt)
                 if popped is not None and not self.hungry.is_set():
                     # The loop found work meanwhile and will pop for itself when
                     # it has room; holding the id here could only delay it.
