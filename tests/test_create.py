@@ -2,7 +2,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
 from django.utils import timezone
 
@@ -136,3 +136,14 @@ def test_unique_key_returns_the_live_job_instead_of_a_new_one():
     Job.objects.filter(pk=first.pk).update(status=Status.COMPLETED)
     third = kinetik.create("test.echo", {"n": 3}, unique_key="invoice-42")
     assert third.pk != first.pk
+
+
+def test_creating_a_job_is_one_query_that_djangos_instrumentation_sees(django_assert_num_queries):
+    """kinetik's own statements go through Django's cursor: assertNumQueries and the debug toolbar see them."""
+    kinetik.create("test.echo")  # the first statement of its kind may be prepared
+    with django_assert_num_queries(1) as captured:
+        kinetik.create("test.echo", {"n": 1})
+    assert "INSERT INTO" in captured.captured_queries[0]["sql"]
+    if connection.vendor == "postgresql":  # one INSERT ... SELECT FROM unnest, however many jobs
+        with django_assert_num_queries(1):
+            kinetik.create_many("test.echo", [{"n": n} for n in range(500)])
