@@ -47,7 +47,7 @@ def test_workers_take_tags_in_order_and_priorities_within_a_tag(redis_fastpath, 
     high = kinetik.create("test.echo", priority="high")
     normal = kinetik.create("test.echo")
     beta = kinetik.create("test.beta", priority="critical")
-    run_worker("alpha", "beta", "gamma")
+    run_worker("alpha", "beta", "gamma", concurrency=1)  # one slot: the order is the claim order
     assert test_tasks.ran == [high.pk, normal.pk, low.pk, beta.pk, gamma.pk]
     assert Job.objects.filter(status=Status.COMPLETED).count() == 5
     assert queued_in_redis(redis_fastpath, "alpha") == []
