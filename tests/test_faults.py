@@ -256,7 +256,7 @@ def test_timeout_storm_with_threads_keeps_workers_serving(fleet):
 def test_timeout_storm_with_processes_kills_the_code(fleet):
     storm = kinetik.create_many("test.spin", [{} for _ in range(8)])
     normal = kinetik.create_many("test.effect", [{} for _ in range(200)])
-    workers = fleet("alpha", "--processes", "2", "-v", "1")
+    workers = fleet("alpha", "--processes", "2", "--concurrency", "1", "-v", "1")  # one job a process: a hard kill
     workers.start()
     started = time.monotonic()
     storm_ids = [job.pk for job in storm]
