@@ -35,7 +35,7 @@ from ..models import Job, Status
 from . import statements
 from .base import Runnable, Settlement, Written
 from .orm import OrmBackend
-from .rows import apply, settled_changes, update_returning
+from .rows import apply, claimed_job, settled_changes, update_returning
 
 #: the NOTIFY channel; the insert trigger (migration 0002) and the workers' listener use the same name
 CHANNEL = "kinetik"
@@ -45,18 +45,6 @@ EVENTS_CHANNEL = "kinetik_events"
 FINISHED_CHANNEL = "kinetik_finished"
 #: advisory locks take numbers: a lock's name becomes this (the purge's, "kinetik.purge", is "kine")
 _LOCK_KEYS = {"kinetik.purge": 0x6B696E65}
-
-#: what every claimed row holds; the claim returns the rest
-_CLAIMED: dict[str, Any] = {
-    "status": Status.ACTIVE,
-    "result": None,
-    "error": "",
-    "error_code": "",
-    "finished_at": None,
-    "progress_current": None,
-    "progress_total": None,
-    "progress_data": None,
-}
 
 #: what a just-inserted job holds besides what the insert gives it
 _NEW_JOB: dict[str, Any] = {
@@ -208,35 +196,10 @@ class PostgresBackend(OrmBackend):
         building (six time zone conversions per row, done in Python) was two
         thirds of a busy worker's CPU.
         """
-        jobs = []
-        for row in rows:
-            (job_id, task, task_backend, tag, priority, data, options) = row[:7]
-            (attempts, ghosts, unique_key, limit_key, run_at, created_at) = row[7:]
-            jobs.append(
-                Job.loaded(
-                    self.alias,
-                    {
-                        **_CLAIMED,
-                        "id": job_id,
-                        "task": task,
-                        "task_backend": task_backend,
-                        "tag": tag,
-                        "priority": priority,
-                        "data": _json(data),
-                        "options": _json(options),
-                        "attempts": attempts,
-                        "ghosts": ghosts,
-                        "unique_key": unique_key,
-                        "limit_key": limit_key,
-                        "run_at": _from_epoch(run_at),
-                        "created_at": _from_epoch(created_at),
-                        "started_at": now,
-                        "worker_id": worker_id,
-                        "lease_expires_at": expires,
-                    },
-                )
-            )
-        return jobs
+        return [
+            claimed_job(self.alias, row, worker_id=worker_id, now=now, expires=expires, json=_json, moment=_from_epoch)
+            for row in rows
+        ]
 
     def settle_many(self, items: Sequence[tuple[Job, Settlement]], *, announce: bool = False) -> Written:
         """Every job row and JobRun row of the batch in one statement (see statements.SETTLE_MANY)."""

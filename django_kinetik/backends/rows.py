@@ -85,3 +85,55 @@ def update_returning(
     statement = statements.update_returning([str(field.column) for field in fields], len(ids), len(statuses))
     params = [*values, *ids, *statuses]
     return backend.retrying_locks(lambda: list(backend.jobs().raw(statement, params)))
+
+
+#: what every claimed row holds; the claim returns the rest
+_CLAIMED: dict[str, Any] = {
+    "status": Status.ACTIVE,
+    "result": None,
+    "error": "",
+    "error_code": "",
+    "finished_at": None,
+    "progress_current": None,
+    "progress_total": None,
+    "progress_data": None,
+}
+
+
+def claimed_job(
+    alias: str,
+    row: Sequence[Any],
+    *,
+    worker_id: int | None,
+    now: datetime,
+    expires: datetime,
+    json: Callable[[Any], Any],
+    moment: Callable[[Any], datetime],
+) -> Job:
+    """A claimed Job from the columns a claim returns (``statements``' RETURNING order), without Django's
+    row building: the claim knows the rest (status, worker, lease, start). ``json`` and ``moment`` read
+    the vendor's JSON and time values."""
+    (job_id, task, task_backend, tag, priority, data, options) = row[:7]
+    (attempts, ghosts, unique_key, limit_key, run_at, created_at) = row[7:]
+    return Job.loaded(
+        alias,
+        {
+            **_CLAIMED,
+            "id": job_id,
+            "task": task,
+            "task_backend": task_backend,
+            "tag": tag,
+            "priority": priority,
+            "data": json(data),
+            "options": json(options),
+            "attempts": attempts,
+            "ghosts": ghosts,
+            "unique_key": unique_key,
+            "limit_key": limit_key,
+            "run_at": moment(run_at),
+            "created_at": moment(created_at),
+            "started_at": now,
+            "worker_id": worker_id,
+            "lease_expires_at": expires,
+        },
+    )

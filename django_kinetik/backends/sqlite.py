@@ -21,28 +21,20 @@ from typing import Any, TypeVar
 from django.db import connections
 from django.utils import timezone
 
-from ..models import Job, Status
+from ..models import Job
 from . import statements
 from .base import Runnable, Settlement, Written
 from .orm import OrmBackend
-from .rows import REQUEUED, apply, claim_order, locked_retry, settled_changes, update_returning
+from .rows import REQUEUED, apply, claim_order, claimed_job, locked_retry, settled_changes, update_returning
 
 T = TypeVar("T")
 
 #: settles per statement (SQLite binds at most 32,766 parameters)
 SETTLE_BATCH = 500
 
-#: what every claimed row holds; the claim returns the rest
-_CLAIMED: dict[str, Any] = {
-    "status": Status.ACTIVE,
-    "result": None,
-    "error": "",
-    "error_code": "",
-    "finished_at": None,
-    "progress_current": None,
-    "progress_total": None,
-    "progress_data": None,
-}
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 class SQLiteBackend(OrmBackend):
@@ -122,35 +114,14 @@ class SQLiteBackend(OrmBackend):
         """Job rows from the columns a claim returns (the rest is known), without Django's row building."""
         connection = connections[self.alias]
         convert = connection.ops.convert_datetimefield_value  # type: ignore[attr-defined]
-        jobs = []
-        for row in rows:
-            (job_id, task, task_backend, tag, priority, data, options) = row[:7]
-            (attempts, ghosts, unique_key, limit_key, run_at, created_at) = row[7:]
-            jobs.append(
-                Job.loaded(
-                    self.alias,
-                    {
-                        **_CLAIMED,
-                        "id": job_id,
-                        "task": task,
-                        "task_backend": task_backend,
-                        "tag": tag,
-                        "priority": priority,
-                        "data": json.loads(data) if isinstance(data, str) else data,
-                        "options": json.loads(options) if isinstance(options, str) else options,
-                        "attempts": attempts,
-                        "ghosts": ghosts,
-                        "unique_key": unique_key,
-                        "limit_key": limit_key,
-                        "run_at": convert(run_at, None, connection),
-                        "created_at": convert(created_at, None, connection),
-                        "started_at": now,
-                        "worker_id": worker_id,
-                        "lease_expires_at": expires,
-                    },
-                )
-            )
-        return jobs
+
+        def moment(value: Any) -> datetime:
+            return convert(value, None, connection)  # type: ignore[no-any-return]
+
+        return [
+            claimed_job(self.alias, row, worker_id=worker_id, now=now, expires=expires, json=_json, moment=moment)
+            for row in rows
+        ]
 
     # -- settles -------------------------------------------------------------
 

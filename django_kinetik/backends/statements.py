@@ -130,6 +130,14 @@ SETTLE_FIELDS = (
 # JobRun row is inserted for exactly the rows that were. Returns their ids, each
 # with whether a job waits for it (create(after=...)): as the statement sees
 # the arrows; one made meanwhile is for its creator to look at (dependencies.py).
+#: what an attempt's end sets on its job row, from a row ``ended`` of the batch
+# (a retry keeps the job's result and has no finish time yet).
+_SETTLE_SET = """SET status = ended.status,
+    result = CASE WHEN ended.status IN ('queued', 'delayed') THEN job.result ELSE ended.result END,
+    error = ended.error, error_code = ended.error_code, run_at = COALESCE(ended.run_at, job.run_at),
+    finished_at = CASE WHEN ended.status IN ('queued', 'delayed') THEN NULL ELSE ended.finished_at END,
+    lease_expires_at = NULL"""
+
 _SETTLE = f"""
 WITH ended AS MATERIALIZED (
     SELECT (e->>0)::bigint AS id, (e->>1)::integer AS attempt, (e->>2)::bigint AS worker_id, e->>3 AS status,
@@ -140,13 +148,7 @@ WITH ended AS MATERIALIZED (
 ),
 settled AS (
     UPDATE {JOB} AS job
-    SET status = ended.status,
-        result = CASE WHEN ended.status IN ('queued', 'delayed') THEN job.result ELSE ended.result END,
-        error = ended.error,
-        error_code = ended.error_code,
-        run_at = COALESCE(ended.run_at, job.run_at),
-        finished_at = CASE WHEN ended.status IN ('queued', 'delayed') THEN NULL ELSE ended.finished_at END,
-        lease_expires_at = NULL
+    {_SETTLE_SET}
     FROM ended
     -- Look the rows up by primary key. "status || ''" keeps the planner off the
     -- partial leases index (status = 'active'), which a busy queue fills with
@@ -261,13 +263,7 @@ def sqlite_settle(rows: int) -> str:
     return f"""
 WITH ended(id, attempt, worker_id, status, result, error, error_code, run_at, finished_at) AS (VALUES {values})
 UPDATE {JOB} AS job
-SET status = ended.status,
-    result = CASE WHEN ended.status IN ('queued', 'delayed') THEN job.result ELSE ended.result END,
-    error = ended.error,
-    error_code = ended.error_code,
-    run_at = COALESCE(ended.run_at, job.run_at),
-    finished_at = CASE WHEN ended.status IN ('queued', 'delayed') THEN NULL ELSE ended.finished_at END,
-    lease_expires_at = NULL
+{_SETTLE_SET}
 FROM ended
 WHERE job.id = ended.id AND job.status = 'active' AND job.worker_id IS ended.worker_id
   AND job.attempts = ended.attempt
