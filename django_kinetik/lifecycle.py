@@ -21,8 +21,8 @@ ended           ``completed``/``failed``/``timeout``/``cancelled`` event (which
 What leaves the database (Redis, the feed, NOTIFY) happens only once the change
 has committed, and so do ``job_created`` and the ``after_transition`` hooks.
 The other signals are sent, and dependants moved on, in the caller's
-transaction, as Django sends its model signals. In a worker every write
-commits at once.
+transaction, as Django sends its model signals; a settle sends its signals
+inside the transaction of its write (see :func:`settle`).
 
 The hooks: middleware's ``before_transition`` / ``after_transition`` and the
 hooks installed with :func:`install` (the django.tasks bridge is one), each
@@ -33,6 +33,7 @@ outcome. Which jobs go to Redis is the fast path's rule
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -52,6 +53,9 @@ from .signals import emit, job_cancelled, job_completed, job_created, job_failed
 from .transitions import Cause, Ended, Transition
 
 logger = logging.getLogger("django_kinetik.jobs")
+
+#: the signals an attempt's end may send
+_END_SIGNALS = (job_completed, job_retrying, job_timeout, job_failed)
 
 
 # -- hooks -------------------------------------------------------------------
@@ -180,10 +184,31 @@ def attempts_ending(ends: Sequence[Ended], using: str) -> None:
             _call(hooks, _attempt_transition(end, using))
 
 
+def attempts_told(ends: Sequence[Ended], applied: Sequence[bool]) -> None:
+    """The log line and the signal of each attempt's end, or the warning that it was discarded.
+
+    Sent before the write commits when anyone listens (see :func:`settle`), so
+    that no ``job_started`` of the next attempt can come before them.
+    """
+    for end, ok in zip(ends, applied, strict=True):
+        job, settlement = end.job, end.settlement
+        if settlement is None:
+            continue
+        if ok:
+            _attempt_told(job, end.task, settlement)
+        else:
+            logger.warning(
+                "Job %s (%s) was cancelled or taken back while it ran; its outcome (%s) was discarded.",
+                job.id,
+                job.task,
+                settlement.outcome,
+            )
+
+
 def attempts_ended(
     ends: Sequence[Ended], applied: Sequence[bool], using: str, awaited: Sequence[bool] = (), *, announced: bool = False
 ) -> None:
-    """After the write of attempts' ends (committed): everything that follows each applied one.
+    """After the write of attempts' ends (committed) and :func:`attempts_told`: what follows each applied one.
 
     ``awaited`` (optional, one per end) says whether another job waits for it,
     when the write could tell; without it the arrows are looked at.
@@ -194,17 +219,9 @@ def attempts_ended(
     middleware_hooks = installed().after
     for index, (end, ok) in enumerate(zip(ends, applied, strict=True)):
         job, settlement = end.job, end.settlement
-        if settlement is None:
+        if settlement is None or not ok:
             continue
-        if not ok:
-            logger.warning(
-                "Job %s (%s) was cancelled or taken back while it ran; its outcome (%s) was discarded.",
-                job.id,
-                job.task,
-                settlement.outcome,
-            )
-            continue
-        _attempt_ended(job, end.task, settlement, announced)
+        publishing.ended(job, settlement, announced=announced)
         if settlement.status == Status.QUEUED:
             pushed.append(job)
         elif settlement.ends_job:
@@ -229,9 +246,8 @@ def _attempt_transition(end: Ended, using: str) -> Transition:
     return Transition(cause, [end.job], using, settlement=settlement, task=end.task)
 
 
-def _attempt_ended(job: Job, task: Task | None, settlement: Settlement, announced: bool) -> None:
-    """The event, the log line and the signal of one attempt's end."""
-    publishing.ended(job, settlement, announced=announced)
+def _attempt_told(job: Job, task: Task | None, settlement: Settlement) -> None:
+    """The log line and the signal of one attempt's end."""
     status = settlement.status
     if status == Status.COMPLETED:
         logger.info("Job %s (%s) completed.", job.id, job.task)
@@ -292,14 +308,23 @@ def settle(backend: Backend, ends: Sequence[Ended], *, patience: float = 0.0) ->
     announce = publishing.finished_by_database(backend.alias)
     announced = False
 
+    # With receivers, the signals are sent inside the write's transaction: a
+    # job retried at once is claimable the moment the write commits, and its
+    # next ``job_started`` must not overtake this ``job_retrying``. Without
+    # any, the write stays one autocommitted statement.
+    heard = any(signal.has_listeners(Job) for signal in _END_SIGNALS)
+
     def write(retried: bool) -> list[bool]:
         nonlocal awaited, announced
-        written = backend.settle_many(pairs, announce=announce)
-        applied, awaited, announced = written.applied, written.awaited, written.announced
-        if retried:
-            # The earlier attempt may have committed before its connection dropped.
-            applied = [ok or backend.was_settled(job, s) for ok, (job, s) in zip(applied, pairs, strict=True)]
-            awaited, announced = None, False
+        with transaction.atomic(using=backend.alias) if heard else contextlib.nullcontext():
+            written = backend.settle_many(pairs, announce=announce)
+            applied, awaited, announced = written.applied, written.awaited, written.announced
+            if retried:
+                # The earlier attempt may have committed before its connection dropped.
+                applied = [ok or backend.was_settled(job, s) for ok, (job, s) in zip(applied, pairs, strict=True)]
+                awaited, announced = None, False
+            # A commit that fails after this sends them again with the retried write.
+            attempts_told(ends, applied)
         return applied
 
     if patience:

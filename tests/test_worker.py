@@ -8,6 +8,7 @@ from django.test import override_settings
 from django.utils import timezone
 
 import django_kinetik as kinetik
+from django_kinetik import signals
 from django_kinetik.models import Job, JobLog, JobRun, Status, Worker
 from django_kinetik.worker import Worker as KinetikWorker
 from tests.conftest import wait_for
@@ -41,6 +42,31 @@ def test_an_exception_fails_the_job_with_message_code_and_traceback(run_worker):
     assert "tests/testapp/tasks.py" in run.traceback
     with pytest.raises(kinetik.JobFailed, match=r"\[E_CARD\]: card declined"):
         job.wait(timeout="1s")
+
+
+def test_a_retry_signal_is_over_before_the_next_attempt_starts(run_worker):
+    # A job retried at once is claimable as soon as its end commits: a slow
+    # receiver of job_retrying must still finish before the next job_started.
+    order = []
+
+    def slow_retrying(sender, job, **kwargs):
+        time.sleep(0.3)
+        order.append(("retrying done", job.attempts))
+
+    def started(sender, job, **kwargs):
+        order.append(("started", job.attempts))
+
+    signals.job_retrying.connect(slow_retrying, weak=False)
+    signals.job_started.connect(started, weak=False)
+    try:
+        job = kinetik.create("test.flaky", {"succeed_on": 2})
+        run_worker()
+    finally:
+        signals.job_retrying.disconnect(slow_retrying)
+        signals.job_started.disconnect(started)
+    job.refresh_from_db()
+    assert job.status == Status.COMPLETED
+    assert order == [("started", 1), ("retrying done", 1), ("started", 2)]
 
 
 def test_a_result_that_is_not_json_fails_the_job_clearly(run_worker):
@@ -265,13 +291,13 @@ def test_a_receiver_that_raises_never_changes_the_outcome(run_worker, caplog):
     def broken(sender, **kwargs):
         raise RuntimeError("receiver bug")
 
-    for signal in (kinetik.signals.job_started, kinetik.signals.job_completed):
+    for signal in (signals.job_started, signals.job_completed):
         signal.connect(broken)
     try:
         job = kinetik.create("test.echo")
         run_worker()
     finally:
-        for signal in (kinetik.signals.job_started, kinetik.signals.job_completed):
+        for signal in (signals.job_started, signals.job_completed):
             signal.disconnect(broken)
     job.refresh_from_db()
     assert job.status == Status.COMPLETED
