@@ -24,6 +24,7 @@ from django.db.models import Count
 import django_kinetik as kinetik
 from django_kinetik.models import Job, JobRun, Status, Worker
 from tests.conftest import IN_CI, ROOT, wait_for, worker_env
+from tests.netcut import Link
 from tests.testapp.models import Effect, Execution
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.faults]
@@ -282,6 +283,65 @@ def test_timeout_storm_with_processes_kills_the_code(fleet):
     )
     assert replaced == len(storm)
     assert workers.exits == [0]
+
+
+def ticks(directory):
+    """{(job id, pid): [times]} from test.tick's files."""
+    found = {}
+    for name in os.listdir(directory):
+        job_id, pid = (int(part) for part in name.split("-"))
+        with open(os.path.join(directory, name)) as lines:
+            found[(job_id, pid)] = [float(line) for line in lines if line.strip()]
+    return found
+
+
+@pytest.mark.parametrize(
+    "mode", [["--concurrency", "4"], ["--processes", "2", "--concurrency", "2"]], ids=["threads", "processes"]
+)
+def test_a_cut_off_worker_ends_its_attempts_before_another_takes_them(fleet, tmp_path, mode):
+    database = connection.settings_dict
+    link = Link((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
+    try:
+        cut_off = fleet("alpha", *mode, "-v", "1")  # a 2 s lease
+        cut_off.env.update(PGHOST="127.0.0.1", PGPORT=str(link.port))
+        cut_off.start()
+        jobs = kinetik.create_many("test.tick", [{"directory": str(tmp_path), "seconds": 6} for _ in range(4)])
+        assert wait_for(lambda: len(os.listdir(tmp_path)) == 4, timeout=60), "the cut-off worker did not start them"
+        other = fleet("alpha", "--concurrency", "4", "-v", "1")
+        rescuer = other.start()
+        assert wait_for(lambda: Worker.objects.filter(pid=rescuer.pid, state="online").exists(), timeout=60)
+        cut_at = time.time()
+        link.cut()
+        ids = [job.pk for job in jobs]
+        assert wait_for(lambda: Job.objects.filter(pk__in=ids, status=Status.COMPLETED).count() == 4, timeout=60)
+        found = ticks(tmp_path)
+        ended, rescued = [], []
+        for job_id in ids:
+            before = [times for (job, pid), times in found.items() if job == job_id and pid != rescuer.pid]
+            after = found.get((job_id, rescuer.pid), [])
+            assert before and after, f"job {job_id} did not run on both sides of the cut"
+            last_before = max(max(times) for times in before)
+            assert last_before < min(after), f"job {job_id} ran in two places at once"
+            ended.append(last_before - cut_at)
+            rescued.append(min(after) - cut_at)
+        if "--processes" not in mode:
+            assert cut_off.processes[0].wait(timeout=30) == 4  # ExitCode.FENCED
+        link.heal()
+        other.stop()
+        cut_off.stop()
+    finally:
+        link.close()
+    output = cut_off.output()
+    assert "ending this process so that its" in output
+    report(
+        f"a network cut, {' '.join(mode)}, 2 s lease",
+        {
+            "jobs running on the cut-off worker": len(ids),
+            "cut to its last tick (s), latest": f"{max(ended):.2f}",
+            "cut to the other worker's first tick (s)": f"{min(rescued):.2f} - {max(rescued):.2f}",
+            "overlapping runs": 0,
+        },
+    )
 
 
 def test_sigterm_during_a_drain_puts_jobs_back_and_loses_nothing(fleet):

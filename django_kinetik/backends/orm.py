@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Min, Q
+from django.db.models import Case, F, Min, Q, Value, When
 from django.utils import timezone
 
 from ..models import (
@@ -117,7 +117,9 @@ class OrmBackend(Backend):
         now = timezone.now()
 
         def beat() -> None:
-            Worker.objects.using(self.alias).filter(pk=worker_id).update(last_heartbeat=now, **stats)
+            # A worker marked lost (cut off for a while) is back once a beat gets through.
+            back = Case(When(state=Worker.State.LOST, then=Value(Worker.State.ONLINE)), default=F("state"))
+            Worker.objects.using(self.alias).filter(pk=worker_id).update(last_heartbeat=now, state=back, **stats)
             if running:
                 self.jobs().active().filter(id__in=list(running), worker_id=worker_id).update(
                     lease_expires_at=now + timedelta(seconds=lease),

@@ -22,6 +22,10 @@ from .threads import BackgroundThread
 logger = logging.getLogger("django_kinetik.worker")
 
 
+#: seconds between two tries after a beat failed (at most; never more than a beat)
+RETRY_EVERY = 0.5
+
+
 def beat_every(lease: float) -> float:
     """Seconds between beats: three per lease, at most every 10 s, at least every 0.2 s."""
     return max(0.2, min(lease / 3, 10.0))
@@ -48,21 +52,6 @@ class Heartbeat(BackgroundThread):
         self._running = running
         self._stats = stats
         self._last_success = time.monotonic()
-        self._fenced = False
-
-    def fenced(self) -> bool:
-        """Whether the leases may be taken back soon: no beat got through for three quarters of a lease.
-
-        The worker stops claiming while this holds (a supervised child ends itself).
-        """
-        silent = self.silent_for()
-        fenced = silent > self.lease * 0.75
-        if fenced and not self._fenced:
-            logger.error("Leases not renewed for %.1fs; the worker stops claiming until they are.", silent)
-        elif self._fenced and not fenced:
-            logger.warning("Leases are renewed again; the worker claims again.")
-        self._fenced = fenced
-        return fenced
 
     def silent_for(self) -> float:
         """Seconds since the last beat that reached the database."""
@@ -75,14 +64,17 @@ class Heartbeat(BackgroundThread):
 
     def run(self) -> None:
         failures = 0
-        while not self.stopping.wait(self.every):
+        retry_every = min(self.every, RETRY_EVERY)
+        while not self.stopping.wait(retry_every if failures else self.every):
             try:
                 self.beat()
+                if failures:
+                    logger.warning("Heartbeat got through again after %d failed tries.", failures)
                 failures = 0
             except Exception as error:
                 failures += 1
                 if failures == 1:
-                    logger.warning("Heartbeat failed (%s); retrying every %.1fs.", error, self.every)
+                    logger.warning("Heartbeat failed (%s); retrying every %.1fs.", error, retry_every)
                 connections.close_all()
 
     def stop(self) -> None:

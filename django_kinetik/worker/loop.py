@@ -52,6 +52,7 @@ from .claims import Claims
 from .codes import ExitCode
 from .duties import DependencySweep, Duty, LeaseRecovery, LimitsTidy, MemoryCheck, PausedTags, Promotion
 from .executor import Executor
+from .fence import Fence, end_process
 from .heartbeat import Heartbeat
 from .purge import Purger
 from .redisfeed import RedisFeed
@@ -113,6 +114,9 @@ class Worker:
         self._settler = Settler(self.backend, self.lease, self._logs, self._settled)
         self._executor: Executor | None = None
         self._heartbeat: Heartbeat | None = None
+        self._fence: Fence | None = None
+        #: what the fence does when leases may expire under running attempts (tests replace it)
+        self.fence_breach = end_process
         self._done_lock = threading.Lock()
         self._wake = threading.Event()
         #: set while the loop waits for work: the commit watch only wakes an idle loop
@@ -172,6 +176,8 @@ class Worker:
             self._executor = Executor(self.concurrency, self._returned)
             self._heartbeat = Heartbeat(self.backend, self.worker_id, self.lease, self._lease_ids, self._stats)
             self._heartbeat.start()
+            self._fence = Fence(self.lease, self._heartbeat.silent_for, lambda: len(self._slots), self.fence_breach)
+            self._fence.start()
             self._start_wakeups()
             self._duties = self._make_duties()
             logger.info("Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency)
@@ -390,10 +396,5 @@ class Worker:
     # -- timeouts and fencing --------------------------------------------------
 
     def _check_fence(self) -> None:
-        """Stop taking work when our leases may already have been taken back."""
-        if self._heartbeat is None:
-            return
-        fenced = self._heartbeat.fenced()
-        if fenced and not self._fenced and self.supervised:
-            exit_now(self, ExitCode.FENCED, "leases could not be renewed")
-        self._fenced = fenced
+        """Take no new work while our leases are not being renewed (the fence ends running ones)."""
+        self._fenced = self._fence is not None and not self._fence.claiming

@@ -55,12 +55,19 @@ def time_out(worker: Worker, now: float) -> int:
     return len(expired)
 
 
+def _stop_renewing(worker: Worker) -> None:
+    """The heartbeat and its fence stop: what still runs here is about to be put back."""
+    if worker._fence is not None:
+        worker._fence.stop()
+    if worker._heartbeat is not None:
+        worker._heartbeat.stop()
+
+
 def exit_now(worker: Worker, status: int, reason: str) -> None:
     """End a supervised child at once: write what ended, put other jobs back, then exit (it is replaced)."""
     logger.warning("Worker %s exiting: %s.", worker.name, reason)
     worker._settler.stop(timeout=5)
-    if worker._heartbeat is not None:
-        worker._heartbeat.stop()
+    _stop_renewing(worker)
     try:
         lifecycle.put_back_unfinished(worker.backend, worker.worker_id)
         worker.backend.retire_worker(worker.worker_id, worker._stats())
@@ -89,8 +96,7 @@ def shut_down(worker: Worker) -> int:
     if worker._forced.is_set():
         logger.warning("Worker %s stopping at once; leases will bring back running jobs.", worker.name)
         return ExitCode.FORCED
-    if worker._heartbeat is not None:
-        worker._heartbeat.stop()
+    _stop_renewing(worker)
     # Threads still inside a job exit (closing their connections) once it
     # returns; its outcome will be discarded, since the job is put back.
     unfinished = slots.close_all()

@@ -147,3 +147,17 @@ def log_slowly(job):
     job.log("first line")
     time.sleep(job.data.get("seconds", 1.0))
     job.log("last line")
+
+
+@kinetik.task("test.tick", tag="alpha")
+def tick(job):
+    """Stubborn code that never touches the database: it notes the time in a file of its own
+    (one per job and process) every 20 ms for ``seconds``, whatever happens to the worker."""
+    path = os.path.join(job.data["directory"], f"{job.id}-{os.getpid()}")
+    end = time.monotonic() + job.data.get("seconds", 5)
+    with open(path, "a") as ticks:
+        while time.monotonic() < end:
+            ticks.write(f"{time.time()}\n")
+            ticks.flush()
+            time.sleep(0.02)
+    return "ticked"
