@@ -34,6 +34,8 @@ class KinetikSettings:
     lease: float = 60.0
     #: how long a stopping worker lets running jobs finish
     shutdown_timeout: float = 30.0
+    #: how long the code of a job cancelled while it runs may take to return before it is stopped
+    cancel_grace: float = 5.0
     #: per-task option overrides, by task name (raw values, validated)
     tasks: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: MappingProxyType({}))
     #: dotted paths of middleware classes, outermost first
@@ -61,8 +63,13 @@ class Problem:
     hint: str = ""
 
 
-_DURATIONS = {"INTERVAL": "interval", "LEASE": "lease", "SHUTDOWN_TIMEOUT": "shutdown_timeout"}
-_MINIMUM = {"INTERVAL": 0.001, "LEASE": 1.0, "SHUTDOWN_TIMEOUT": 0.0}
+_DURATIONS = {
+    "INTERVAL": "interval",
+    "LEASE": "lease",
+    "SHUTDOWN_TIMEOUT": "shutdown_timeout",
+    "CANCEL_GRACE": "cancel_grace",
+}
+_MINIMUM = {"INTERVAL": 0.001, "LEASE": 1.0, "SHUTDOWN_TIMEOUT": 0.0, "CANCEL_GRACE": 0.0}
 _OPTIONAL_DURATIONS = {"PURGE_AFTER": "purge_after", "PURGE_FAILED_AFTER": "purge_failed_after"}
 KNOWN_KEYS = (
     "DATABASE",

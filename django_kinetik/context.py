@@ -55,6 +55,7 @@ class JobContext:
         self._alias = alias
         self._logs = logs
         self._closed = False
+        self._warned = False
 
     def close(self) -> None:
         """Called when the attempt is over: later log and progress calls are ignored."""
@@ -62,12 +63,22 @@ class JobContext:
 
     @property
     def closed(self) -> bool:
-        """True once the attempt is over (settled, timed out or given up)."""
+        """True once the attempt is over (settled, timed out, cancelled or given up): time to return.
+
+        Long-running code should look at it between steps (``while not
+        job.closed: ...``): a cancel or a timeout sets it within about a second.
+        """
         return self._closed
 
     def _ignored(self, what: str) -> bool:
-        if self._closed:
-            logger.warning("Job %s wrote %s after its attempt ended; ignored.", self.id, what)
+        if self._closed and not self._warned:
+            # Once per attempt: code that ignores ``closed`` may call this in a loop.
+            self._warned = True
+            logger.warning(
+                "Job %s wrote %s after its attempt ended; this and later writes of the attempt are ignored.",
+                self.id,
+                what,
+            )
         return self._closed
 
     @property

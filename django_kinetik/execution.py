@@ -30,7 +30,7 @@ logger = logging.getLogger("django_kinetik.jobs")
 class Attempt:
     """A claimed job while it runs here, and (once its code returned) how it ended."""
 
-    __slots__ = ("context", "deadline", "job", "options", "settlement", "started", "task")
+    __slots__ = ("context", "deadline", "job", "options", "settlement", "started", "stopping_since", "task")
 
     def __init__(self, job: Job, task: Task, options: TaskOptions, context: JobContext, started: float) -> None:
         self.job = job
@@ -42,6 +42,8 @@ class Attempt:
         self.deadline = None if options.timeout is None else started + options.timeout
         #: set when the code has returned (or raised): what to write
         self.settlement: Settlement | None = None
+        #: time.monotonic() when the worker learnt the job was cancelled (or taken away) while this ran
+        self.stopping_since: float | None = None
 
     def __repr__(self) -> str:
         return f"<Attempt {self.job.task!r} #{self.job.id} attempt {self.job.attempts}>"
@@ -78,8 +80,8 @@ def perform(attempt: Attempt) -> Settlement | None:
     finally:
         tidy_connections()
     if context.closed:
-        # Timed out (or given up) while it ran: its result is not wanted.
-        logger.info("Job %s (%s) returned after it had timed out; result ignored.", job.id, job.task)
+        # Timed out, cancelled or given up while it ran: its result is not wanted.
+        logger.info("Job %s (%s) returned after its attempt had ended; result ignored.", job.id, job.task)
         return None
     context.close()
     attempt.settlement = settlement

@@ -100,6 +100,7 @@ KINETIK = {
     # Worker processes started by the fault tests use short leases to recover quickly.
     "LEASE": os.environ.get("KINETIK_TEST_LEASE", "10s"),
     "SHUTDOWN_TIMEOUT": "5s",
+    "CANCEL_GRACE": os.environ.get("KINETIK_TEST_CANCEL_GRACE", "5s"),
 }
 
 # Worker processes started by the Redis fault tests get the test's fast path this way.

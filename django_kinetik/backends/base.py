@@ -200,6 +200,14 @@ class Backend(abc.ABC):
         """Mark workers that have not heart-beaten for ``silent_for`` seconds as lost."""
 
     @abc.abstractmethod
+    def gone_from(self, worker_id: int, ids: Sequence[int]) -> dict[int, str | None]:
+        """Which of ``ids``, running on this worker, are no longer its own: id -> status now (None: deleted)."""
+
+    @abc.abstractmethod
+    def record_cancelled_run(self, job: Job, worker_id: int, started_at: datetime) -> bool:
+        """Record the attempt of ``job`` cancelled while it ran (a ``cancelled`` JobRun); False if it moved on."""
+
+    @abc.abstractmethod
     def paused_tags(self) -> set[str]:
         """Tags that are paused right now."""
 

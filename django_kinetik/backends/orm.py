@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Min, Q, Value, When
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from ..models import (
@@ -28,15 +28,14 @@ from ..models import (
     JobRun,
     Outcome,
     Status,
-    TagState,
-    Worker,
     cancelled,
     requeued,
 )
 from ..values.limits import Limit
-from .base import Backend, Entry, Runnable, Settlement, WorkerInfo, Written
+from .base import Backend, Entry, Runnable, Settlement, Written
 from .limited import LimitedClaims
 from .rows import REQUEUED, apply, claim_order, settled_changes
+from .workers import WorkerRows
 
 T = TypeVar("T")
 
@@ -44,7 +43,7 @@ T = TypeVar("T")
 PROMOTE_BATCH = 1000
 
 
-class OrmBackend(Backend):
+class OrmBackend(WorkerRows, Backend):
     """Jobs created, claimed and settled through the ORM in the Django database ``alias``."""
 
     def jobs(self) -> Any:
@@ -90,52 +89,6 @@ class OrmBackend(Backend):
     def live_holder(self, unique_key: str) -> Job | None:
         """The live job holding ``unique_key``, if any."""
         return self.jobs().live().filter(unique_key=unique_key).first()  # type: ignore[no-any-return]
-
-    # -- workers -------------------------------------------------------------
-
-    def register_worker(self, info: WorkerInfo) -> int:
-        now = timezone.now()
-        worker = Worker.objects.using(self.alias).create(
-            name=info.name,
-            host=info.host,
-            pid=info.pid,
-            tags=list(info.tags),
-            concurrency=info.concurrency,
-            started_at=now,
-            last_heartbeat=now,
-        )
-        return worker.pk
-
-    def retire_worker(self, worker_id: int, stats: dict[str, int]) -> None:
-        now = timezone.now()
-        workers = Worker.objects.using(self.alias).filter(pk=worker_id)
-        self.retrying_locks(
-            lambda: workers.update(state=Worker.State.OFFLINE, stopped_at=now, last_heartbeat=now, **stats)
-        )
-
-    def heartbeat(self, worker_id: int, lease: float, running: Sequence[int], stats: dict[str, int]) -> None:
-        now = timezone.now()
-
-        def beat() -> None:
-            # A worker marked lost (cut off for a while) is back once a beat gets through.
-            back = Case(When(state=Worker.State.LOST, then=Value(Worker.State.ONLINE)), default=F("state"))
-            Worker.objects.using(self.alias).filter(pk=worker_id).update(last_heartbeat=now, state=back, **stats)
-            if running:
-                self.jobs().active().filter(id__in=list(running), worker_id=worker_id).update(
-                    lease_expires_at=now + timedelta(seconds=lease),
-                )
-
-        self.retrying_locks(beat)
-
-    def mark_lost_workers(self, silent_for: float) -> int:
-        cutoff = timezone.now() - timedelta(seconds=silent_for)
-        silent = Worker.objects.using(self.alias).filter(
-            state__in=(Worker.State.ONLINE, Worker.State.STOPPING), last_heartbeat__lt=cutoff
-        )
-        return self.retrying_locks(lambda: silent.update(state=Worker.State.LOST))
-
-    def paused_tags(self) -> set[str]:
-        return set(TagState.objects.using(self.alias).filter(paused=True).values_list("tag", flat=True))
 
     # -- the hot path ------------------------------------------------------
 

@@ -60,3 +60,4 @@ class Outcome(models.TextChoices):
     TIMEOUT = "timeout"
     INTERRUPTED = "interrupted"  # the worker stopped and put the job back
     LOST = "lost"  # the worker vanished; its lease expired
+    CANCELLED = "cancelled"  # cancelled while it ran; its code was told, then stopped

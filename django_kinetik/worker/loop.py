@@ -48,6 +48,7 @@ from ..models import Job
 from ..signals import emit, queue_empty
 from ..values.options import TaskOptions
 from . import serving
+from .cancels import CancelWatch
 from .claims import Claims
 from .codes import ExitCode
 from .duties import DependencySweep, Duty, LeaseRecovery, LimitsTidy, MemoryCheck, PausedTags, Promotion
@@ -233,6 +234,7 @@ class Worker:
         return [
             Promotion(self.backend, self.tags, self.interval, room),
             LeaseRecovery(self.backend, self.worker_id, self.lease, self._lease_ids),
+            CancelWatch(self.backend, self.worker_id, self._slots, get_settings().cancel_grace),
             Purger(self.backend),
             self._scheduler,
             DependencySweep(self.alias),
@@ -282,9 +284,10 @@ class Worker:
             self._idle.clear()
             now = time.monotonic()
             if time_out(self, now) and self.supervised:
-                # Only ending the process stops the timed-out code for sure.
-                exit_now(self, ExitCode.REPLACE, "a job timed out; replacing this process to kill it")
-            self._check_fence()
+                # Only ending the process stops the code for sure.
+                exit_now(self, ExitCode.REPLACE, "a job timed out or was cancelled; replacing this process to stop it")
+            # Take no new work while our leases are not being renewed (the fence ends running ones).
+            self._fenced = self._fence is not None and not self._fence.claiming
             if self.supervised and supervisor_gone():
                 logger.warning("Worker %s: its supervisor is gone; stopping.", self.name)
                 self.stop()
@@ -392,9 +395,3 @@ class Worker:
         if self._slots.next_deadline is not None:
             marks.append(self._slots.next_deadline)
         return max(0.0, min(marks) - now)
-
-    # -- timeouts and fencing --------------------------------------------------
-
-    def _check_fence(self) -> None:
-        """Take no new work while our leases are not being renewed (the fence ends running ones)."""
-        self._fenced = self._fence is not None and not self._fence.claiming

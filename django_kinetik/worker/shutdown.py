@@ -30,7 +30,12 @@ logger = logging.getLogger("django_kinetik.worker")
 
 
 def time_out(worker: Worker, now: float) -> int:
-    """Settle the attempts past their deadline as timed out (their threads abandoned); how many."""
+    """Stop the attempts past their deadline; how many (the caller replaces a supervised child to kill them).
+
+    A timed-out attempt is settled as ``timeout``; one whose job was cancelled
+    while it ran (its grace is over) was recorded when the cancel was seen.
+    With threads, each one's thread is abandoned and a fresh one takes the slot.
+    """
     expired = worker._slots.expired(now)
     if not expired:
         return 0
@@ -41,17 +46,26 @@ def time_out(worker: Worker, now: float) -> int:
             worker._executor.abandon(attempt)  # type: ignore[union-attr]  # a new thread takes the slot
         with worker._done_lock:
             worker.jobs_done += 1
-        settlement = outcomes.timed_out(attempt.job, attempt.options)  # type: ignore[arg-type]
-        ends.append(Ending(attempt.job, settlement, attempt.task, attempt.options))
         if worker._limited is not None:
             worker._limited.job_ended(attempt.job.task)
+        if attempt.stopping_since is not None:
+            logger.warning(
+                "Job %s (%s) did not return %.1fs after it was cancelled; stopping it.",
+                attempt.job.id,
+                attempt.job.task,
+                now - attempt.stopping_since,
+            )
+            continue
+        settlement = outcomes.timed_out(attempt.job, attempt.options)  # type: ignore[arg-type]
+        ends.append(Ending(attempt.job, settlement, attempt.task, attempt.options))
     lifecycle.settle(worker.backend, ends, patience=worker.lease)
-    logger.warning(
-        "Worker %s: %d job(s) timed out; %d thread(s) still run timed-out code (use --processes for a hard kill).",
-        worker.name,
-        len(expired),
-        worker._executor.runaways if worker._executor else 0,
-    )
+    if not worker.supervised:
+        logger.warning(
+            "Worker %s: %d job(s) stopped; %d thread(s) still run their code (use --processes for a hard kill).",
+            worker.name,
+            len(expired),
+            worker._executor.runaways if worker._executor else 0,
+        )
     return len(expired)
 
 

@@ -44,6 +44,18 @@ class Slots:
         if deadline is not None and (self.next_deadline is None or deadline < self.next_deadline):
             self.next_deadline = deadline
 
+    def running(self) -> list[Attempt]:
+        """The attempts whose code runs now (from any thread)."""
+        with self._lock:
+            return list(self._running.values())
+
+    def cut_short(self, attempt: Attempt, deadline: float) -> None:
+        """Bring ``attempt``'s deadline forward to ``deadline`` (it is then stopped as past it)."""
+        if attempt.deadline is None or deadline < attempt.deadline:
+            attempt.deadline = deadline
+        if self.next_deadline is None or deadline < self.next_deadline:
+            self.next_deadline = deadline
+
     def returned(self, attempt: Attempt) -> None:
         """Called by a job thread: the attempt's code has returned."""
         self._returned.append(attempt)

@@ -1,0 +1,95 @@
+"""A job cancelled while it runs: its code is told at once, and stopped if it does not listen."""
+
+import threading
+import time
+
+import pytest
+
+import django_kinetik as kinetik
+from django_kinetik.models import Job, JobLog, Status, Worker
+from django_kinetik.worker import Worker as KinetikWorker
+from tests.conftest import wait_for
+
+# Each test runs with both claim paths: from the database, and through the Redis fast path.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("claim_path")]
+
+
+@pytest.fixture
+def serve():
+    """Start a worker with one slot in a thread (once the test's tasks are defined); stopped at the end."""
+    started = []
+
+    def start():
+        worker = KinetikWorker(concurrency=1, interval=0.05)
+        thread = threading.Thread(target=worker.run)
+        thread.start()
+        started.append((worker, thread))
+        return worker
+
+    yield start
+    for worker, thread in started:
+        worker.stop()
+        thread.join(timeout=15)
+
+
+def test_a_cancel_reaches_running_code_within_a_second(temp_task, serve):
+    started, noticed = threading.Event(), []
+
+    def cooperative(job):
+        started.set()
+        while not job.closed:
+            time.sleep(0.01)
+        noticed.append(time.monotonic())
+        return "stopped early"
+
+    temp_task("test.cooperative", cooperative, tag="alpha")
+    serve()
+    job = kinetik.create("test.cooperative")
+    assert started.wait(10)
+    cancelled_at = time.monotonic()
+    assert kinetik.cancel(job.id)
+    assert wait_for(lambda: noticed, 5), "the code never saw job.closed"
+    assert noticed[0] - cancelled_at < 1.5
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED
+    assert job.result is None  # what the code returned after the cancel is not kept
+    assert list(job.runs.values_list("attempt", "outcome", "error_code")) == [(1, "cancelled", "cancelled")]
+    # The slot is free at once for the next job.
+    assert kinetik.create("test.echo").wait(timeout="5s") == {"echo": {}, "attempt": 1}
+
+
+def test_code_that_ignores_a_cancel_is_stopped_after_the_grace_and_its_slot_is_free(temp_task, settings, serve, caplog):
+    settings.KINETIK = {**settings.KINETIK, "CANCEL_GRACE": "300ms"}
+    started, closed_seen = threading.Event(), []
+
+    def stubborn(job):
+        started.set()
+        end = time.monotonic() + 4
+        while time.monotonic() < end:
+            if job.closed and not closed_seen:
+                closed_seen.append(time.time())
+            job.log("still going")
+            job.progress(1, 2)
+            time.sleep(0.02)
+
+    temp_task("test.stubborn", stubborn, tag="alpha")
+    worker = serve()
+    job = kinetik.create("test.stubborn")
+    assert started.wait(10)
+    cancelled_at = time.monotonic()
+    kinetik.cancel(job.id)
+    after = kinetik.create("test.echo")
+    assert after.wait(timeout="5s") == {"echo": {}, "attempt": 1}
+    assert time.monotonic() - cancelled_at < 0.3 + 1.5  # the grace, and the look that sees the cancel
+    assert wait_for(lambda: closed_seen, 2)
+    worker.stop()
+    assert wait_for(lambda: Worker.objects.get(pk=worker.worker_id).state == "offline", 10)
+    job.refresh_from_db()
+    assert job.status == Status.CANCELLED
+    assert list(job.runs.values_list("outcome", flat=True)) == ["cancelled"]
+    # Lines written after the attempt ended were dropped, with one warning for them all.
+    last_line = JobLog.objects.filter(job=job).order_by("-created_at").values_list("created_at", flat=True).first()
+    assert last_line is not None and last_line.timestamp() <= closed_seen[0]
+    assert sum("after its attempt ended" in record.getMessage() for record in caplog.records) == 1
+    assert Worker.objects.get(pk=worker.worker_id).runaway_threads == 1  # the stubborn thread, accounted for
+    assert Job.objects.get(pk=after.pk).started_at >= job.finished_at
