@@ -283,6 +283,14 @@ def test_timeout_storm_with_processes_kills_the_code(fleet):
     )
     assert replaced == len(storm)
     assert workers.exits == [0]
+    lateness = sorted(
+        (run.finished_at - run.started_at).total_seconds() - 1.0 for run in JobRun.objects.filter(outcome="timeout")
+    )
+    report(
+        "timeout lateness of CPU-bound jobs, processes (1 s timeout)",
+        {"median (s)": f"{lateness[len(lateness) // 2]:.2f}", "worst (s)": f"{lateness[-1]:.2f}"},
+    )
+    assert lateness[-1] < 1.0
 
 
 def ticks(directory):
@@ -342,6 +350,50 @@ def test_a_cut_off_worker_ends_its_attempts_before_another_takes_them(fleet, tmp
             "overlapping runs": 0,
         },
     )
+
+
+@pytest.mark.parametrize(
+    "mode", [["--concurrency", "2"], ["--processes", "2", "--concurrency", "1"]], ids=["threads", "processes"]
+)
+def test_cancelled_stubborn_jobs_give_their_slots_back(fleet, tmp_path, mode):
+    jobs = kinetik.create_many("test.tick", [{"directory": str(tmp_path), "seconds": 60} for _ in range(22)])
+    workers = fleet("alpha", *mode, "-v", "1")
+    workers.env["KINETIK_TEST_CANCEL_GRACE"] = "500ms"
+    workers.start()
+    ids = [job.pk for job in jobs]
+    running = lambda: set(Job.objects.filter(pk__in=ids, status=Status.ACTIVE).values_list("pk", flat=True))  # noqa: E731
+    assert wait_for(lambda: len(running()) == 2, timeout=60)
+    freed, stopped = [], {}
+    for _ in range(20):
+        victim = min(running())
+        others = running() - {victim}
+        cancelled_at = time.time()
+        kinetik.cancel(victim)
+        assert wait_for(lambda: len(running() - others) >= 1, timeout=30), "no slot came back"  # noqa: B023
+        freed.append(time.time() - cancelled_at)
+        stopped[victim] = cancelled_at
+    elapsed_ticks = ticks(tmp_path)
+    workers.stop()
+    runs = JobRun.objects.filter(job__in=list(stopped), outcome="cancelled").count()
+    # With processes the code is killed: its ticks end within the grace and a look.
+    late = [
+        max(times) - stopped[job]
+        for (job, _), times in elapsed_ticks.items()
+        if job in stopped and "--processes" in mode
+    ]
+    freed.sort()
+    report(
+        f"20 cancels of running stubborn jobs, {' '.join(mode)}, 0.5 s grace",
+        {
+            "cancel to a free slot, median (s)": f"{freed[len(freed) // 2]:.2f}",
+            "cancel to a free slot, worst (s)": f"{freed[-1]:.2f}",
+            "cancelled attempts recorded": runs,
+            "code still running after cancel + 2 s": sum(1 for seconds in late if seconds > 2.0),
+        },
+    )
+    assert runs == 20
+    assert freed[-1] < 5.0
+    assert all(seconds < 2.0 for seconds in late)
 
 
 def test_sigterm_during_a_drain_puts_jobs_back_and_loses_nothing(fleet):
