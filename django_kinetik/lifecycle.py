@@ -215,6 +215,7 @@ def attempts_ended(
     ``announced``: the write sent the feed's "finished" message itself.
     """
     pushed: list[Job] = []
+    recovered: list[Job] = []  # ghosts taken back: first in line
     ended: list[int] = []
     middleware_hooks = installed().after
     for index, (end, ok) in enumerate(zip(ends, applied, strict=True)):
@@ -223,7 +224,7 @@ def attempts_ended(
             continue
         publishing.ended(job, settlement, announced=announced)
         if settlement.status == Status.QUEUED:
-            pushed.append(job)
+            (recovered if settlement.lost else pushed).append(job)
         elif settlement.ends_job:
             if not awaited or awaited[index]:
                 ended.append(job.id)
@@ -233,6 +234,7 @@ def attempts_ended(
         if hooks:
             _call(hooks, _attempt_transition(end, using))
     fastpath.push_jobs(pushed)
+    fastpath.push_jobs(recovered, first=True)
     _move_dependants(using, ended)
 
 

@@ -8,7 +8,15 @@ from django.utils import timezone
 import django_kinetik as kinetik
 from django_kinetik.backends import get_backend
 from django_kinetik.models import Job, Status
-from django_kinetik.worker.duties import LeaseRecovery, MemoryCheck, PausedTags, Promotion
+from django_kinetik.worker import Worker as KinetikWorker
+from django_kinetik.worker.duties import (
+    RETRY_AFTER_ERROR,
+    LeaseRecovery,
+    MemoryCheck,
+    PausedTags,
+    Promotion,
+    Upkeep,
+)
 from tests.factories import JobFactory, WorkerFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,3 +88,39 @@ def test_the_memory_check_asks_for_a_recycle_only_after_jobs_ran():
     ran.append(1)
     check.run(now=1.0)
     assert len(reasons) == 1 and "passed --max-memory" in reasons[0]
+
+
+class BrokenSchedule:
+    """Upkeep with a bug in it: raises every time it runs."""
+
+    def __init__(self):
+        self.next_at = 0.0
+        self.runs = 0
+
+    def run(self, now):
+        self.runs += 1
+        raise OverflowError("date value out of range")
+
+
+def test_a_duty_that_raises_is_logged_and_retried_later_and_the_rest_still_run(backend, caplog):
+    broken, paused = BrokenSchedule(), PausedTags(backend, interval=1.0)
+    upkeep = Upkeep([broken, paused], "w1")
+    upkeep.run(now=100.0)
+    assert broken.runs == 1 and paused.next_at == pytest.approx(101.0)  # the next duty ran all the same
+    assert "BrokenSchedule failed" in caplog.text and "date value out of range" in caplog.text
+    upkeep.run(now=101.0)
+    assert broken.runs == 1  # not again at once: it waits
+    upkeep.run(now=100.0 + RETRY_AFTER_ERROR)
+    assert broken.runs == 2
+
+
+def test_a_crash_in_upkeep_takes_no_running_job_down(caplog):
+    class WorkerWithABug(KinetikWorker):
+        def _make_duties(self):
+            return [BrokenSchedule(), *super()._make_duties()]
+
+    jobs = kinetik.create_many("test.sleep", [{"seconds": 0.05} for _ in range(3)])
+    WorkerWithABug(burst=True, interval=0.01).run()
+    assert [Job.objects.get(pk=job.pk).status for job in jobs] == [Status.COMPLETED] * 3
+    assert not Job.objects.filter(runs__outcome="lost").exists()
+    assert "BrokenSchedule failed" in caplog.text

@@ -119,6 +119,16 @@ def test_a_job_whose_worker_vanished_is_taken_back_as_a_ghost_and_run(run_worker
     assert dead.state == Worker.State.LOST
 
 
+def test_a_job_taken_back_from_a_dead_worker_runs_ahead_of_the_backlog(run_worker):
+    backlog = kinetik.create_many("test.echo", [{"n": n} for n in range(5)])
+    ghost, _ = _orphan(task="test.echo", tag="alpha")
+    test_tasks.ran.clear()
+    run_worker(concurrency=1)
+    # Recovery runs once the first claim of the first round is made: after that, the ghost is next.
+    assert test_tasks.ran.index(ghost.pk) <= 1
+    assert set(test_tasks.ran) == {ghost.pk, *(job.pk for job in backlog)}
+
+
 def test_a_job_lost_more_often_than_its_ghost_retries_fails_as_lost(run_worker, received):
     job, _ = _orphan(ghosts=3)
     run_worker()

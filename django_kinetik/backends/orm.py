@@ -173,8 +173,10 @@ class OrmBackend(WorkerRows, Backend):
             # Only while the lease is still expired: a late heartbeat wins.
             guard["lease_expires_at__lt"] = settlement.finished_at
             if settlement.status in REQUEUED:
-                # A ghost run is not an attempt; it is counted separately.
+                # A ghost run is not an attempt; it is counted separately. It
+                # goes first in line, as it would have been done by now.
                 changes.update(attempts=F("attempts") - 1, ghosts=F("ghosts") + 1)
+                changes["run_at"] = self._first_in_line(job, changes.get("run_at") or settlement.finished_at)
         if not self.jobs().filter(**guard).update(**changes):
             return False
         JobRun.objects.using(self.alias).create(
@@ -194,6 +196,11 @@ class OrmBackend(WorkerRows, Backend):
             job.attempts -= 1
             job.ghosts += 1
         return True
+
+    def _first_in_line(self, job: Job, run_at: datetime) -> datetime:
+        """A run time that puts ``job`` ahead of the queued jobs of its tag and priority."""
+        first = self.jobs().queued().filter(tag=job.tag, priority=job.priority).aggregate(first=Min("run_at"))["first"]
+        return min(run_at, first - timedelta(microseconds=1)) if first is not None else run_at
 
     def was_settled(self, job: Job, settlement: Settlement) -> bool:
         runs = JobRun.objects.using(self.alias)

@@ -36,6 +36,7 @@ Entry = tuple[int, str, int]
 
 
 def score(priority: int, job_id: int) -> int:
+    """Higher priority first, then lower ids; 0 for the id puts a job first in its priority."""
     return (MAX_PRIORITY - priority) * _ID_SPAN + job_id
 
 
@@ -58,8 +59,8 @@ def _script(name: str) -> Any:
 PUSH_SLICE = 5_000
 
 
-def push(entries: Iterable[Entry]) -> bool:
-    """Queue ids in Redis, any number of tags in one round trip per slice.
+def push(entries: Iterable[Entry], *, first: bool = False) -> bool:
+    """Queue ids in Redis, any number of tags in one round trip per slice (``first``: ahead of their priority).
 
     Returns False if Redis lost its state (flushed, restarted) and wants a reconcile.
     """
@@ -68,7 +69,7 @@ def push(entries: Iterable[Entry]) -> bool:
     for start in range(0, len(entries), PUSH_SLICE):
         by_tag: dict[str, list[Any]] = defaultdict(list)
         for job_id, tag, priority in entries[start : start + PUSH_SLICE]:
-            by_tag[tag] += [score(priority, job_id), job_id]
+            by_tag[tag] += [score(priority, 0 if first else job_id), job_id]
         keys = [marker_key()]
         args: list[Any] = []
         for tag, pairs in by_tag.items():
@@ -123,8 +124,8 @@ def wanted(job: Job) -> bool:
     return job.status == Status.QUEUED and job.limit_key is None
 
 
-def push_jobs(jobs: Iterable[Job]) -> None:
-    """Push the :func:`wanted` ones of ``jobs`` (committed), if the fast path is on.
+def push_jobs(jobs: Iterable[Job], *, first: bool = False) -> None:
+    """Push the :func:`wanted` ones of ``jobs`` (committed), if the fast path is on (``first``: see :func:`push`).
 
     A failed push is logged, not raised: the jobs are safe in the database and
     the workers' fallback claim finds them.
@@ -133,12 +134,12 @@ def push_jobs(jobs: Iterable[Job]) -> None:
         return
     entries = [(job.id, job.tag, job.priority) for job in jobs if wanted(job)]
     if entries:
-        push_quietly(entries)
+        push_quietly(entries, first=first)
 
 
-def push_quietly(entries: Sequence[Entry]) -> None:
+def push_quietly(entries: Sequence[Entry], *, first: bool = False) -> None:
     try:
-        push(entries)
+        push(entries, first=first)
     except redis_errors() as error:
         logger.warning(
             "Could not push %d job id(s) to Redis (%s); workers will find them in the database.", len(entries), error

@@ -18,7 +18,7 @@ from typing import Protocol
 from django.utils import timezone
 
 from .. import lifecycle, outcomes
-from ..backends.base import Backend
+from ..backends.base import DATABASE_ERRORS, Backend
 from ..backends.limited import LimitedClaims
 from ..execution import Ending
 from ..models import Job
@@ -29,6 +29,8 @@ logger = logging.getLogger("django_kinetik.worker")
 
 #: seconds between looks for waiting jobs nobody moved on, and for stale rate windows
 SWEEP_EVERY = 30.0
+#: seconds before a duty that raised is tried again
+RETRY_AFTER_ERROR = 5.0
 
 
 class Duty(Protocol):
@@ -40,6 +42,36 @@ class Duty(Protocol):
     def run(self, now: float) -> bool:
         """Do what is due; True if that may have made jobs claimable."""
         ...
+
+
+class Upkeep:
+    """A worker's duties, each run when due. One that raises (a bug, bad data in a
+    schedule or a delay) is logged with its cause and tried again later: upkeep
+    must never take the running jobs down. Database errors go up to the loop,
+    which waits the database out."""
+
+    def __init__(self, duties: list[Duty], worker_name: str) -> None:
+        self.duties = duties
+        self.worker_name = worker_name
+
+    def run(self, now: float) -> bool:
+        """Run the duties that are due; True if one may have made jobs claimable."""
+        changed = False
+        for duty in self.duties:
+            if now < duty.next_at:
+                continue
+            try:
+                changed = duty.run(now) or changed
+            except DATABASE_ERRORS:
+                raise
+            except Exception:
+                logger.exception("Worker %s: %s failed; trying again later.", self.worker_name, type(duty).__name__)
+                duty.next_at = max(duty.next_at, now + RETRY_AFTER_ERROR)  # type: ignore[misc]
+        return changed
+
+    def due_marks(self, room: bool) -> list[float]:
+        """When duties are next due (promotion only matters with a free slot)."""
+        return [duty.next_at for duty in self.duties if room or not isinstance(duty, Promotion)]
 
 
 class PausedTags:

@@ -51,7 +51,7 @@ from . import serving
 from .cancels import CancelWatch
 from .claims import Claims
 from .codes import ExitCode
-from .duties import DependencySweep, Duty, LeaseRecovery, LimitsTidy, MemoryCheck, PausedTags, Promotion
+from .duties import DependencySweep, Duty, LeaseRecovery, LimitsTidy, MemoryCheck, PausedTags, Promotion, Upkeep
 from .executor import Executor
 from .fence import Fence, end_process
 from .heartbeat import Heartbeat
@@ -66,6 +66,7 @@ from .threads import BackgroundThread, DatabaseTrouble
 from .wakeup import listener_for
 
 logger = logging.getLogger("django_kinetik.worker")
+
 
 #: job threads per worker process when --concurrency is not given (see the README's "Workers")
 DEFAULT_CONCURRENCY = 20
@@ -135,7 +136,7 @@ class Worker:
         self._claims = Claims(
             self.backend, self.lease, Runnable(()), None, self._open_tags, self._settler.pending_tasks
         )
-        self._duties: list[Duty] = []
+        self._upkeep = Upkeep([], self.name)
         #: while running: the thread that wakes the loop when new jobs arrive (None: polling only), and
         #: with KINETIK["REDIS"], where job ids come from first
         self.listener: BackgroundThread | None = None
@@ -180,7 +181,7 @@ class Worker:
             self._fence = Fence(self.lease, self._heartbeat.silent_for, lambda: len(self._slots), self.fence_breach)
             self._fence.start()
             self._start_wakeups()
-            self._duties = self._make_duties()
+            self._upkeep = Upkeep(self._make_duties(), self.name)
             logger.info("Worker %s serving %s with %d thread(s).", self.name, ", ".join(self.tags), self.concurrency)
             self._serve()
             wakeups = [thread for thread in (self.listener, self.feed) if thread is not None]
@@ -348,10 +349,7 @@ class Worker:
         self._executor.submit(attempt)  # type: ignore[union-attr]
 
     def _run_duties(self, now: float) -> bool:
-        changed = False
-        for duty in self._duties:
-            if now >= duty.next_at:
-                changed = duty.run(now) or changed
+        changed = self._upkeep.run(now)
         if self.feed is not None:
             changed = self.feed.maintain(self.interval) or changed
         return changed
@@ -389,7 +387,7 @@ class Worker:
         now = time.monotonic()
         room = self._free_slots() > 0
         marks = [now + self.interval, self._paused.next_at]
-        marks += [duty.next_at for duty in self._duties if room or not isinstance(duty, Promotion)]
+        marks += self._upkeep.due_marks(room)
         if self._claims.retry_at is not None and room:
             marks.append(self._claims.retry_at)
         if self._slots.next_deadline is not None:
