@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.apps import AppConfig
 from django.core.signals import setting_changed
+from django.db.backends.signals import connection_created
 from django.utils.module_loading import autodiscover_modules
 
 
@@ -17,6 +18,7 @@ class KinetikConfig(AppConfig):
         from . import (
             checks,  # noqa: F401 - registers the system checks
             jobs,
+            outage,
             services,
             waiting,
         )
@@ -34,6 +36,7 @@ class KinetikConfig(AppConfig):
             )
         )
         setting_changed.connect(reset_settings, dispatch_uid="django_kinetik.reset_settings")
+        connection_created.connect(outage.note_connection, dispatch_uid="django_kinetik.outage")
         bridge.connect()  # django.tasks: its jobs' definitions, and Django's task signals
         # Every installed app's tasks.py defines its tasks when imported.
         autodiscover_modules("tasks")

@@ -14,7 +14,7 @@ import time
 
 from django.db import connections
 
-from . import lifecycle, outcomes
+from . import lifecycle, outage, outcomes
 from .backends.base import DATABASE_ERRORS, Settlement
 from .context import JobContext
 from .joblogs import LogWriter
@@ -76,7 +76,11 @@ def perform(attempt: Attempt) -> Settlement | None:
     except BaseException as error:
         if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
             raise
-        settlement = outcomes.failed(job, attempt.options or TaskOptions(), error)
+        if outage.caused(error, context.alias, job.started_at):
+            logger.warning("Job %s (%s): the database went away under it; putting it back.", job.id, job.task)
+            settlement = outcomes.interrupted(error)
+        else:
+            settlement = outcomes.failed(job, attempt.options or TaskOptions(), error)
     finally:
         tidy_connections()
     if context.closed:

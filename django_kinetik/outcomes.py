@@ -24,6 +24,7 @@ from .values.options import RUN_OPTION_NAMES, TaskOptions
 
 LOST_CODE = "lost"
 TIMEOUT_CODE = "timeout"
+INTERRUPTED_CODE = "interrupted"
 
 
 def run_options(task: Task | None, job: Job) -> TaskOptions:
@@ -93,6 +94,23 @@ def timed_out(job: Job, options: TaskOptions) -> Settlement:
         code=TIMEOUT_CODE,
         exception=_path_of(JobTimeout),
         details="",
+    )
+
+
+def interrupted(error: BaseException) -> Settlement:
+    """The database went away under the attempt (see ``outage.py``): put back, the attempt not used."""
+    now = timezone.now()
+    return Settlement(
+        status=Status.QUEUED,
+        outcome=Outcome.INTERRUPTED,
+        finished_at=now,
+        run_at=now,
+        error=f"the database went away while the job ran ({str(error).strip() or type(error).__name__}); "
+        "put back without using an attempt",
+        error_code=INTERRUPTED_CODE,
+        exception=exception_path(error),
+        traceback="".join(traceback.format_exception(error)),
+        counted=False,
     )
 
 

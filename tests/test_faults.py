@@ -208,6 +208,8 @@ def test_kill_storm_and_a_database_restart_lose_nothing(fleet):
     )
     assert kills >= 3
     assert_every_job_done_once(total)
+    # A query killed by the restart is the outage's doing: interrupted and put back, not failed.
+    assert not JobRun.objects.filter(outcome="failed").exists()
     assert JobRun.objects.filter(outcome="lost").exists(), "no ghost was recovered: the kills hit nothing"
     # 4 workers x (2 job threads + main loop + heartbeat + settler + wake-up
     # listener + event publisher) + this test; killed ones must not linger.
@@ -394,6 +396,40 @@ def test_cancelled_stubborn_jobs_give_their_slots_back(fleet, tmp_path, mode):
     assert runs == 20
     assert freed[-1] < 5.0
     assert all(seconds < 2.0 for seconds in late)
+
+
+def test_a_database_restart_under_running_queries_is_not_the_jobs_fault(fleet):
+    # retries=0: before, a query killed by the restart failed its job for good.
+    jobs = kinetik.create_many("test.query_slowly", [{"seconds": 1.0} for _ in range(16)])
+    ids = [job.pk for job in jobs]
+    workers = fleet("alpha", "--concurrency", "2", "-v", "1", lease="10s")
+    for _ in range(2):
+        workers.start()
+    assert wait_for(lambda: query(lambda: Job.objects.filter(status=Status.ACTIVE).count()) == 4, timeout=60)
+    time.sleep(0.3)  # their queries are in flight
+    if not restart_postgres():
+        if IN_CI:
+            pytest.fail("CI must be able to restart PostgreSQL (pg_ctlcluster as root)")
+        pytest.skip("cannot restart PostgreSQL here")
+    started = time.monotonic()
+    while query(lambda: Job.objects.filter(pk__in=ids, status=Status.COMPLETED).count()) < len(ids):
+        assert time.monotonic() - started < 90, "the jobs did not all complete after the restart"
+        failed = query(lambda: list(Job.objects.filter(pk__in=ids, status=Status.FAILED).values_list("error")))
+        assert not failed, f"a job failed because the database restarted: {failed[0]}"
+        time.sleep(0.2)
+    workers.stop()
+    interrupted = JobRun.objects.filter(job__in=ids, outcome="interrupted")
+    report(
+        "PostgreSQL restarted under 4 running queries (retries=0)",
+        {
+            "jobs": len(ids),
+            "completed": Job.objects.filter(pk__in=ids, status=Status.COMPLETED).count(),
+            "attempts interrupted and put back": interrupted.count(),
+            "failed": Job.objects.filter(pk__in=ids, status=Status.FAILED).count(),
+        },
+    )
+    assert interrupted.exists(), "the restart hit no running query: the test tested nothing"
+    assert all(job.attempts == 1 for job in Job.objects.filter(pk__in=ids))  # the outage used no attempt
 
 
 def test_sigterm_during_a_drain_puts_jobs_back_and_loses_nothing(fleet):

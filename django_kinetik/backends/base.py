@@ -63,6 +63,13 @@ class Settlement:
     #: settled by another worker because the lease expired: only applies if it
     #: still is expired, and a re-queued job counts a ghost instead of an attempt
     lost: bool = False
+    #: False: the attempt does not use one of the job's attempts (interrupted by an outage)
+    counted: bool = True
+
+    @property
+    def plain(self) -> bool:
+        """An ordinary end, which the vendor backends' batch statements write (others take the ORM's path)."""
+        return self.counted and not self.lost
 
     @property
     def ends_job(self) -> bool:
@@ -325,6 +332,10 @@ class Backend(abc.ABC):
         with connections[self.alias].cursor() as cursor:
             cursor.execute(statements.PING)
             cursor.fetchone()
+
+    def restarted_since(self, moment: datetime) -> bool:
+        """Whether the database server started after ``moment`` (False where it cannot tell)."""
+        return False
 
     def commit_counter(self) -> Callable[[], Any] | None:
         """A call on this thread's connection whose value changes when another connection commits

@@ -177,6 +177,8 @@ class OrmBackend(WorkerRows, Backend):
                 # goes first in line, as it would have been done by now.
                 changes.update(attempts=F("attempts") - 1, ghosts=F("ghosts") + 1)
                 changes["run_at"] = self._first_in_line(job, changes.get("run_at") or settlement.finished_at)
+        elif not settlement.counted and settlement.status in REQUEUED:
+            changes["attempts"] = F("attempts") - 1  # an outage's, not the job's
         if not self.jobs().filter(**guard).update(**changes):
             return False
         JobRun.objects.using(self.alias).create(
@@ -192,9 +194,9 @@ class OrmBackend(WorkerRows, Backend):
             traceback=settlement.traceback,
         )
         apply(job, changes)
-        if settlement.lost and settlement.status in REQUEUED:
+        if (settlement.lost or not settlement.counted) and settlement.status in REQUEUED:
             job.attempts -= 1
-            job.ghosts += 1
+            job.ghosts += settlement.lost
         return True
 
     def _first_in_line(self, job: Job, run_at: datetime) -> datetime:

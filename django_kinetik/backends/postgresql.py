@@ -205,7 +205,7 @@ class PostgresBackend(OrmBackend):
         """Every job row and JobRun row of the batch in one statement (see statements.SETTLE_MANY)."""
         if not items:
             return Written([])
-        if any(settlement.lost for _, settlement in items):
+        if not all(settlement.plain for _, settlement in items):
             return super().settle_many(items)
         params = self._settle_params(items)
         if announce:
@@ -281,6 +281,11 @@ class PostgresBackend(OrmBackend):
         for channel in channels:
             connection.execute(statements.listen(channel))
         return connection
+
+    def restarted_since(self, moment: datetime) -> bool:
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(statements.POSTGRES_STARTED_AFTER, [moment])
+            return bool(cursor.fetchone()[0])
 
     def wake_workers(self, tags: set[str]) -> None:
         with connections[self.alias].cursor() as cursor:

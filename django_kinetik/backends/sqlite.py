@@ -128,7 +128,7 @@ class SQLiteBackend(OrmBackend):
     def settle_many(self, items: Sequence[tuple[Job, Settlement]], *, announce: bool = False) -> Written:
         if not items:
             return Written([])
-        if any(settlement.lost for _, settlement in items):
+        if not all(settlement.plain for _, settlement in items):
             return super().settle_many(items)
 
         def write() -> list[bool]:

@@ -311,6 +311,8 @@ FEED_JOIN_AUDIENCE = "SELECT pg_advisory_lock_shared(%s, %s)"
 FEED_LEAVE_AUDIENCE = "SELECT pg_advisory_unlock_shared(%s, %s)"
 #: a round trip that proves the database answers
 PING = "SELECT 1"
+#: whether the PostgreSQL server started after a moment (an outage under a job, outage.py)
+POSTGRES_STARTED_AFTER = "SELECT pg_postmaster_start_time() > %s"
 
 
 def listen(channel: str) -> str:

@@ -161,3 +161,25 @@ def tick(job):
             ticks.flush()
             time.sleep(0.02)
     return "ticked"
+
+
+@kinetik.task("test.query_slowly", tag="alpha", retries=0)
+def query_slowly(job):
+    """A query that takes a while (PostgreSQL), so that a database restart hits it mid-flight."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_sleep(%s)", [job.data.get("seconds", 1.0)])
+    return "queried"
+
+
+@kinetik.task("test.bad_sql", tag="alpha", retries=0)
+def bad_sql(job):
+    """The task's own SQL is wrong: that is the job's fault, whatever the database does."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM kinetik_no_such_table")
+
+
+@kinetik.task("test.kill_own_connection", tag="alpha", retries=0)
+def kill_own_connection(job):
+    """A connection-level error while the database stays up (PostgreSQL): the code's doing, not an outage."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(pg_backend_pid())")
