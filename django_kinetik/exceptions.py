@@ -7,7 +7,10 @@ Django's ``ImproperlyConfigured`` instead, like the rest of Django.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from .values.durations import parse_duration
 
 if TYPE_CHECKING:
     from .models import Job
@@ -15,6 +18,23 @@ if TYPE_CHECKING:
 
 class KinetikError(Exception):
     """Root of every error django_kinetik raises on purpose."""
+
+
+class Snooze(KinetikError):
+    """Raised by a task's action: "not now, try me again in ``delay``".
+
+    The job goes back as delayed for ``delay`` (milliseconds as an int,
+    ``"30s"``-style text, a ``timedelta``, or a datetime to run at), its
+    attempt recorded as ``snoozed``; a snooze does not use one of the job's
+    attempts. After the task's ``max_snoozes`` (default 100) a snooze fails
+    the job instead, so a job cannot snooze for ever.
+    """
+
+    def __init__(self, delay: Any) -> None:
+        if not isinstance(delay, datetime):
+            parse_duration(delay, what="Snooze delay")  # a bad delay is the caller's error, raised here
+        self.delay = delay
+        super().__init__(f"snoozed for {delay}")
 
 
 class TaskDefinitionError(KinetikError, ValueError):

@@ -17,6 +17,7 @@ from django.db import connections
 from . import lifecycle, outage, outcomes
 from .backends.base import DATABASE_ERRORS, Settlement
 from .context import JobContext
+from .exceptions import Snooze
 from .joblogs import LogWriter
 from .middleware import installed
 from .models import Job
@@ -76,7 +77,9 @@ def perform(attempt: Attempt) -> Settlement | None:
     except BaseException as error:
         if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
             raise
-        if outage.caused(error, context.alias, job.started_at):
+        if isinstance(error, Snooze):
+            settlement = outcomes.snoozed(job, attempt.options or TaskOptions(), error)
+        elif outage.caused(error, context.alias, job.started_at):
             logger.warning("Job %s (%s): the database went away under it; putting it back.", job.id, job.task)
             settlement = outcomes.interrupted(error)
         else:

@@ -15,16 +15,17 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .backends.base import Settlement
-from .exceptions import JobLost, JobTimeout
+from .exceptions import JobLost, JobTimeout, Snooze
 from .models import Job, Outcome, Status
 from .registry import Task
 from .values.backoff import retries_on, retry_delay
-from .values.durations import format_seconds
+from .values.durations import format_seconds, run_at_for
 from .values.options import RUN_OPTION_NAMES, TaskOptions
 
 LOST_CODE = "lost"
 TIMEOUT_CODE = "timeout"
 INTERRUPTED_CODE = "interrupted"
+SNOOZE_LIMIT_CODE = "snooze_limit"
 
 
 def run_options(task: Task | None, job: Job) -> TaskOptions:
@@ -94,6 +95,31 @@ def timed_out(job: Job, options: TaskOptions) -> Settlement:
         code=TIMEOUT_CODE,
         exception=_path_of(JobTimeout),
         details="",
+    )
+
+
+def snoozed(job: Job, options: TaskOptions, snooze: Snooze) -> Settlement:
+    """The code asked to run later: delayed (or queued) again without using an attempt, up to ``max_snoozes``."""
+    now = timezone.now()
+    if job.snoozes >= options.max_snoozes:
+        return Settlement(
+            status=Status.FAILED,
+            outcome=Outcome.FAILED,
+            finished_at=now,
+            error=f"snoozed {job.snoozes} times, the most its task allows (max_snoozes={options.max_snoozes}); "
+            "raise the limit or stop snoozing",
+            error_code=SNOOZE_LIMIT_CODE,
+            exception=_path_of(Snooze),
+        )
+    run_at = run_at_for(snooze.delay, now)
+    return Settlement(
+        status=Status.DELAYED if run_at > now else Status.QUEUED,
+        outcome=Outcome.SNOOZED,
+        finished_at=now,
+        run_at=run_at,
+        error=f"snoozed until {run_at.isoformat()}",
+        counted=False,
+        snoozed=True,
     )
 
 

@@ -100,6 +100,7 @@ def test_a_job_is_shown_with_every_field(api):
         "error_code": "",
         "attempts": 1,
         "ghosts": 0,
+        "snoozes": 0,
         "unique_key": "mail-1",
         "limit_key": None,
         "after": [],

@@ -76,6 +76,7 @@ def _schemas() -> dict[str, Any]:
                 "error_code": {"type": "string"},
                 "attempts": {"type": "integer"},
                 "ghosts": {"type": "integer", "description": "Runs lost with their worker and queued again."},
+                "snoozes": {"type": "integer", "description": "Times its code asked to run later (Snooze)."},
                 "unique_key": _nullable("string"),
                 "limit_key": _nullable("string", description='Its key for its task\'s limits ("": the task).'),
                 "after": {

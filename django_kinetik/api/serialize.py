@@ -54,6 +54,7 @@ def job_json(job: Job, *, after: list[int] | None = None) -> dict[str, Any]:
         "error_code": job.error_code,
         "attempts": job.attempts,
         "ghosts": job.ghosts,
+        "snoozes": job.snoozes,
         "unique_key": job.unique_key,
         "limit_key": job.limit_key,
         "after": after,

@@ -63,13 +63,15 @@ class Settlement:
     #: settled by another worker because the lease expired: only applies if it
     #: still is expired, and a re-queued job counts a ghost instead of an attempt
     lost: bool = False
-    #: False: the attempt does not use one of the job's attempts (interrupted by an outage)
+    #: False: the attempt does not use one of the job's attempts (interrupted by an outage, snoozed)
     counted: bool = True
+    #: the code asked to run later (``kinetik.Snooze``): the job's snoozes count one more
+    snoozed: bool = False
 
     @property
     def plain(self) -> bool:
         """An ordinary end, which the vendor backends' batch statements write (others take the ORM's path)."""
-        return self.counted and not self.lost
+        return self.counted and not self.lost and not self.snoozed
 
     @property
     def ends_job(self) -> bool:

@@ -178,7 +178,9 @@ class OrmBackend(WorkerRows, Backend):
                 changes.update(attempts=F("attempts") - 1, ghosts=F("ghosts") + 1)
                 changes["run_at"] = self._first_in_line(job, changes.get("run_at") or settlement.finished_at)
         elif not settlement.counted and settlement.status in REQUEUED:
-            changes["attempts"] = F("attempts") - 1  # an outage's, not the job's
+            changes["attempts"] = F("attempts") - 1  # an outage's or a snooze, not the job's
+            if settlement.snoozed:
+                changes["snoozes"] = F("snoozes") + 1
         if not self.jobs().filter(**guard).update(**changes):
             return False
         JobRun.objects.using(self.alias).create(
@@ -197,6 +199,7 @@ class OrmBackend(WorkerRows, Backend):
         if (settlement.lost or not settlement.counted) and settlement.status in REQUEUED:
             job.attempts -= 1
             job.ghosts += settlement.lost
+            job.snoozes += settlement.snoozed
         return True
 
     def _first_in_line(self, job: Job, run_at: datetime) -> datetime:

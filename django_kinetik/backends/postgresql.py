@@ -53,6 +53,7 @@ _NEW_JOB: dict[str, Any] = {
     "error_code": "",
     "attempts": 0,
     "ghosts": 0,
+    "snoozes": 0,
     "unique_key": None,
     "started_at": None,
     "finished_at": None,

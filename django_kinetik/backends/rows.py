@@ -114,7 +114,7 @@ def claimed_job(
     row building: the claim knows the rest (status, worker, lease, start). ``json`` and ``moment`` read
     the vendor's JSON and time values."""
     (job_id, task, task_backend, tag, priority, data, options) = row[:7]
-    (attempts, ghosts, unique_key, limit_key, run_at, created_at) = row[7:]
+    (attempts, ghosts, snoozes, unique_key, limit_key, run_at, created_at) = row[7:]
     return Job.loaded(
         alias,
         {
@@ -128,6 +128,7 @@ def claimed_job(
             "options": json(options),
             "attempts": attempts,
             "ghosts": ghosts,
+            "snoozes": snoozes,
             "unique_key": unique_key,
             "limit_key": limit_key,
             "run_at": moment(run_at),

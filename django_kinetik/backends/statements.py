@@ -17,8 +17,8 @@ WORKER = Worker._meta.db_table
 _RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data = NULL"
 
 #: what a PostgreSQL claim returns per job (built into a Job by PostgresBackend._claimed_jobs)
-_CLAIM_RETURNING = """RETURNING id, task, task_backend, tag, priority, data, options, attempts, ghosts, unique_key,
-          limit_key, extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8"""
+_CLAIM_RETURNING = """RETURNING id, task, task_backend, tag, priority, data, options, attempts, ghosts, snoozes,
+          unique_key, limit_key, extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8"""
 
 # ``id = ANY(ARRAY(subquery))`` rather than a join on the picked ids: a join
 # makes the planner probe the ends of the primary-key index for its estimates,
@@ -293,7 +293,8 @@ def sqlite_insert_runs(rows: int) -> str:
 
 #: what SQLite's claim returns per job (the rest of a claimed row is known)
 SQLITE_CLAIMED_COLUMNS = (
-    "id, task, task_backend, tag, priority, data, options, attempts, ghosts, unique_key, limit_key, run_at, created_at"
+    "id, task, task_backend, tag, priority, data, options, attempts, ghosts, snoozes, unique_key, limit_key, run_at, "
+    "created_at"
 )
 
 

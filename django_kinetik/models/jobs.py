@@ -88,6 +88,8 @@ class Job(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     #: runs lost with their worker (lease expired) and queued again
     ghosts = models.PositiveSmallIntegerField(default=0)
+    #: times the job's code asked to run later (``raise kinetik.Snooze(...)``); not attempts
+    snoozes = models.PositiveIntegerField(default=0, db_default=0)
     # NULL, not "", for "no key": the partial unique constraint ignores NULLs.
     unique_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
     #: what its task's concurrency and rate limits count this job under ("" = the task as a whole);

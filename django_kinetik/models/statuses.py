@@ -61,3 +61,4 @@ class Outcome(models.TextChoices):
     INTERRUPTED = "interrupted"  # the worker stopped and put the job back
     LOST = "lost"  # the worker vanished; its lease expired
     CANCELLED = "cancelled"  # cancelled while it ran; its code was told, then stopped
+    SNOOZED = "snoozed"  # the code asked to run later (kinetik.Snooze); not an attempt

@@ -48,6 +48,8 @@ class TaskOptions:
     #: how often a run whose worker vanished (lease expired) is queued again
     #: before the job fails as "lost"
     ghost_retries: int = 3
+    #: how often a job may ``raise kinetik.Snooze(...)`` before a snooze fails it instead
+    max_snoozes: int = 100
     #: delete a job (with its logs and runs) as soon as it completes (Kue's removeOnComplete)
     remove_on_complete: bool = False
     #: one live job per key: True (the whole data), a tuple of data keys, or a
@@ -183,6 +185,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "retry_jitter": parse_jitter,
     "retry_on": parse_retry_on,
     "ghost_retries": parse_count("ghost_retries"),
+    "max_snoozes": parse_count("max_snoozes"),
     "remove_on_complete": parse_flag("remove_on_complete"),
     "unique": parse_unique,
     "schedule": parse_schedule,
@@ -204,6 +207,7 @@ RUN_OPTION_NAMES = (
     "retry_max_delay",
     "retry_jitter",
     "ghost_retries",
+    "max_snoozes",
     "remove_on_complete",
     "on_parent_failure",
 )
