@@ -7,8 +7,11 @@ Django's ``ImproperlyConfigured`` instead, like the rest of Django.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
 
 from .values.durations import parse_duration
 
@@ -35,6 +38,42 @@ class Snooze(KinetikError):
             parse_duration(delay, what="Snooze delay")  # a bad delay is the caller's error, raised here
         self.delay = delay
         super().__init__(f"snoozed for {delay}")
+
+
+class RateLimited(KinetikError):
+    """Raised by a task's action when a downstream says "too many, come back later" (an HTTP 429).
+
+    ``retry_after`` is the ``Retry-After`` header as it came (seconds as a
+    number or digits, or an HTTP date), a ``timedelta``, a datetime, or
+    ``"30s"``-style text. Every worker then holds the job's limit key (the
+    whole task when it has no ``limit_by``) until then: no job of it starts
+    before, jobs of other keys go on. This job is put back to run then, without
+    using an attempt.
+    """
+
+    def __init__(self, retry_after: Any, reason: str = "") -> None:
+        self.until = _moment_after(retry_after)
+        self.reason = reason
+        super().__init__(f"rate limited until {self.until.isoformat()}" + (f": {reason}" if reason else ""))
+
+
+def _moment_after(retry_after: Any) -> datetime:
+    now = timezone.now()
+    if isinstance(retry_after, datetime):
+        return retry_after if timezone.is_aware(retry_after) else timezone.make_aware(retry_after)
+    if isinstance(retry_after, timedelta):
+        return now + retry_after
+    if isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool):
+        return now + timedelta(seconds=max(0.0, float(retry_after)))  # Retry-After counts seconds
+    if isinstance(retry_after, str):
+        text = retry_after.strip()
+        if text.isdigit():
+            return now + timedelta(seconds=int(text))
+        try:
+            return parsedate_to_datetime(text)  # an HTTP date: "Wed, 21 Oct 2026 07:28:00 GMT"
+        except (TypeError, ValueError, IndexError):
+            pass
+    return now + timedelta(seconds=parse_duration(retry_after, what="RateLimited retry_after"))
 
 
 class TaskDefinitionError(KinetikError, ValueError):

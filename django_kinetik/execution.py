@@ -17,7 +17,7 @@ from django.db import connections
 from . import lifecycle, outage, outcomes
 from .backends.base import DATABASE_ERRORS, Settlement
 from .context import JobContext
-from .exceptions import Snooze
+from .exceptions import RateLimited, Snooze
 from .joblogs import LogWriter
 from .middleware import installed
 from .models import Job
@@ -79,6 +79,8 @@ def perform(attempt: Attempt) -> Settlement | None:
             raise
         if isinstance(error, Snooze):
             settlement = outcomes.snoozed(job, attempt.options or TaskOptions(), error)
+        elif isinstance(error, RateLimited):
+            settlement = outcomes.rate_limited(error)
         elif outage.caused(error, context.alias, job.started_at):
             logger.warning("Job %s (%s): the database went away under it; putting it back.", job.id, job.task)
             settlement = outcomes.interrupted(error)

@@ -22,7 +22,7 @@ from .backends import get_backend
 from .conf import get_settings
 from .creation import JobRef, create, create_many
 from .exceptions import InvalidTransition, JobNotFound
-from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job, Status, TagState
+from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Hold, Job, Status, TagState
 from .registry import registry
 from .values.durations import parse_duration
 from .values.options import parse_tag
@@ -173,8 +173,10 @@ def stats() -> dict[str, Any]:
     """Counts of jobs by status, by task and by tag.
 
     ``{"status": {"queued": 3, ...}, "tasks": {"send email": {"queued": 3}},
-    "tags": {"mail": {"queued": 3}}, "total": 3}``; every status appears in
-    ``status``, with 0 where there are none.
+    "tags": {"mail": {"queued": 3}}, "total": 3, "holds": [...]}``; every
+    status appears in ``status``, with 0 where there are none. ``holds``: the
+    tasks and limit keys held by ``kinetik.RateLimited`` now, each
+    ``{"task", "key", "until", "reason"}`` (``key`` "" for the whole task).
     """
     by_status: dict[str, int] = {value: 0 for value in Status.values}
     by_task: dict[str, dict[str, int]] = {}
@@ -186,7 +188,9 @@ def stats() -> dict[str, Any]:
         by_task[task][status] = by_task[task].get(status, 0) + count
         by_tag.setdefault(tag, {})
         by_tag[tag][status] = by_tag[tag].get(status, 0) + count
-    return {"status": by_status, "tasks": by_task, "tags": by_tag, "total": sum(by_status.values())}
+    held = Hold.objects.using(_using()).filter(until__gt=timezone.now()).order_by("until")
+    holds = [{"task": h.task, "key": h.key, "until": h.until, "reason": h.reason} for h in held]
+    return {"status": by_status, "tasks": by_task, "tags": by_tag, "total": sum(by_status.values()), "holds": holds}
 
 
 def tags() -> list[str]:

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from .backends.base import Settlement
-from .exceptions import JobLost, JobTimeout, Snooze
+from .exceptions import JobLost, JobTimeout, RateLimited, Snooze
 from .models import Job, Outcome, Status
 from .registry import Task
 from .values.backoff import retries_on, retry_delay
@@ -120,6 +120,23 @@ def snoozed(job: Job, options: TaskOptions, snooze: Snooze) -> Settlement:
         error=f"snoozed until {run_at.isoformat()}",
         counted=False,
         snoozed=True,
+    )
+
+
+def rate_limited(error: RateLimited) -> Settlement:
+    """A downstream said "later": the job waits for the hold, which the settle writes, without using an attempt."""
+    now = timezone.now()
+    until = max(error.until, now)
+    return Settlement(
+        status=Status.DELAYED if until > now else Status.QUEUED,
+        outcome=Outcome.RATE_LIMITED,
+        finished_at=now,
+        run_at=until,
+        error=str(error),
+        error_code="rate_limited",
+        exception=_path_of(RateLimited),
+        counted=False,
+        hold_until=until,
     )
 
 

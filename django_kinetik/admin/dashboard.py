@@ -135,6 +135,7 @@ def dashboard_view(model_admin: Any, request: HttpRequest) -> TemplateResponse:
         "completed_last_hour": sum(m.completed for m in minutes),
         "failed_last_hour": sum(m.failed for m in minutes),
         "schedules": schedules(),
+        "holds": counts["holds"],
     }
     return TemplateResponse(request, "admin/django_kinetik/dashboard.html", context)
 

@@ -164,6 +164,19 @@ def _schemas() -> dict[str, Any]:
                 "tasks": {"type": "object", "additionalProperties": _ref("Counts")},
                 "tags": {"type": "object", "additionalProperties": _ref("Counts")},
                 "total": {"type": "integer"},
+                "holds": {
+                    "type": "array",
+                    "description": "Tasks and limit keys held by RateLimited now: no job of them starts before until.",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "task": {"type": "string"},
+                            "key": {"type": "string", "description": '"" for the whole task.'},
+                            "until": {"type": "string", "format": "date-time"},
+                            "reason": {"type": "string"},
+                        },
+                    },
+                },
             },
         },
     }

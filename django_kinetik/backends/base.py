@@ -67,11 +67,13 @@ class Settlement:
     counted: bool = True
     #: the code asked to run later (``kinetik.Snooze``): the job's snoozes count one more
     snoozed: bool = False
+    #: a downstream limit (``kinetik.RateLimited``): hold the job's task or limit key until then
+    hold_until: datetime | None = None
 
     @property
     def plain(self) -> bool:
         """An ordinary end, which the vendor backends' batch statements write (others take the ORM's path)."""
-        return self.counted and not self.lost and not self.snoozed
+        return self.counted and not self.lost and not self.snoozed and self.hold_until is None
 
     @property
     def ends_job(self) -> bool:
@@ -334,6 +336,10 @@ class Backend(abc.ABC):
         with connections[self.alias].cursor() as cursor:
             cursor.execute(statements.PING)
             cursor.fetchone()
+
+    @abc.abstractmethod
+    def holds(self) -> dict[tuple[str, str], float]:
+        """The fleet-wide holds in force: (task, limit key; "" for the whole task) -> until, epoch seconds."""
 
     def restarted_since(self, moment: datetime) -> bool:
         """Whether the database server started after ``moment`` (False where it cannot tell)."""

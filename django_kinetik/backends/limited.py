@@ -110,6 +110,15 @@ class LimitedClaims:
             )
         return deleted
 
+    def hold(self, task: str, key: str, until: float) -> None:
+        """A fleet-wide hold (kinetik.RateLimited): no job of ``task``'s ``key`` starts before ``until`` (epoch s).
+
+        Kept with the full rate windows, which the claim already leaves out.
+        """
+        if task in self.limits:
+            full = self._rate_full.setdefault(task, {})
+            full[key] = max(full.get(key, 0.0), until)
+
     def job_ended(self, task: str) -> None:
         """A job of ``task`` ended here: its slot may be free, look again at once."""
         self._not_before.pop(task, None)

@@ -22,6 +22,7 @@ from ..models import (
     LIVE_STATUSES,
     RETRYABLE_STATUSES,
     RUNNABLE_NOW,
+    Hold,
     Job,
     JobDependency,
     JobLog,
@@ -183,6 +184,8 @@ class OrmBackend(WorkerRows, Backend):
                 changes["snoozes"] = F("snoozes") + 1
         if not self.jobs().filter(**guard).update(**changes):
             return False
+        if settlement.hold_until is not None:
+            self._hold(job, settlement.hold_until, settlement.error)
         JobRun.objects.using(self.alias).create(
             job_id=job.pk,
             attempt=job.attempts,
@@ -201,6 +204,27 @@ class OrmBackend(WorkerRows, Backend):
             job.ghosts += settlement.lost
             job.snoozes += settlement.snoozed
         return True
+
+    def _hold(self, job: Job, until: datetime, reason: str) -> None:
+        """Hold ``job``'s limit key (its task, without one) until ``until``, fleet-wide, in the settle's transaction.
+
+        The queued and delayed jobs it holds wait until then at once; workers
+        leave out jobs created meanwhile once they re-read the holds (every interval).
+        """
+        key = job.limit_key or ""
+        holds = Hold.objects.using(self.alias)
+        if not holds.filter(task=job.task, key=key, until__lt=until).update(until=until, reason=reason):
+            if not holds.filter(task=job.task, key=key).exists():
+                holds.create(task=job.task, key=key, until=until, reason=reason)
+        held = self.jobs().filter(task=job.task, run_at__lt=until).exclude(pk=job.pk)
+        if key:
+            held = held.filter(limit_key=key)
+        held.filter(status=Status.QUEUED).update(status=Status.DELAYED, run_at=until)
+        held.filter(status=Status.DELAYED).update(run_at=until)
+
+    def holds(self) -> dict[tuple[str, str], float]:
+        rows = Hold.objects.using(self.alias).filter(until__gt=timezone.now()).values_list("task", "key", "until")
+        return {(task, key): until.timestamp() for task, key, until in rows}
 
     def _first_in_line(self, job: Job, run_at: datetime) -> datetime:
         """A run time that puts ``job`` ahead of the queued jobs of its tag and priority."""

@@ -12,7 +12,7 @@ and its JobQuerySet, JobDependency, JobRun, JobLog), ``workers.py``,
 """
 
 from .jobs import Job, JobDependency, JobLog, JobQuerySet, JobRun, worker_reference
-from .state import LimitState, Schedule, TagState
+from .state import Hold, LimitState, Schedule, TagState
 from .statuses import (
     FINISHED_STATUSES,
     LIVE_STATUSES,
@@ -30,6 +30,7 @@ __all__ = [
     "LIVE_STATUSES",
     "RETRYABLE_STATUSES",
     "RUNNABLE_NOW",
+    "Hold",
     "Job",
     "JobDependency",
     "JobLog",

@@ -59,3 +59,30 @@ class LimitState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task} [{self.key}]" if self.key else self.task
+
+
+class Hold(models.Model):
+    """A fleet-wide pause of one task, or of one of its limit keys, until a moment.
+
+    Written when a job's code raises ``kinetik.RateLimited(retry_after=...)``
+    (a downstream said "429, come back later"): no job of the task (key ``""``)
+    or of that limit key starts before ``until``; jobs of other keys go on.
+    """
+
+    task = models.CharField(max_length=200)
+    #: the limit key held ("" = the whole task)
+    key = models.CharField(max_length=200, blank=True)
+    until = models.DateTimeField()
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "key"], name="kinetik_hold_task_key")]
+        indexes = [models.Index(fields=["until"], name="kinetik_hold_until")]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.task} [{self.key}] until {self.until:%Y-%m-%d %H:%M:%S}"
+            if self.key
+            else f"{self.task} until {self.until:%Y-%m-%d %H:%M:%S}"
+        )

@@ -62,3 +62,4 @@ class Outcome(models.TextChoices):
     LOST = "lost"  # the worker vanished; its lease expired
     CANCELLED = "cancelled"  # cancelled while it ran; its code was told, then stopped
     SNOOZED = "snoozed"  # the code asked to run later (kinetik.Snooze); not an attempt
+    RATE_LIMITED = "rate_limited"  # a downstream said "later" (kinetik.RateLimited); not an attempt

@@ -41,7 +41,12 @@ class CancelWatch:
 
     def run(self, now: float) -> bool:
         self.next_at = now + LOOK_EVERY
-        running = {attempt.job.id: attempt for attempt in self.slots.running() if attempt.stopping_since is None}
+        # Not those whose code has returned: their ends may be written already.
+        running = {
+            attempt.job.id: attempt
+            for attempt in self.slots.running()
+            if attempt.stopping_since is None and attempt.settlement is None and not attempt.context.closed
+        }
         if not running:
             return False
         gone = self.backend.gone_from(self.worker_id, list(running))

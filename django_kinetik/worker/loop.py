@@ -134,7 +134,7 @@ class Worker:
         #: the claims of tasks with concurrency or rate limits, and all claims (set when it starts)
         self._limited: LimitedClaims | None = None
         self._claims = Claims(
-            self.backend, self.lease, Runnable(()), None, self._open_tags, self._settler.pending_tasks
+            self.backend, self.lease, Runnable(()), None, self._open_tags, self._settler.pending_tasks, self.interval
         )
         self._upkeep = Upkeep([], self.name)
         #: while running: the thread that wakes the loop when new jobs arrive (None: polling only), and
@@ -258,6 +258,7 @@ class Worker:
     def _returned(self, attempt: Attempt) -> None:
         """Called by a job thread when the attempt's code has returned: its end to the settler, its slot back."""
         if attempt.settlement is not None:
+            self._claims.note_hold(attempt.job, attempt.settlement)  # before the slot is free again
             self._settler.submit(attempt)
         self._slots.returned(attempt)
         self._wake.set()

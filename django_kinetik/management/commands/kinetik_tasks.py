@@ -9,7 +9,7 @@ from django.utils import timezone
 from django_kinetik.conf import get_settings
 from django_kinetik.management.output import KinetikCommand, add_format_argument, write_json
 from django_kinetik.management.tables import render_table
-from django_kinetik.models import Schedule
+from django_kinetik.models import Hold, Schedule
 from django_kinetik.registry import Task, registry
 from django_kinetik.values.durations import format_seconds
 from django_kinetik.values.limits import describe_limit_by
@@ -29,8 +29,11 @@ class Command(KinetikCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         tasks = sorted(registry, key=lambda t: (t.effective_options().tag, t.name))
         next_runs = _next_runs(tasks)
+        holds = _holds()
         if options["format"] == "json":
-            write_json(self.stdout, [_as_json(task, next_runs.get(task.name)) for task in tasks])
+            write_json(
+                self.stdout, [_as_json(task, next_runs.get(task.name), holds.get(task.name, [])) for task in tasks]
+            )
             return
         rows = []
         for task in tasks:
@@ -45,7 +48,7 @@ class Command(KinetikCommand):
                     opts.priority,
                     format_seconds(opts.timeout),
                     retry,
-                    opts.limit.describe() or "-",
+                    _describe_holds(holds.get(task.name, [])) or opts.limit.describe() or "-",
                     timing.describe() if timing else "-",
                     f"{next_run:%Y-%m-%d %H:%M:%S} UTC" if next_run else "-",
                     task.desc,
@@ -54,7 +57,17 @@ class Command(KinetikCommand):
         if not rows:
             self.stdout.write("No tasks are registered. Define them with @kinetik.task in an app's tasks.py.")
             return
-        headers = ["TASK", "TAG", "PRIORITY", "TIMEOUT", "RETRIES", "LIMITS", "SCHEDULE", "NEXT RUN", "DESCRIPTION"]
+        headers = [
+            "TASK",
+            "TAG",
+            "PRIORITY",
+            "TIMEOUT",
+            "RETRIES",
+            "LIMITS / HOLDS",
+            "SCHEDULE",
+            "NEXT RUN",
+            "DESCRIPTION",
+        ]
         self.stdout.write(render_table(headers, rows))
 
 
@@ -75,7 +88,24 @@ def _next_runs(tasks: list[Task]) -> dict[str, datetime]:
     }
 
 
-def _as_json(task: Task, next_run: datetime | None) -> dict[str, Any]:
+def _holds() -> dict[str, list[Hold]]:
+    """The holds in force (kinetik.RateLimited), by task."""
+    holds: dict[str, list[Hold]] = {}
+    for hold in Hold.objects.using(get_settings().database).filter(until__gt=timezone.now()).order_by("until"):
+        holds.setdefault(hold.task, []).append(hold)
+    return holds
+
+
+def _describe_holds(holds: list[Hold]) -> str:
+    if not holds:
+        return ""
+    until = f"until {max(hold.until for hold in holds).astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC"
+    if len(holds) == 1 and not holds[0].key:
+        return f"held {until}"
+    return f"{len(holds)} key(s) held, the last {until}"
+
+
+def _as_json(task: Task, next_run: datetime | None, holds: list[Hold]) -> dict[str, Any]:
     opts = task.effective_options()
     timing = Timing.of(opts)
     return {
@@ -93,4 +123,5 @@ def _as_json(task: Task, next_run: datetime | None) -> dict[str, Any]:
         "schedule": timing.describe() if timing else None,
         "missed": opts.missed if timing else None,
         "next_run": next_run.isoformat() if next_run else None,
+        "holds": [{"key": hold.key, "until": hold.until.isoformat(), "reason": hold.reason} for hold in holds],
     }
