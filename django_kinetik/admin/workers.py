@@ -21,6 +21,7 @@ class WorkerAdmin(admin.ModelAdmin):
         "last_heartbeat",
         "jobs_done",
         "runaway_threads",
+        "stopping_jobs",
     )
     list_filter = ("state",)
     search_fields = ("name", "host")

@@ -27,6 +27,8 @@ class Worker(models.Model):
     jobs_done = models.PositiveBigIntegerField(default=0)
     #: threads still running a job that timed out (thread pools cannot kill them)
     runaway_threads = models.PositiveIntegerField(default=0)
+    #: slots still held by code whose job was cancelled while it ran (within its CANCEL_GRACE)
+    stopping_jobs = models.PositiveIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["-started_at"]

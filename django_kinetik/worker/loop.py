@@ -249,7 +249,8 @@ class Worker:
 
     def _stats(self) -> dict[str, int]:
         """What the worker row shows about this worker's work."""
-        return {"jobs_done": self.jobs_done, "runaway_threads": self._executor.runaways if self._executor else 0}
+        runaways = self._executor.runaways if self._executor else 0
+        return {"jobs_done": self.jobs_done, "runaway_threads": runaways, "stopping_jobs": self._slots.stopping()}
 
     def _lease_ids(self) -> list[int]:
         """The jobs whose leases this worker renews: running here, or ended and not yet written."""

@@ -49,6 +49,10 @@ class Slots:
         with self._lock:
             return list(self._running.values())
 
+    def stopping(self) -> int:
+        """Slots held by code told to stop (its job cancelled) that has not returned yet."""
+        return sum(1 for attempt in self.running() if attempt.stopping_since is not None)
+
     def cut_short(self, attempt: Attempt, deadline: float) -> None:
         """Bring ``attempt``'s deadline forward to ``deadline`` (it is then stopped as past it)."""
         if attempt.deadline is None or deadline < attempt.deadline:

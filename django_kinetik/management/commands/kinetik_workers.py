@@ -71,10 +71,15 @@ class Command(KinetikCommand):
                 age(worker.last_heartbeat, now) + " ago",
                 worker.jobs_done,
                 running.get(worker.pk, 0),
+                worker.stopping_jobs,
+                worker.runaway_threads,
             ]
             for worker in chosen
         ]
-        headers = ["NAME", "HOST", "PID", "TAGS", "THREADS", "STATE", "STARTED", "HEARTBEAT", "DONE", "RUNNING"]
+        headers = [
+            "NAME", "HOST", "PID", "TAGS", "THREADS", "STATE", "STARTED", "HEARTBEAT", "DONE", "RUNNING",
+            "STOPPING", "RUNAWAY",
+        ]  # fmt: skip
         self.stdout.write(render_table(headers, rows))
 
 
@@ -115,4 +120,5 @@ def _as_json(worker: Worker, running: int, now: datetime, since: datetime) -> di
         "jobs_done": worker.jobs_done,
         "running_jobs": running,
         "runaway_threads": worker.runaway_threads,
+        "stopping_jobs": worker.stopping_jobs,
     }
