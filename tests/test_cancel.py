@@ -80,7 +80,8 @@ def test_code_that_ignores_a_cancel_is_stopped_after_the_grace_and_its_slot_is_f
     kinetik.cancel(job.id)
     after = kinetik.create("test.echo")
     assert after.wait(timeout="5s") == {"echo": {}, "attempt": 1}
-    assert time.monotonic() - cancelled_at < 0.3 + 1.5  # the grace, and the look that sees the cancel
+    # The grace, the look that sees the cancel, and the next job's round: well before the stubborn code ends (4 s).
+    assert time.monotonic() - cancelled_at < 3.0
     assert wait_for(lambda: closed_seen, 2)
     worker.stop()
     assert wait_for(lambda: Worker.objects.get(pk=worker.worker_id).state == "offline", 10)

@@ -52,11 +52,12 @@ class CancelWatch:
         gone = self.backend.gone_from(self.worker_id, list(running))
         for job_id, status in gone.items():
             attempt = running[job_id]
+            if status == Status.CANCELLED:
+                # First: code that sees job.closed and returns finds its attempt in the history.
+                self.backend.record_cancelled_run(attempt.job, self.worker_id, attempt.job.started_at or timezone.now())
             attempt.context.close()
             attempt.stopping_since = now
             self.slots.cut_short(attempt, now + self.grace)
-            if status == Status.CANCELLED:
-                self.backend.record_cancelled_run(attempt.job, self.worker_id, attempt.job.started_at or timezone.now())
             why = _WHY.get(status, "is no longer this worker's")
             logger.warning(
                 "Job %s (%s) %s while it ran; its code has %gs to return before it is stopped.",
