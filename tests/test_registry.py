@@ -108,6 +108,7 @@ def test_settings_override_the_decorator_defaults(temp_task):
     assert task.effective_options().retries == 1
 
 
+@pytest.mark.django_db  # the holds in force are read too
 def test_kinetik_tasks_lists_name_tag_description_and_options(capsys):
     call_command("kinetik_tasks")
     out = capsys.readouterr().out
