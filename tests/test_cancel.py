@@ -4,11 +4,17 @@ import threading
 import time
 
 import pytest
+from django.utils import timezone
 
 import django_kinetik as kinetik
+from django_kinetik import execution, lifecycle, outcomes
+from django_kinetik.backends import WorkerInfo, get_backend
 from django_kinetik.models import Job, JobLog, Status, Worker
 from django_kinetik.worker import Worker as KinetikWorker
+from django_kinetik.worker.cancels import CancelWatch
+from django_kinetik.worker.slots import Slots
 from tests.conftest import wait_for
+from tests.factories import JobFactory
 
 # Each test runs with both claim paths: from the database, and through the Redis fast path.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("claim_path")]
@@ -94,3 +100,25 @@ def test_code_that_ignores_a_cancel_is_stopped_after_the_grace_and_its_slot_is_f
     assert sum("after its attempt ended" in record.getMessage() for record in caplog.records) == 1
     assert Worker.objects.get(pk=worker.worker_id).runaway_threads == 1  # the stubborn thread, accounted for
     assert Job.objects.get(pk=after.pk).started_at >= job.finished_at
+
+
+def test_a_job_that_ends_while_the_watch_looks_is_not_taken_for_a_cancelled_one(caplog):
+    backend = get_backend("default")
+    worker_id = backend.register_worker(WorkerInfo(name="w", host="h", pid=1, tags=["alpha"], concurrency=1))
+    now = timezone.now()
+    job = JobFactory(status=Status.ACTIVE, worker_id=worker_id, attempts=1, started_at=now, lease_expires_at=now)
+    attempt = execution.prepare(Job.objects.get(pk=job.pk), alias="default")
+    slots = Slots(1)
+    slots.add(attempt)
+
+    class EndsWhileLooked(type(backend)):
+        def gone_from(self, worker_id, ids):
+            # The job's code returns and its end is written between the watch's list and its query.
+            attempt.settlement = outcomes.completed("done")
+            lifecycle.settle(backend, [attempt])
+            return super().gone_from(worker_id, ids)
+
+    CancelWatch(EndsWhileLooked("default"), worker_id, slots, grace=5.0).run(now=1.0)
+    assert attempt.stopping_since is None and not attempt.context.closed
+    assert "while it ran" not in caplog.text
+    assert Job.objects.get(pk=job.pk).status == Status.COMPLETED

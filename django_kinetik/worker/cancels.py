@@ -55,6 +55,8 @@ class CancelWatch:
             if status == Status.CANCELLED:
                 # First: code that sees job.closed and returns finds its attempt in the history.
                 self.backend.record_cancelled_run(attempt.job, self.worker_id, attempt.job.started_at or timezone.now())
+            if attempt.settlement is not None:
+                continue  # its code returned while we looked (the row may show its own end): nothing to stop
             attempt.context.close()
             attempt.stopping_since = now
             self.slots.cut_short(attempt, now + self.grace)
