@@ -107,11 +107,6 @@ def _after(cause: Cause, jobs: Sequence[Job], using: str, **details: Any) -> Non
         _call(hooks, Transition(cause, jobs, using, **details))
 
 
-def _on_commit(using: str, announce: Callable[[], None]) -> None:
-    # Runs at once in autocommit; inside a transaction, only if it commits.
-    transaction.on_commit(announce, using=using)
-
-
 # -- what follows a change ----------------------------------------------------
 
 
@@ -130,7 +125,7 @@ def created(jobs: list[Job], using: str, task: Task | None) -> None:
             _moved(dependencies.move_on(using, waiting, after_creation=True), using)
         _after(Cause.CREATED, jobs, using, task=task)
 
-    _on_commit(using, announce)
+    transaction.on_commit(announce, using=using)  # at once in autocommit
 
 
 def queued(jobs: Sequence[Job], using: str, cause: Cause) -> None:
@@ -149,7 +144,7 @@ def queued(jobs: Sequence[Job], using: str, cause: Cause) -> None:
                 get_backend(using).wake_workers(tags)
         _after(cause, jobs, using)
 
-    _on_commit(using, announce)
+    transaction.on_commit(announce, using=using)  # at once in autocommit
 
 
 def started(job: Job, task: Task | None, using: str) -> None:
@@ -173,7 +168,7 @@ def cancelled(jobs: Sequence[Job], using: str, *, cascade: bool = True) -> None:
         publishing.cancelled(jobs)
         _after(Cause.CANCELLED, jobs, using)
 
-    _on_commit(using, announce)
+    transaction.on_commit(announce, using=using)  # at once in autocommit
 
 
 def attempts_ending(ends: Sequence[Ended], using: str) -> None:

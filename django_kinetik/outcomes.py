@@ -112,30 +112,20 @@ def snoozed(job: Job, options: TaskOptions, snooze: Snooze) -> Settlement:
             exception=_path_of(Snooze),
         )
     run_at = run_at_for(snooze.delay, now)
-    return Settlement(
-        status=Status.DELAYED if run_at > now else Status.QUEUED,
-        outcome=Outcome.SNOOZED,
-        finished_at=now,
-        run_at=run_at,
-        error=f"snoozed until {run_at.isoformat()}",
-        counted=False,
-        snoozed=True,
-    )
+    return _put_back(Outcome.SNOOZED, now, run_at, error=f"snoozed until {run_at.isoformat()}", snoozed=True)
 
 
 def rate_limited(error: RateLimited) -> Settlement:
     """A downstream said "later": the job waits for the hold, which the settle writes, without using an attempt."""
     now = timezone.now()
     until = max(error.until, now)
-    return Settlement(
-        status=Status.DELAYED if until > now else Status.QUEUED,
-        outcome=Outcome.RATE_LIMITED,
-        finished_at=now,
-        run_at=until,
+    return _put_back(
+        Outcome.RATE_LIMITED,
+        now,
+        until,
         error=str(error),
         error_code="rate_limited",
         exception=_path_of(RateLimited),
-        counted=False,
         hold_until=until,
     )
 
@@ -143,18 +133,22 @@ def rate_limited(error: RateLimited) -> Settlement:
 def interrupted(error: BaseException) -> Settlement:
     """The database went away under the attempt (see ``outage.py``): put back, the attempt not used."""
     now = timezone.now()
-    return Settlement(
-        status=Status.QUEUED,
-        outcome=Outcome.INTERRUPTED,
-        finished_at=now,
-        run_at=now,
+    return _put_back(
+        Outcome.INTERRUPTED,
+        now,
+        now,
         error=f"the database went away while the job ran ({str(error).strip() or type(error).__name__}); "
         "put back without using an attempt",
         error_code=INTERRUPTED_CODE,
         exception=exception_path(error),
         traceback="".join(traceback.format_exception(error)),
-        counted=False,
     )
+
+
+def _put_back(outcome: Outcome, now: datetime, run_at: datetime, **fields: Any) -> Settlement:
+    """An attempt that does not use one of the job's attempts: the job runs again at ``run_at``."""
+    status = Status.DELAYED if run_at > now else Status.QUEUED
+    return Settlement(status=status, outcome=outcome, finished_at=now, run_at=run_at, counted=False, **fields)
 
 
 def lost(job: Job, options: TaskOptions, worker_name: str) -> Settlement:
