@@ -19,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .values.durations import parse_duration
+from .values.jsondata import DEFAULT_MAX_BYTES
 from .values.options import parse_options
 
 
@@ -52,6 +53,8 @@ class KinetikSettings:
     purge_failed_after: float | None = None
     #: bearer tokens accepted by the JSON API and metrics (besides a staff session)
     api_tokens: tuple[str, ...] = ()
+    #: the largest job data (and result, log or progress data) accepted, in bytes of JSON
+    max_data_bytes: int = DEFAULT_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ KNOWN_KEYS = (
     "REDIS_PREFIX",
     "EAGER",
     "API_TOKENS",
+    "MAX_DATA_BYTES",
     *_DURATIONS,
     *_OPTIONAL_DURATIONS,
 )
@@ -165,6 +169,18 @@ def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
             )
         else:
             values["api_tokens"] = tuple(tokens)
+    if "MAX_DATA_BYTES" in raw:
+        size = raw["MAX_DATA_BYTES"]
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1024:
+            problems.append(
+                Problem(
+                    "kinetik.E011",
+                    f'KINETIK["MAX_DATA_BYTES"] must be a number of bytes of at least 1024, not {size!r}.',
+                    f"The default is {DEFAULT_MAX_BYTES} (1 MiB).",
+                )
+            )
+        else:
+            values["max_data_bytes"] = size
     if "EAGER" in raw:
         if not isinstance(raw["EAGER"], bool):
             problems.append(_wrong_type("EAGER", "True or False", raw["EAGER"]))

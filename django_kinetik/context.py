@@ -9,11 +9,13 @@ from typing import TYPE_CHECKING, Any
 from django.utils import timezone
 
 from .backends import get_backend
+from .conf import get_settings
 from .feed import publishing
 from .joblogs import LogWriter, immediate
 from .models import Job, JobLog
 from .signals import emit, job_log, job_progress
 from .values.jsondata import ensure_json
+from .values.text import storable
 
 if TYPE_CHECKING:
     from .registry import Task
@@ -91,10 +93,10 @@ class JobContext:
 
     def log(self, message: str, data: dict[str, Any] | None = None) -> None:
         """Add a line (and optional JSON data) to the job's log."""
-        if not isinstance(message, str):
-            message = str(message)
+        # A log line reports; it is escaped rather than refused, so no text can break the log's batch.
+        message = storable(message if isinstance(message, str) else str(message))
         if data is not None:
-            data = ensure_json(data, what="log data")
+            data = ensure_json(data, what="log data", max_bytes=get_settings().max_data_bytes)
         if self._ignored("a log line"):
             return
         line = JobLog(job_id=self.id, attempt=self.attempt, created_at=timezone.now(), message=message, data=data)
@@ -108,7 +110,7 @@ class JobContext:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"progress {name} must be a number, not {type(value).__name__}")
         if data is not None:
-            data = ensure_json(data, what="progress data")
+            data = ensure_json(data, what="progress data", max_bytes=get_settings().max_data_bytes)
         if self._ignored("progress"):
             return
         get_backend(self._alias).record_progress(self.id, self.attempt, current, total, data)

@@ -26,10 +26,11 @@ from .models import Job, Status
 from .registry import Task, registry
 from .values.durations import DelayLike, run_at_for
 from .values.jsondata import ensure_json_object
-from .values.keys import unique_key_for
+from .values.keys import parse_unique_key, unique_key_for
 from .values.limits import Limit, parse_limit_key
 from .values.options import RUN_OPTION_NAMES, parse_options, parse_tag
 from .values.priorities import PriorityLike, parse_priority
+from .values.text import check_task_name
 
 TaskRef = Task | str
 JobRef = Job | int
@@ -46,6 +47,8 @@ def _resolve_task(task: TaskRef, tag: str | None) -> tuple[str, Task | None]:
         raise TypeError(f"task must be a Task or a task name, not {type(task).__name__}")
     if task in registry:
         return task, registry.get(task)
+    # A job of a task another service defines: its name must be one a task could have.
+    check_task_name(task)
     if tag is None:
         raise UnknownTask(task)
     return task, None
@@ -130,15 +133,16 @@ def create(
 
     With ``KINETIK["EAGER"]`` the job runs here before this returns.
     """
-    payload = ensure_json_object(data)
+    max_bytes = get_settings().max_data_bytes
+    payload = ensure_json_object(data, max_bytes=max_bytes)
     fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options, task_backend=task_backend)
     definition = fields.pop("definition")
     unique = fields.pop("unique")
     limit = fields.pop("limit")
     policy = fields.pop("policy")
-    if unique_key is not None and not isinstance(unique_key, str):
-        raise TypeError(f"unique_key must be a string, not {type(unique_key).__name__}")
-    if unique_key is None:
+    if unique_key is not None:
+        unique_key = parse_unique_key(unique_key)
+    else:
         unique_key = unique_key_for(fields["task"], unique, payload)
     if limit_key is not None:
         limit_key = parse_limit_key(limit_key)
@@ -205,10 +209,11 @@ def create_many(
     ``priority``, ``tag``, ``after`` and options. A task defined with ``unique=`` is
     refused (``TypeError``): use :func:`create` for each of its jobs.
     """
+    max_bytes = get_settings().max_data_bytes
     payloads = []
     for index, item in enumerate(items):
         try:
-            payloads.append(ensure_json_object(item, what=f"data (item {index})"))
+            payloads.append(ensure_json_object(item, what=f"data (item {index})", max_bytes=max_bytes))
         except (TypeError, ValueError) as error:
             raise type(error)(f"create_many: {error}") from None
     fields = _prepare(task, delay=delay, priority=priority, tag=tag, options=options)

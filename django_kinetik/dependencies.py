@@ -40,7 +40,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from .backends import get_backend
-from .models import FINISHED_STATUSES, Job, JobDependency, Status
+from .models import FINISHED_STATUSES, MAX_JOB_ID, Job, JobDependency, Status
 
 logger = logging.getLogger("django_kinetik")
 
@@ -67,6 +67,9 @@ def parent_ids(after: Any) -> list[int]:
                 raise ValueError("after: a job that was never saved cannot be waited for")
             ids[item.pk] = None
         elif isinstance(item, int) and not isinstance(item, bool):
+            if not 1 <= item <= MAX_JOB_ID:
+                # No row has such an id, and the database would refuse to look for one past its range.
+                raise ValueError(f"after: there is no job with id {item}")
             ids[item] = None
         else:
             raise TypeError(f"after must hold jobs or job ids, not {type(item).__name__} {item!r}")

@@ -80,8 +80,12 @@ class TaskDefinitionError(KinetikError, ValueError):
     """A task definition is invalid (bad name, duplicate name, bad option)."""
 
 
-class UnknownTask(KinetikError, LookupError):
-    """No task with this name is registered in this process."""
+class UnknownTask(KinetikError, LookupError, ValueError):
+    """No task with this name is registered in this process.
+
+    A ``LookupError``, and a ``ValueError`` too: given to ``create()`` it is a
+    refused input like any other, caught by ``except ValueError``.
+    """
 
     def __init__(self, name: str) -> None:
         self.name = name

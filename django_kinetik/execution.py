@@ -16,6 +16,7 @@ from django.db import connections
 
 from . import lifecycle, outage, outcomes
 from .backends.base import DATABASE_ERRORS, Settlement
+from .conf import get_settings
 from .context import JobContext
 from .exceptions import RateLimited, Snooze
 from .joblogs import LogWriter
@@ -73,7 +74,9 @@ def perform(attempt: Attempt) -> Settlement | None:
     lifecycle.started(job, attempt.task, context.alias)
     try:
         result = installed().run(context)
-        settlement = outcomes.completed(ensure_json(result, what="the task's return value"))
+        settlement = outcomes.completed(
+            ensure_json(result, what="the task's return value", max_bytes=get_settings().max_data_bytes)
+        )
     except BaseException as error:
         if isinstance(error, KeyboardInterrupt) and threading.current_thread() is threading.main_thread():
             raise

@@ -21,6 +21,7 @@ from .registry import Task
 from .values.backoff import retries_on, retry_delay
 from .values.durations import format_seconds, run_at_for
 from .values.options import RUN_OPTION_NAMES, TaskOptions
+from .values.text import storable
 
 LOST_CODE = "lost"
 TIMEOUT_CODE = "timeout"
@@ -74,10 +75,11 @@ def failed(job: Job, options: TaskOptions, error: BaseException) -> Settlement:
         error,
         end_status=Status.FAILED,
         outcome=Outcome.FAILED,
-        message=str(error) or type(error).__name__,
-        code="" if code is None else str(code)[:100],
+        # The code's own text, which may hold anything: escaped, so the failure is always written.
+        message=storable(str(error) or type(error).__name__),
+        code="" if code is None else storable(str(code))[:100],
         exception=exception_path(error),
-        details="".join(traceback.format_exception(error)),
+        details=storable("".join(traceback.format_exception(error))),
     )
 
 
@@ -111,7 +113,10 @@ def snoozed(job: Job, options: TaskOptions, snooze: Snooze) -> Settlement:
             error_code=SNOOZE_LIMIT_CODE,
             exception=_path_of(Snooze),
         )
-    run_at = run_at_for(snooze.delay, now)
+    try:
+        run_at = run_at_for(snooze.delay, now)
+    except ValueError as error:  # a datetime too far ahead: the code's mistake, so the job fails with it
+        return failed(job, options, error)
     return _put_back(Outcome.SNOOZED, now, run_at, error=f"snoozed until {run_at.isoformat()}", snoozed=True)
 
 
@@ -123,7 +128,7 @@ def rate_limited(error: RateLimited) -> Settlement:
         Outcome.RATE_LIMITED,
         now,
         until,
-        error=str(error),
+        error=storable(str(error)),
         error_code="rate_limited",
         exception=_path_of(RateLimited),
         hold_until=until,
@@ -137,11 +142,13 @@ def interrupted(error: BaseException) -> Settlement:
         Outcome.INTERRUPTED,
         now,
         now,
-        error=f"the database went away while the job ran ({str(error).strip() or type(error).__name__}); "
-        "put back without using an attempt",
+        error=storable(
+            f"the database went away while the job ran ({str(error).strip() or type(error).__name__}); "
+            "put back without using an attempt"
+        ),
         error_code=INTERRUPTED_CODE,
         exception=exception_path(error),
-        traceback="".join(traceback.format_exception(error)),
+        traceback=storable("".join(traceback.format_exception(error))),
     )
 
 

@@ -20,6 +20,7 @@ from .conf import get_settings
 from .exceptions import TaskDefinitionError, UnknownTask
 from .values.options import TaskOptions, parse_options
 from .values.schedules import Timing
+from .values.text import check_task_name
 
 if TYPE_CHECKING:
     from .models import Job
@@ -174,15 +175,13 @@ registry = Registry()
 
 
 def validate_name(name: Any) -> str:
+    """The rules of :func:`~.values.text.check_task_name`, which ``create()`` applies to names too."""
     if not isinstance(name, str) or not name.strip():
         raise TaskDefinitionError(f"A task name must be a non-empty string, not {name!r}.")
-    if ":" in name:
-        raise TaskDefinitionError(
-            f"Task name {name!r} contains ':', which is reserved; use another separator such as '.'."
-        )
-    if len(name) > 200:
-        raise TaskDefinitionError(f"Task name {name[:40]!r}... is longer than 200 characters.")
-    return name
+    try:
+        return check_task_name(name, what="task name")
+    except ValueError as error:
+        raise TaskDefinitionError(f"{str(error)[:1].upper()}{str(error)[1:]}.") from None
 
 
 def define_task(name: str | None, action: Action, desc: str = "", **options: Any) -> Task:

@@ -46,7 +46,7 @@ def read_json(request: HttpRequest, *, limit: int = MAX_BODY_BYTES) -> Any:
 
 
 def _too_large(limit: int) -> NoReturn:
-    raise ApiError(400, f"The body is larger than {limit // 1024} KiB; send fewer jobs per request (split the list).")
+    raise ApiError(413, f"The body is larger than {limit // 1024} KiB; send fewer jobs per request (split the list).")
 
 
 def _no_constants(name: str) -> NoReturn:

@@ -197,6 +197,7 @@ def _responses() -> dict[str, Any]:
             "headers": {"Allow": {"schema": {"type": "string"}}},
         },
         "Conflict": _json(error, "The job's status does not allow this."),
+        "TooLarge": _json(error, "The body is larger than 1 MiB: send fewer jobs per request."),
     }
 
 
@@ -261,6 +262,7 @@ def _paths() -> dict[str, Any]:
                     "200": _json(list_results, "A list was sent and every job was created."),
                     "207": _json(list_results, "A list was sent; some items are errors (in the same order)."),
                     "400": _ref("BadRequest", "responses"),
+                    "413": _ref("TooLarge", "responses"),
                 },
                 requestBody=new_jobs,
             ),

@@ -15,12 +15,13 @@ from typing import TypeVar
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
+from ..models import MAX_JOB_ID
 from .responses import ApiError
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 #: the largest id a (signed 64-bit) primary key holds
-MAX_ID = 2**63 - 1
+MAX_ID = MAX_JOB_ID
 
 M = TypeVar("M", bound=Model)
 

@@ -7,9 +7,11 @@ answers JSON. Reads go to ``KINETIK["DATABASE"]``; changes go through
 
 from __future__ import annotations
 
+import logging
+from contextlib import nullcontext
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 
@@ -17,6 +19,7 @@ from .. import jobs
 from ..conf import get_settings
 from ..exceptions import JobNotFound, UnknownTask
 from ..models import Job, JobLog, Status
+from ..values.text import unstorable
 from . import openapi
 from .body import read_json
 from .enqueue import create_from_json
@@ -29,6 +32,8 @@ LIST_PARAMETERS = ("status", "task", "tag", "order", "after", "limit")
 #: and ``GET api/jobs/<id>/log``
 LOG_PARAMETERS = ("after", "limit")
 ORDERS = ("-id", "id")
+
+logger = logging.getLogger("django_kinetik.api")
 
 
 def _jobs() -> QuerySet[Job]:
@@ -47,7 +52,11 @@ def _known_parameters(request: HttpRequest, known: tuple[str, ...]) -> None:
     # client would take every job for the ones it asked for.
     unknown = sorted(set(request.GET) - set(known))
     if unknown:
-        raise ApiError(400, f"Unknown parameter(s) {', '.join(unknown)}; use {', '.join(known)}.")
+        raise ApiError(400, f"Unknown parameter(s) {', '.join(map(repr, unknown))}; use {', '.join(known)}.")
+    for name, value in request.GET.items():
+        problem = unstorable(value)
+        if problem is not None:  # PostgreSQL cannot even compare with such text
+            raise ApiError(400, f"Parameter {name} {problem}; no job has it.")
 
 
 def root(request: HttpRequest) -> HttpResponse:
@@ -88,9 +97,12 @@ def list_jobs(request: HttpRequest) -> HttpResponse:
 def create_jobs(request: HttpRequest) -> HttpResponse:
     """``POST api/jobs``: one job (an object; 201) or several (a list).
 
-    Each item of a list is created on its own: the answer holds, in the same
-    order, the job or ``{"error": ...}`` for each; 200 when all were created,
-    207 when some were not.
+    Each item of a list is created on its own (Kue's semantics): the answer
+    holds, in the same order, the job or ``{"error": ...}`` for each; 200 when
+    all were created, 207 when some were not. An item is written exactly when
+    the answer reports it created: a refused item writes nothing, and one the
+    database refuses is rolled back to its own savepoint inside a request's
+    transaction (``ATOMIC_REQUESTS``), so the items around it stand.
     """
     body = read_json(request)
     if isinstance(body, dict):
@@ -109,11 +121,21 @@ def create_jobs(request: HttpRequest) -> HttpResponse:
 
 
 def _create(item: Any) -> Job:
+    using = get_settings().database
+    # A savepoint only where a failed statement would break an enclosing transaction.
+    isolated = transaction.atomic(using=using) if transaction.get_connection(using).in_atomic_block else nullcontext()
     try:
-        return create_from_json(item)
+        with isolated:
+            return create_from_json(item)
     except (UnknownTask, TypeError, ValueError) as error:
         message = str(error)
         raise ApiError(400, message if message.endswith(".") else f"{message}.") from None
+    except DatabaseError as error:
+        # Input create() let through but the database refused: nothing was written.
+        logger.warning("The database refused a job the API was asked to create: %r", error)
+        raise ApiError(
+            400, f"The database refused this job ({type(error).__name__}); nothing was written for it."
+        ) from None
 
 
 def show_job(request: HttpRequest, job_id: int) -> HttpResponse:

@@ -11,7 +11,7 @@ and its JobQuerySet, JobDependency, JobRun, JobLog), ``workers.py``,
 ``state.py`` (TagState, Schedule, LimitState).
 """
 
-from .jobs import Job, JobDependency, JobLog, JobQuerySet, JobRun, worker_reference
+from .jobs import MAX_JOB_ID, Job, JobDependency, JobLog, JobQuerySet, JobRun, worker_reference
 from .state import Hold, LimitState, Schedule, TagState
 from .statuses import (
     FINISHED_STATUSES,
@@ -28,6 +28,7 @@ from .workers import Worker
 __all__ = [
     "FINISHED_STATUSES",
     "LIVE_STATUSES",
+    "MAX_JOB_ID",
     "RETRYABLE_STATUSES",
     "RUNNABLE_NOW",
     "Hold",

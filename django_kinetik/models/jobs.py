@@ -18,6 +18,10 @@ from .. import services
 from .statuses import FINISHED_STATUSES, LIVE_STATUSES, Outcome, Status
 from .workers import Worker
 
+#: the largest id a job can have (a 64-bit key): a larger number names no job, and the
+#: database would refuse even to look for it, so callers check ids against it first
+MAX_JOB_ID = 2**63 - 1
+
 
 class JobQuerySet(models.QuerySet["Job"]):
     """The filters the queue asks for again and again, by name."""

@@ -27,7 +27,8 @@ from django.db import transaction
 from .. import eager
 from ..conf import get_settings
 from ..jobs import create
-from ..models import Job
+from ..models import MAX_JOB_ID, Job
+from ..values.jsondata import MAX_DEPTH
 from ..values.options import OPTION_NAMES, TaskOptions, parse_options
 from . import results, running
 from .framework import (
@@ -86,7 +87,14 @@ class KinetikTaskBackend(BaseTaskBackend):
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         self.validate_task(task)
-        data = {"args": normalize_json(args), "kwargs": normalize_json(kwargs)}
+        try:
+            data = {"args": normalize_json(args), "kwargs": normalize_json(kwargs)}
+        except RecursionError:
+            # Django's normalize_json recurses; kinetik's own check (create()) names the depth it allows.
+            raise ValueError(
+                f"the arguments of {task.module_path} are nested too deeply to store; "
+                f"job data may nest at most {MAX_DEPTH} levels"
+            ) from None
         # Eager mode runs the job here, after task_enqueued, not inside create().
         with eager.held():
             job = create(
@@ -112,6 +120,8 @@ class KinetikTaskBackend(BaseTaskBackend):
             pk = int(result_id)
         except (TypeError, ValueError):
             raise TaskResultDoesNotExist(result_id) from None
+        if not 1 <= pk <= MAX_JOB_ID:  # no row has it, and the database could not even look for it
+            raise TaskResultDoesNotExist(result_id)
         job = Job.objects.using(get_settings().database).filter(pk=pk, task_backend=self.alias).first()
         if job is None:
             raise TaskResultDoesNotExist(result_id)

@@ -8,6 +8,7 @@ from functools import cache
 
 from django.utils.module_loading import import_string
 
+from .durations import MAX_DURATION
 from .options import TaskOptions
 
 logger = logging.getLogger("django_kinetik.worker")
@@ -30,6 +31,9 @@ def retry_delay(options: TaskOptions, attempt: int) -> float:
         delay = base
     if options.retry_max_delay is not None:
         delay = min(delay, options.retry_max_delay)
+    # Without a cap, exponential backoff passes any date a database holds
+    # within a few dozen attempts; no wait is longer than the longest delay.
+    delay = min(delay, MAX_DURATION.total_seconds())
     if options.retry_jitter:
         delay *= random.uniform(1 - options.retry_jitter, 1 + options.retry_jitter)
     return max(0.0, delay)

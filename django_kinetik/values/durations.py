@@ -3,7 +3,10 @@
 A duration is always returned as float seconds. Integers are milliseconds
 (Kinetik's convention), strings may combine units (``"1h30m"``), and a
 ``timedelta`` is taken as it is. Negative or unreadable values are a
-``ValueError`` that shows the accepted forms.
+``ValueError`` that shows the accepted forms, and so is anything longer than
+:data:`MAX_DURATION` (ten years): a longer delay, timeout or period is
+almost always a unit mistake, and past it the arithmetic on dates would
+overflow (``"99999999d"`` is past the year 9999).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ _UNITS = {
     "w": 604800.0,
 }
 _PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ms|sec|min|s|m|h|d|w)\s*")
+#: the longest duration accepted anywhere (delay, timeout, retry delay, every, lease...)
+MAX_DURATION = timedelta(days=3650)
+_MAX_SECONDS = MAX_DURATION.total_seconds()
 _FORMS = '"10ms", "30s", "45m", "2h", "6d" (or "1h30m"), integer milliseconds or a timedelta'
 
 
@@ -36,26 +42,29 @@ def parse_duration(value: DurationLike, *, what: str = "duration") -> float:
         raise TypeError(f"{what} must be {_FORMS}, not a bool")
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
-    elif isinstance(value, int):
-        seconds = value / 1000
-    elif isinstance(value, float):
+    elif isinstance(value, (int, float)):
         # A float has no unit of its own; treat it like the integer form.
-        seconds = value / 1000
+        seconds = _milliseconds(value, what)
     elif isinstance(value, str):
         seconds = _parse_text(value, what)
     else:
         raise TypeError(f"{what} must be {_FORMS}, not {type(value).__name__}")
     if seconds < 0 or seconds != seconds:  # NaN compares unequal to itself
         raise ValueError(f"{what} cannot be negative: {value!r}")
+    if seconds > _MAX_SECONDS:
+        raise ValueError(
+            f"{what} {value!r} is longer than {MAX_DURATION.days} days, the most accepted; "
+            f"check its unit (integers are milliseconds)"
+        )
     return seconds
 
 
 def _parse_text(text: str, what: str) -> float:
     stripped = text.strip().lower()
-    if stripped.lstrip("-").isdigit():
+    if stripped.isascii() and stripped.lstrip("-").isdigit():
         if stripped.startswith("-"):
             raise ValueError(f"{what} cannot be negative: {text!r}")
-        return int(stripped) / 1000
+        return _milliseconds(int(stripped), what)
     position, total = 0, 0.0
     while position < len(stripped):
         match = _PART.match(stripped, position)
@@ -70,6 +79,13 @@ def _parse_text(text: str, what: str) -> float:
     return total
 
 
+def _milliseconds(value: int | float, what: str) -> float:
+    try:
+        return value / 1000
+    except OverflowError:  # an integer too large for a float
+        raise ValueError(f"{what} {value!r} is longer than {MAX_DURATION.days} days, the most accepted") from None
+
+
 def run_at_for(delay: DelayLike, now: datetime | None = None) -> datetime:
     """When a job created now with ``delay`` should run; a past datetime means now."""
     now = now or timezone.now()
@@ -77,7 +93,16 @@ def run_at_for(delay: DelayLike, now: datetime | None = None) -> datetime:
         return now
     if isinstance(delay, datetime):
         if timezone.is_naive(delay):
-            delay = timezone.make_aware(delay)
+            try:
+                delay = timezone.make_aware(delay)
+            except (ValueError, OverflowError):
+                raise ValueError(
+                    f"delay {delay!r} is not a time in the current time zone; give an aware datetime"
+                ) from None
+        if delay - now > MAX_DURATION:
+            raise ValueError(
+                f"delay {delay.isoformat()} is more than {MAX_DURATION.days} days ahead, the most accepted"
+            )
         return max(delay, now)
     return now + timedelta(seconds=parse_duration(delay, what="delay"))
 

@@ -13,11 +13,13 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .text import KEY_LENGTH, check_key, check_text
+
 #: ``True`` (the whole data), a tuple of data keys, or a function ``data -> str | None``
 Unique = bool | tuple[str, ...] | Callable[[Mapping[str, Any]], str | None]
 
 #: the length of ``Job.unique_key``
-MAX_KEY_LENGTH = 200
+MAX_KEY_LENGTH = KEY_LENGTH
 # A longer key keeps a readable head and ends with a hash of the whole key.
 _HEAD = MAX_KEY_LENGTH - 1 - 64
 
@@ -51,6 +53,11 @@ def parse_key_source(value: Any, *, option: str, forms: str) -> Any:
     raise TypeError(f"{option} cannot be {type(value).__name__}; {forms}")
 
 
+def parse_unique_key(value: Any) -> str:
+    """An explicit ``create(unique_key=...)``: a storable string that fits its column (never cut)."""
+    return check_key(value, what="unique_key")
+
+
 def canonical_json(value: Any) -> str:
     """The same text for equal data, whatever the order of its keys."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -79,7 +86,7 @@ def unique_key_for(task: str, unique: Unique, data: Mapping[str, Any]) -> str | 
                 f"create({task!r}): the task's unique function must return a string or None, "
                 f"not {type(result).__name__}"
             )
-        part = result
+        part = check_text(result, what=f"create({task!r}): the key the task's unique function returned")
     return fit(f"{task}:{part}")
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from .durations import format_seconds, parse_duration
 from .keys import canonical_json, fit, parse_key_source
+from .text import check_key, check_text
 
 #: data keys (a tuple), or a function of the data returning the key (None: the task-wide bucket)
 LimitBy = tuple[str, ...] | Callable[[Mapping[str, Any]], str | None]
@@ -93,10 +94,8 @@ def parse_limit_by(value: Any) -> LimitBy | None:
 
 
 def parse_limit_key(value: Any) -> str:
-    """An explicit ``create(limit_key=...)``: a string, kept to the column's length."""
-    if not isinstance(value, str):
-        raise TypeError(f"limit_key must be a string, not {type(value).__name__}")
-    return fit(value)
+    """An explicit ``create(limit_key=...)``: a storable string that fits its column (never cut)."""
+    return check_key(value, what="limit_key")
 
 
 def limit_key_for(task: str, limit_by: LimitBy | None, data: Mapping[str, Any]) -> str:
@@ -122,7 +121,7 @@ def limit_key_for(task: str, limit_by: LimitBy | None, data: Mapping[str, Any]) 
         raise TypeError(
             f"create({task!r}): the task's limit_by function must return a string or None, not {type(key).__name__}"
         )
-    return fit(key)
+    return fit(check_text(key, what=f"create({task!r}): the key the task's limit_by function returned"))
 
 
 @dataclass(frozen=True)

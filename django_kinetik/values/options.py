@@ -22,8 +22,11 @@ from .keys import Unique, parse_unique
 from .limits import Limit, LimitBy, Rate, parse_concurrency, parse_limit_by, parse_rate_limit
 from .priorities import parse_priority
 from .schedules import parse_every, parse_missed, parse_schedule
+from .text import TAG_LENGTH, unstorable
 
 BACKOFFS = ("fixed", "linear", "exponential")
+#: the most ``retries``, ``ghost_retries`` and ``max_snoozes`` may be (the columns' range)
+MAX_COUNT = 2**31 - 1
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -109,8 +112,15 @@ def parse_policy(value: Any) -> str:
 def parse_tag(value: Any) -> str:
     if not isinstance(value, str):
         raise TypeError(f"tag must be a string, not {type(value).__name__}")
-    if not value or len(value) > 100 or any(c.isspace() or c == "," for c in value):
-        raise ValueError(f"tag {value!r} is not valid; use 1 to 100 characters without spaces or commas")
+    if (
+        not value
+        or len(value) > TAG_LENGTH
+        or any(c.isspace() or c == "," for c in value)
+        or unstorable(value) is not None
+    ):
+        raise ValueError(
+            f"tag {value[:120]!r} is not valid; use 1 to {TAG_LENGTH} characters without spaces, commas or NUL"
+        )
     return value
 
 
@@ -169,6 +179,8 @@ def parse_count(name: str) -> Callable[[Any], int]:
             raise TypeError(f"{name} must be an integer, not {type(value).__name__}")
         if value < 0:
             raise ValueError(f"{name} cannot be negative: {value}")
+        if value > MAX_COUNT:
+            raise ValueError(f"{name} {value} is more than {MAX_COUNT:,}, the most a job counts")
         return value
 
     return parse

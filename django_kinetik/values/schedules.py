@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 #: or one job for all of them
 MISSED = ("skip", "catch_up")
 CRON_FORMS = "five fields (minute hour day-of-month month day-of-week) such as '*/5 * * * *' or '0 3 * * mon'"
+#: a cron schedule is accepted when this many next fire times exist
+FIRES_CHECKED = 3
 #: the shortest ``every``: workers look at schedules once a second
 MIN_EVERY = 1.0
 
@@ -39,9 +41,19 @@ def parse_schedule(value: Any) -> str | None:
     if not text.startswith("@") and len(text.split()) != 5:
         raise ValueError(f"schedule {value!r} has {len(text.split())} field(s); use {CRON_FORMS}")
     try:
-        croniter(text, datetime(2000, 1, 1, tzinfo=UTC))
+        fires = croniter(text, datetime.now(UTC))
     except (CroniterError, ValueError, KeyError) as error:
         raise ValueError(f"schedule {value!r} is not a valid cron expression ({error}); use {CRON_FORMS}") from None
+    # A well-formed expression can still name no time at all ("0 0 31 2 *",
+    # February 31st): workers would find no next slot, so it is refused here.
+    try:
+        for _ in range(FIRES_CHECKED):
+            fires.get_next(datetime)
+    except (CroniterError, ValueError, OverflowError) as error:
+        raise ValueError(
+            f"schedule {value!r} never fires (no {FIRES_CHECKED} next times exist: {error}); "
+            f"check its day and month fields"
+        ) from None
     return text
 
 
