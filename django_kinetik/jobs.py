@@ -22,7 +22,7 @@ from .backends import get_backend
 from .conf import get_settings
 from .creation import JobRef, create, create_many
 from .exceptions import InvalidTransition, JobNotFound
-from .models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Hold, Job, Status, TagState
+from .models import FINISHED_STATUSES, LIVE_STATUSES, MAX_JOB_ID, RETRYABLE_STATUSES, Hold, Job, Status, TagState
 from .registry import registry
 from .values.durations import parse_duration
 from .values.options import parse_tag
@@ -51,8 +51,12 @@ def get_job(job: JobRef) -> Job:
     """The job row for a job or a job id."""
     if isinstance(job, Job):
         return job
+    # Out of range, no row has it, and the database would refuse to look (OverflowError, DataError).
     try:
-        return Job.objects.using(_using()).get(pk=job)
+        pk = int(job)
+        if not 1 <= pk <= MAX_JOB_ID:
+            raise Job.DoesNotExist
+        return Job.objects.using(_using()).get(pk=pk)
     except (Job.DoesNotExist, ValueError, TypeError):
         raise JobNotFound(f"There is no job with id {job!r}.") from None
 

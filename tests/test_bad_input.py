@@ -340,3 +340,12 @@ def test_a_result_no_database_stores_fails_the_job_saying_why(temp_task, run_wor
     job.refresh_from_db()
     assert job.status == Status.FAILED
     assert "the task's return value['text'] contains a NUL" in job.error
+
+
+@pytest.mark.parametrize("job_id", [0, -1, 2**63, 10**30, "99999999999999999999", "abc", "²", None, 1.5])
+def test_a_job_id_no_row_can_have_is_not_found_everywhere_in_python(job_id):
+    from django_kinetik.exceptions import JobNotFound
+
+    for action in (kinetik.cancel, kinetik.retry, kinetik.get_job):
+        with pytest.raises(JobNotFound):
+            action(job_id)
