@@ -30,6 +30,10 @@ _SCALARS = (int, bool, type(None))
 MAX_DEPTH = 30
 #: the default of ``KINETIK["MAX_DATA_BYTES"]``
 DEFAULT_MAX_BYTES = 1024 * 1024
+#: what the walk counts for a number, true, false or null (a float's repr is at most 24 characters)
+_NUMBER = 24
+_BIG = 10**20
+_MOST_BYTES_PER_CHARACTER = 6
 
 
 def ensure_json_object(value: Any, *, what: str = "data", max_bytes: int | None = None) -> dict[str, Any]:
@@ -51,8 +55,12 @@ def ensure_json_object(value: Any, *, what: str = "data", max_bytes: int | None 
 
 def ensure_json(value: Any, *, what: str = "value", max_bytes: int | None = None) -> Any:
     """Return a copy of ``value`` with tuples as lists, or raise naming the bad path."""
-    copied = _copy(value, what, 1)
-    if max_bytes is not None:
+    tally = [0]
+    copied = _copy(value, what, 1, tally)
+    # The walk counts characters; as JSON a character takes at most 6 bytes
+    # ("\u001f"), so only data that might be over the limit is serialised to
+    # be measured exactly (creating a job stays cheap).
+    if max_bytes is not None and tally[0] * _MOST_BYTES_PER_CHARACTER > max_bytes:
         size = json_size(copied)
         if size > max_bytes:
             raise ValueError(
@@ -69,35 +77,41 @@ def json_size(value: Any) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
-def _copy(value: Any, path: str, depth: int) -> Any:
+def _copy(value: Any, path: str, depth: int, tally: list[int]) -> Any:
     if isinstance(value, str):
+        tally[0] += len(value) + 2
         if value.isascii() and "\x00" not in value:
             return value
         return _text(value, path)
     if isinstance(value, _SCALARS):
+        # A number's digits (an int past 64 bits is rare enough to be counted exactly).
+        tally[0] += _NUMBER if value is None or -_BIG < value < _BIG else len(str(value))
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{path} is {value!r}, which JSON cannot represent")
+        tally[0] += _NUMBER
         return value
     if isinstance(value, (dict, list, tuple)) and depth > MAX_DEPTH:
         raise ValueError(
             f"{path} is nested more than {MAX_DEPTH} levels deep, the most every database stores; "
             f"flatten the data (or check it does not contain itself)"
         )
+    tally[0] += 2
     if isinstance(value, dict):
         copied = {}
         for key, item in value.items():
+            tally[0] += len(key) + 4 if isinstance(key, str) else 0
             if not isinstance(key, str):
                 raise TypeError(
                     f"{path} has a key {key!r} of type {type(key).__name__}; JSON object keys must be strings"
                 )
             if not key.isascii() or "\x00" in key:
                 _text(key, f"{path} has a key that")
-            copied[key] = _copy(item, f"{path}[{key!r}]", depth + 1)
+            copied[key] = _copy(item, f"{path}[{key!r}]", depth + 1, tally)
         return copied
     if isinstance(value, (list, tuple)):
-        return [_copy(item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value)]
+        return [_copy(item, f"{path}[{index}]", depth + 1, tally) for index, item in enumerate(value)]
     kind = f"{type(value).__module__}.{type(value).__qualname__}".removeprefix("builtins.")
     hint = " (for example with .isoformat())" if hasattr(value, "isoformat") else ""
     raise TypeError(
