@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -109,6 +110,8 @@ class JobContext:
         for name, value in (("current", current), ("total", total)):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"progress {name} must be a number, not {type(value).__name__}")
+            if not _finite_count(value):
+                raise ValueError(f"progress {name} must be a finite number up to 1e15, not {value!r}")
         if data is not None:
             data = ensure_json(data, what="progress data", max_bytes=get_settings().max_data_bytes)
         if self._ignored("progress"):
@@ -121,3 +124,11 @@ class JobContext:
 
     def __repr__(self) -> str:
         return f"<JobContext {self.task!r} #{self.id} attempt {self.attempt}>"
+
+
+def _finite_count(value: float) -> bool:
+    """Whether a progress figure can be stored (MariaDB refuses NaN; no real count passes 1e15)."""
+    try:
+        return math.isfinite(value) and abs(value) <= 1e15
+    except OverflowError:  # an int too large for a float
+        return False

@@ -241,7 +241,7 @@ def cli_arguments(bad: Bad) -> list[str]:
 @pytest.mark.parametrize("bad", CATALOGUE, ids=IDS)
 def test_kinetik_create_turns_it_into_a_command_error(bad):
     json_ready(bad)
-    task, _, kwargs = create_args(bad)
+    _, _, kwargs = create_args(bad)
     if "limit_key" in kwargs or isinstance(kwargs.get("after"), int):
         pytest.skip("kinetik_create has no such option")
     before = rows()
@@ -349,3 +349,19 @@ def test_a_job_id_no_row_can_have_is_not_found_everywhere_in_python(job_id):
     for action in (kinetik.cancel, kinetik.retry, kinetik.get_job):
         with pytest.raises(JobNotFound):
             action(job_id)
+
+
+@pytest.mark.parametrize(
+    "current", [float("nan"), float("inf"), 10**400, 1e300], ids=["nan", "inf", "huge-int", "1e300"]
+)
+def test_progress_no_database_stores_is_refused_in_the_code_that_reports_it(temp_task, run_worker, current):
+    def report(job):
+        job.progress(current, 10)
+
+    temp_task("test.bad_progress", report)
+    job = kinetik.create("test.bad_progress")
+    run_worker()
+    job.refresh_from_db()
+    assert job.status == Status.FAILED
+    assert "progress current must be a finite number" in job.error
+    assert job.progress_current is None
