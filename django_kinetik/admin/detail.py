@@ -10,7 +10,6 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.http.response import HttpResponseBase
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -20,6 +19,7 @@ from ..exceptions import InvalidTransition
 from ..feed import sse
 from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobDependency, JobLog
 from ..values.jsondata import ensure_json_object
+from .guards import integer_id
 
 LOGS_PER_PAGE = 50
 #: a job's children listed on its page (a fan-out can have thousands)
@@ -27,10 +27,13 @@ RELATED_SHOWN = 20
 
 
 def _job(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> Job:
-    try:
-        job = model_admin.get_queryset(request).select_related("worker").get(pk=int(object_id))
-    except (Job.DoesNotExist, ValueError):
-        raise Http404(f"There is no job {object_id}.") from None
+    # Every view here gets the URL's text as it is: "abc", "1/2", "²", a number past the id column.
+    job_id = integer_id(object_id, Job._meta.pk)
+    job = None
+    if job_id is not None:
+        job = model_admin.get_queryset(request).select_related("worker").filter(pk=job_id).first()
+    if job is None:
+        raise Http404(f"There is no job {object_id!r}.")
     if not model_admin.has_view_or_change_permission(request, job):
         raise PermissionDenied
     return job
@@ -123,9 +126,13 @@ def edit_retry_view(model_admin: Any, request: HttpRequest, object_id: str) -> H
         raise PermissionDenied
     text = request.POST.get("data", "")
     try:
-        data = ensure_json_object(json.loads(text))
+        data = ensure_json_object(json.loads(text), what="data")
     except json.JSONDecodeError as error:
         return detail_view(model_admin, request, object_id, data_text=text, data_error=f"Not valid JSON: {error}")
+    except RecursionError:
+        # json.loads gives up (in Python's own recursion limit) before any depth limit could say so.
+        message = "The data is nested too deeply to read; flatten it."
+        return detail_view(model_admin, request, object_id, data_text=text, data_error=message)
     except (TypeError, ValueError) as error:
         return detail_view(model_admin, request, object_id, data_text=text, data_error=str(error))
     # One conditional UPDATE: the new data and the retry land together, or not at all.
@@ -138,9 +145,7 @@ def edit_retry_view(model_admin: Any, request: HttpRequest, object_id: str) -> H
 
 def live_view(model_admin: Any, request: HttpRequest, object_id: str) -> JsonResponse:
     """What changed on a job since the page loaded: status, progress, new log lines."""
-    job = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
-    if not model_admin.has_view_or_change_permission(request, job):
-        raise PermissionDenied
+    job = _job(model_admin, request, object_id)
     try:
         after = int(request.GET.get("after", 0))
     except ValueError:
@@ -174,7 +179,5 @@ def live_view(model_admin: Any, request: HttpRequest, object_id: str) -> JsonRes
 
 def events_view(model_admin: Any, request: HttpRequest, object_id: str) -> HttpResponseBase:
     """The job's live events as server-sent events; the page renders them instead of polling."""
-    job = get_object_or_404(model_admin.get_queryset(request), pk=object_id)
-    if not model_admin.has_view_or_change_permission(request, job):
-        raise PermissionDenied
+    job = _job(model_admin, request, object_id)
     return sse.stream_response(request, job=job.pk)

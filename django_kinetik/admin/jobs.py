@@ -19,11 +19,12 @@ from ..templatetags.kinetik_admin import kinetik_duration, kinetik_time, progres
 from . import dashboard, detail
 from .actions import ACTIONS, make_action
 from .filters import TagFilter, TaskFilter
+from .guards import GuardedModelAdmin, integer_id
 from .pagination import EstimatedCountPaginator
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(GuardedModelAdmin):
     list_display = (
         "id",
         "task",
@@ -94,9 +95,12 @@ class JobAdmin(admin.ModelAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if term.lstrip("#").isdigit():
+        if not self.searchable(request, term):
+            return queryset.none(), False
+        job_id = integer_id(term.lstrip("#"), Job._meta.pk)
+        if job_id is not None:
             # A number is a job id: one primary-key look-up, not a scan of every job's data.
-            return queryset.filter(pk=int(term.lstrip("#"))), False
+            return queryset.filter(pk=job_id), False
         return queryset.filter(Q(task__icontains=term) | Q(data__icontains=term)), False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+from django.core.exceptions import EmptyResultSet
 from django.core.paginator import Paginator
 
 from ..backends import get_backend
@@ -20,7 +21,11 @@ EXACT_BELOW = 10_000
 
 def estimated_count(queryset) -> int | None:  # type: ignore[no-untyped-def]
     """The planner's row estimate for ``queryset`` where the database has one (PostgreSQL), else None."""
-    return get_backend(queryset.db).estimated_count(queryset)
+    try:
+        return get_backend(queryset.db).estimated_count(queryset)
+    except EmptyResultSet:
+        # A filter no row can match (a search that is refused, ``.none()``) compiles to no SQL to explain.
+        return 0
 
 
 class EstimatedCountPaginator(Paginator):

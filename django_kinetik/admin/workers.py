@@ -6,10 +6,11 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from ..models import TagState, Worker
+from .guards import GuardedModelAdmin
 
 
 @admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
+class WorkerAdmin(GuardedModelAdmin):
     list_display = (
         "name",
         "state",
@@ -33,6 +34,6 @@ class WorkerAdmin(admin.ModelAdmin):
 
 
 @admin.register(TagState)
-class TagStateAdmin(admin.ModelAdmin):
+class TagStateAdmin(GuardedModelAdmin):
     list_display = ("tag", "paused", "changed_at")
     list_editable = ("paused",)
