@@ -6,7 +6,8 @@
   token from ``KINETIK["API_TOKENS"]``.
 - ``metrics``: Prometheus metrics (``pip install "django-kinetik[metrics]"``),
   with the same credentials as the API's reads.
-- ``events/``: the live job feed as server-sent events (staff only);
+- ``events/``: the live job feed as server-sent events, with the credentials
+  of the API's reads (a bearer token, or staff with ``view_job``);
   ``?job=<id>``, ``?tag=<tag>`` and ``?kind=<kind>`` filter it.
 """
 

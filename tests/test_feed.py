@@ -11,7 +11,7 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, transaction
 from django.test import Client
@@ -421,6 +421,8 @@ def test_under_asgi_the_stream_is_async_and_holds_no_thread(transport, quick_sse
 
     async def follow():
         user = await sync_to_async(User.objects.create_user)("ops", password="pw", is_staff=True)
+        view_job = await Permission.objects.aget(codename="view_job")
+        await user.user_permissions.aadd(view_job)
         client = AsyncClient()
         await client.aforce_login(user)
         response = await client.get(reverse("kinetik:events"), {"kind": "created"})

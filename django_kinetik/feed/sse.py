@@ -24,7 +24,10 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connections
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from django.urls import NoReverseMatch, reverse
 
+from ..api.auth import authorize, bearer_token
+from ..api.responses import ApiError
 from . import available
 from .event import KINDS, Event
 from .stream import EventStream, events
@@ -38,15 +41,16 @@ RETRY_MS = 3000
 
 
 def events_view(request: HttpRequest) -> HttpResponseBase:
-    """``GET events/?job=<id>&tag=<tag>&kind=<kind>``: staff only.
+    """``GET events/?job=<id>&tag=<tag>&kind=<kind>``: for whoever may read jobs through the API.
 
-    ``job`` and ``tag`` filter the feed; ``kind`` (repeatable, or
-    comma-separated) keeps only those kinds of event.
+    That is a bearer token from ``KINETIK["API_TOKENS"]``, or a staff session
+    with the ``django_kinetik.view_job`` permission: the events carry job data,
+    log lines and errors. ``job`` and ``tag`` filter the feed; ``kind``
+    (repeatable, or comma-separated) keeps only those kinds of event.
     """
-    if not request.user.is_authenticated:
-        return redirect_to_login(request.get_full_path())
-    if not request.user.is_staff:
-        raise PermissionDenied
+    refused = _refusal(request)
+    if refused is not None:
+        return refused
     job: int | None = None
     if request.GET.get("job"):
         try:
@@ -61,6 +65,34 @@ def events_view(request: HttpRequest) -> HttpResponseBase:
             content_type="text/plain",
         )
     return stream_response(request, job=job, tag=request.GET.get("tag") or None, kinds=kinds or None)
+
+
+def _refusal(request: HttpRequest) -> HttpResponseBase | None:
+    """None if the API would let the caller read jobs; else the answer to give.
+
+    Scripts get the API's JSON errors. A browser (a page, an ``EventSource``)
+    is sent to the admin's login page, where its staff log in, or gets
+    Django's 403 page.
+    """
+    try:
+        authorize(request, "view_job")
+    except ApiError as error:
+        if not _from_a_browser(request):
+            return error.response()
+        if error.status != 401:
+            raise PermissionDenied(error.message) from None
+        try:
+            login_url = reverse("admin:login")
+        except NoReverseMatch:  # no admin in this project: nowhere to send the browser
+            return error.response()
+        return redirect_to_login(request.get_full_path(), login_url)
+    return None
+
+
+def _from_a_browser(request: HttpRequest) -> bool:
+    # A script sends a bearer token or asks for JSON; a browser does neither.
+    asks_for_json = request.accepts("application/json") and not request.accepts("text/html")
+    return bearer_token(request) is None and not asks_for_json
 
 
 def stream_response(
