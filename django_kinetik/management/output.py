@@ -1,6 +1,7 @@
 """What the management commands share: help with examples, JSON, ages and a progress bar.
 
-Tables come from :mod:`django_kinetik.management.tables`. Everything here
+Tables come from :mod:`django_kinetik.management.tables`, argument types from
+:mod:`django_kinetik.management.arguments`. Everything here
 writes through the command's ``OutputWrapper`` so ``call_command(stdout=...)``
 captures it, and decorates output (carriage returns, ANSI) only when the
 stream is a terminal: piped into a file or a log collector, output stays plain.
@@ -8,18 +9,14 @@ stream is a terminal: piped into a file or a log collector, output stays plain.
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-from collections.abc import Callable
+import sys
 from datetime import datetime
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser, DjangoHelpFormatter, OutputWrapper
+from django.core.management.base import BaseCommand, CommandError, CommandParser, DjangoHelpFormatter, OutputWrapper
 from django.core.serializers.json import DjangoJSONEncoder
 from django.utils import timezone
-
-from ..values.durations import parse_duration
 
 FORMATS = ("table", "json")
 
@@ -44,7 +41,11 @@ class _HelpFormatter(DjangoHelpFormatter):
 
 
 class KinetikCommand(BaseCommand):
-    """A command whose ``--help`` ends with ``examples``, laid out as written."""
+    """A command whose ``--help`` ends with ``examples``, laid out as written.
+
+    Its bad arguments are refused like any ``CommandError``: one line on stderr,
+    exit status 1 (see :mod:`.arguments`).
+    """
 
     #: command lines shown under "Examples:" in --help
     examples: str = ""
@@ -53,7 +54,23 @@ class KinetikCommand(BaseCommand):
         kwargs.setdefault("formatter_class", _HelpFormatter)
         if self.examples:
             kwargs.setdefault("epilog", "Examples:\n" + self.examples.strip("\n"))
-        return super().create_parser(prog_name, subcommand, **kwargs)
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        # An argument error raises CommandError("Error: ...") from the command line too, as it
+        # does from call_command(), instead of printing the usage and exiting with status 2.
+        parser.called_from_command_line = False
+        return parser
+
+    def run_from_argv(self, argv: list[str]) -> None:
+        try:
+            super().run_from_argv(argv)
+        except CommandError as error:
+            # Django prints the CommandErrors of execute() itself and re-raises them
+            # only for --traceback; so this is an argument error, raised while parsing.
+            if "--traceback" in argv:
+                raise
+            # The message without call_command()'s "Error: ", as Django prints a CommandError.
+            self.stderr.write(f"{type(error).__name__}: {str(error).removeprefix('Error: ')}")
+            sys.exit(error.returncode)
 
 
 def add_format_argument(parser: CommandParser) -> None:
@@ -71,46 +88,6 @@ def write_json(stream: OutputWrapper, data: Any, *, compact: bool = False) -> No
         stream.write(json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":")))
     else:
         stream.write(json.dumps(data, cls=DjangoJSONEncoder, indent=2))
-
-
-def duration_argument(value: str) -> float:
-    """An argparse type for durations on the command line: ``30s``, ``7d``, ``1h30m``, or ``5`` (seconds).
-
-    Unlike :func:`parse_duration`, a bare number is seconds, not milliseconds
-    (the Python API's convention, kept for Kinetik compatibility), because
-    ``--watch 5`` or ``--older-than 7`` meaning milliseconds would surprise anyone.
-    """
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            return parse_duration(value)
-        except (TypeError, ValueError) as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-    if not math.isfinite(seconds) or seconds < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a duration; give a number of seconds or e.g. 30s, 5m, 7d")
-    return seconds
-
-
-def whole_number(minimum: int, what: str = "a whole number") -> Callable[[str], int]:
-    """An argparse type for an integer of at least ``minimum``; ``what`` names it in errors."""
-
-    def parse(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{value!r} is not {what}") from None
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {number}")
-        return number
-
-    return parse
-
-
-#: counts that must be at least 1 (batch sizes)
-positive_int = whole_number(1)
-#: job ids
-job_id_argument = whole_number(1, "a job id (a whole number)")
 
 
 def age(moment: datetime | None, now: datetime | None = None) -> str:

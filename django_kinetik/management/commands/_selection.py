@@ -22,15 +22,8 @@ from django.utils import timezone
 from django_kinetik.bulk import BulkResult
 from django_kinetik.conf import get_settings
 from django_kinetik.jobs import batches_of_ids
-from django_kinetik.management.output import (
-    KinetikCommand,
-    Progress,
-    add_format_argument,
-    duration_argument,
-    job_id_argument,
-    positive_int,
-    write_json,
-)
+from django_kinetik.management.arguments import batch_size, duration_argument, job_id_argument, text_argument
+from django_kinetik.management.output import KinetikCommand, Progress, add_format_argument, write_json
 from django_kinetik.management.tables import render_table
 from django_kinetik.models import Job
 
@@ -54,8 +47,8 @@ class SelectionCommand(KinetikCommand):
             choices=[str(status) for status in self.changes_from],
             help=f"only jobs in this status (repeatable; default: every status a job can be {self.past} from)",
         )
-        filters.add_argument("--task", action="append", help="only jobs of this task (repeatable)")
-        filters.add_argument("--tag", action="append", help="only jobs of this tag (repeatable)")
+        filters.add_argument("--task", action="append", type=text_argument, help="only jobs of this task (repeatable)")
+        filters.add_argument("--tag", action="append", type=text_argument, help="only jobs of this tag (repeatable)")
         filters.add_argument(
             "--older-than",
             type=duration_argument,
@@ -65,7 +58,10 @@ class SelectionCommand(KinetikCommand):
             "--dry-run", action="store_true", help=f"say how many jobs would be {self.past}; change none"
         )
         parser.add_argument(
-            "--batch-size", type=positive_int, default=500, help="jobs changed per transaction (default 500)"
+            "--batch-size",
+            type=batch_size,
+            default=500,
+            help="jobs changed per transaction (default 500, at most 10,000)",
         )
         add_format_argument(parser)
 

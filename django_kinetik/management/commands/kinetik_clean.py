@@ -9,14 +9,8 @@ from django.utils import timezone
 
 from django_kinetik.conf import get_settings
 from django_kinetik.jobs import batches_of_ids, delete_jobs
-from django_kinetik.management.output import (
-    KinetikCommand,
-    Progress,
-    add_format_argument,
-    duration_argument,
-    positive_int,
-    write_json,
-)
+from django_kinetik.management.arguments import batch_size, duration_argument, text_argument
+from django_kinetik.management.output import KinetikCommand, Progress, add_format_argument, write_json
 from django_kinetik.models import FINISHED_STATUSES, Job
 
 
@@ -41,14 +35,17 @@ class Command(KinetikCommand):
             choices=[*(str(status) for status in FINISHED_STATUSES), "all"],
             help="status to delete (repeatable; 'all' = every finished status; default completed)",
         )
-        parser.add_argument("--tag", action="append", help="only jobs of this tag (repeatable)")
+        parser.add_argument("--tag", action="append", type=text_argument, help="only jobs of this tag (repeatable)")
         parser.add_argument(
             "--older-than",
             type=duration_argument,
             help='only jobs finished longer ago than this, e.g. "7d", "12h" (a bare number is seconds)',
         )
         parser.add_argument(
-            "--batch-size", type=positive_int, default=1000, help="jobs deleted per transaction (default 1000)"
+            "--batch-size",
+            type=batch_size,
+            default=1000,
+            help="jobs deleted per transaction (default 1000, at most 10,000)",
         )
         parser.add_argument("--dry-run", action="store_true", help="say how many jobs would be deleted; delete none")
         add_format_argument(parser)

@@ -10,13 +10,28 @@ from django.core.management.base import CommandError, CommandParser
 from django_kinetik.api.serialize import job_json
 from django_kinetik.exceptions import UnknownTask
 from django_kinetik.jobs import create
-from django_kinetik.management.output import (
-    KinetikCommand,
-    add_format_argument,
+from django_kinetik.management.arguments import (
     duration_argument,
     job_id_argument,
-    write_json,
+    refusing,
+    text_argument,
+    text_problem,
 )
+from django_kinetik.management.output import KinetikCommand, add_format_argument, write_json
+from django_kinetik.values.options import RUN_OPTION_NAMES
+
+#: create()'s own arguments, which --option cannot set: the command's option for each, if it has one
+_NOT_OPTIONS = {
+    "task": "TASK",
+    "data": "JSON_DATA",
+    "delay": "--delay",
+    "priority": "--priority",
+    "tag": "--tag",
+    "unique_key": "--unique-key",
+    "limit_key": "--limit-key",
+    "after": "--after",
+    "task_backend": None,
+}
 
 
 class Command(KinetikCommand):
@@ -36,7 +51,7 @@ class Command(KinetikCommand):
 """
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("task", metavar="TASK", help="the task's name (see kinetik_tasks)")
+        parser.add_argument("task", metavar="TASK", type=text_argument, help="the task's name (see kinetik_tasks)")
         parser.add_argument(
             "data",
             metavar="JSON_DATA",
@@ -52,10 +67,13 @@ class Command(KinetikCommand):
         )
         parser.add_argument(
             "--priority",
+            type=text_argument,
             default=None,
             help="a level (low, normal, medium, high, critical) or an integer from -100 to 100; larger runs first",
         )
-        parser.add_argument("--tag", default=None, help="queue the job under this tag instead of the task's own")
+        parser.add_argument(
+            "--tag", type=text_argument, default=None, help="queue the job under this tag instead of the task's own"
+        )
         parser.add_argument(
             "--option",
             action="append",
@@ -67,7 +85,10 @@ class Command(KinetikCommand):
             ),
         )
         parser.add_argument(
-            "--unique-key", default=None, help="if a live job has this key, print its id instead of creating one"
+            "--unique-key",
+            type=text_argument,
+            default=None,
+            help="if a live job has this key, print its id instead of creating one",
         )
         parser.add_argument(
             "--after",
@@ -79,32 +100,35 @@ class Command(KinetikCommand):
             "--option on_parent_failure=run",
         )
         parser.add_argument(
-            "--limit-key", default=None, help="count the job under this key for the task's concurrency and rate limits"
+            "--limit-key",
+            type=text_argument,
+            default=None,
+            help="count the job under this key for the task's concurrency and rate limits",
         )
         add_format_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         data = _read_data(options["data"])
         run_options = dict(_read_option(text) for text in options["option"])
-        try:
-            job = create(
-                options["task"],
-                data,
-                delay=None if options["delay"] is None else timedelta(seconds=options["delay"]),
-                priority=_priority(options["priority"]),
-                tag=options["tag"],
-                unique_key=options["unique_key"],
-                limit_key=options["limit_key"],
-                after=options["after"],
-                **run_options,
-            )
-        except UnknownTask as error:
-            raise CommandError(
-                f"No task named {error.name!r} is registered here (manage.py kinetik_tasks lists them). "
-                f"Check the name, or pass --tag to create the job for workers that define the task."
-            ) from None
-        except (TypeError, ValueError) as error:
-            raise CommandError(str(error)) from None
+        # create() checks everything before it writes, so a refusal here has written nothing.
+        with refusing():
+            try:
+                job = create(
+                    options["task"],
+                    data,
+                    delay=None if options["delay"] is None else timedelta(seconds=options["delay"]),
+                    priority=_priority(options["priority"]),
+                    tag=options["tag"],
+                    unique_key=options["unique_key"],
+                    limit_key=options["limit_key"],
+                    after=options["after"],
+                    **run_options,
+                )
+            except UnknownTask as error:
+                raise CommandError(
+                    f"No task named {error.name!r} is registered here (manage.py kinetik_tasks lists them). "
+                    f"Check the name, or pass --tag to create the job for workers that define the task."
+                ) from None
         if options["format"] == "json":
             # The API's shape (GET api/jobs/<id>), so scripts can use either.
             write_json(self.stdout, job_json(job))
@@ -115,14 +139,34 @@ class Command(KinetikCommand):
 def _read_data(text: str | None) -> Any:
     if text is None:
         return None
+    what = "JSON_DATA"
     if text == "-":
-        text = sys.stdin.read()
+        text, what = _read_stdin(), "JSON_DATA from stdin"
+    problem = text_problem(text)
+    if problem is not None:
+        raise CommandError(f"{what} {problem}")
+    with refusing(what):  # too deep for the parser, or a number of more digits than Python reads
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise CommandError(
+                f"{what} is not valid JSON ({error.msg} at column {error.colno}). Give an object in single "
+                f'quotes, e.g. \'{{"to": "ada@example.com"}}\'.'
+            ) from None
+
+
+def _read_stdin() -> str:
+    """All of stdin, as UTF-8 (a byte order mark is skipped); bytes that are not UTF-8 are refused."""
+    if sys.stdin is None:
+        raise CommandError("JSON_DATA '-' reads the data from stdin, but there is no stdin")
+    raw = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read()
+    if isinstance(raw, str):  # a text stream put in place of stdin (tests, embedding code)
+        return raw
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
         raise CommandError(
-            f"JSON_DATA is not valid JSON ({error.msg} at column {error.colno}). Give an object in single "
-            f'quotes, e.g. \'{{"to": "ada@example.com"}}\'.'
+            f"JSON_DATA from stdin is not UTF-8 text (byte {raw[error.start]:#04x} at position {error.start})"
         ) from None
 
 
@@ -136,10 +180,18 @@ def _read_option(text: str) -> tuple[str, Any]:
     name = name.strip()
     if not equals or not name:
         raise CommandError(f"--option {text!r} must be NAME=VALUE, e.g. --option retries=3")
-    try:
-        return name, json.loads(value)
-    except json.JSONDecodeError:
-        return name, value
+    problem = text_problem(text)
+    if problem is not None:
+        raise CommandError(f"--option {text!r} {problem}")
+    if name in _NOT_OPTIONS and name not in RUN_OPTION_NAMES:
+        flag = _NOT_OPTIONS[name]
+        instead = f"give it as {flag}" if flag else f"per-job options are {', '.join(RUN_OPTION_NAMES)}"
+        raise CommandError(f"--option {name}: {name!r} is not an option of the job; {instead}")
+    with refusing(f"--option {name}"):  # too deep for the parser
+        try:
+            return name, json.loads(value)
+        except ValueError:  # not JSON (or a number of more digits than Python reads): the text itself
+            return name, value
 
 
 def _priority(text: str | None) -> int | str | None:

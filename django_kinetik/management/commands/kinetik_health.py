@@ -15,7 +15,8 @@ from django.utils import timezone
 from django_kinetik.backends import get_backend
 from django_kinetik.conf import KinetikSettings, get_settings
 from django_kinetik.fastpath.connection import redis_client
-from django_kinetik.management.output import KinetikCommand, age, duration_argument, whole_number
+from django_kinetik.management.arguments import duration_argument, text_argument, whole_number
+from django_kinetik.management.output import KinetikCommand, age
 from django_kinetik.models import Job, TagState, Worker
 from django_kinetik.values.durations import format_seconds
 
@@ -62,7 +63,11 @@ class Command(KinetikCommand):
             help="live workers required (default 1; 0 skips the check)",
         )
         parser.add_argument(
-            "--tag", action="append", default=[], help="require a live worker serving this tag (repeatable)"
+            "--tag",
+            action="append",
+            type=text_argument,
+            default=[],
+            help="require a live worker serving this tag (repeatable)",
         )
         parser.add_argument(
             "--max-age",

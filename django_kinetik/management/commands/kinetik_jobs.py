@@ -8,14 +8,8 @@ from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from django_kinetik.jobs import stats
-from django_kinetik.management.output import (
-    KinetikCommand,
-    add_format_argument,
-    duration_argument,
-    local_time,
-    positive_int,
-    write_json,
-)
+from django_kinetik.management.arguments import duration_argument, positive_int
+from django_kinetik.management.output import KinetikCommand, add_format_argument, local_time, write_json
 from django_kinetik.management.tables import render_table
 from django_kinetik.models import Status
 

@@ -8,26 +8,43 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from django_kinetik.management.arguments import api_duration_argument, duration_text, text_argument, whole_number
 from django_kinetik.management.output import KinetikCommand
-from django_kinetik.values.durations import format_seconds, parse_duration
+from django_kinetik.values.options import parse_tag
 from django_kinetik.worker import Worker
 from django_kinetik.worker.loop import DEFAULT_CONCURRENCY
 from django_kinetik.worker.memory import parse_memory
 from django_kinetik.worker.supervisor import Supervisor, child_command
 
+#: job threads per process, at most: each may hold a database connection
+MAX_CONCURRENCY = 1000
+#: worker processes under one supervisor, at most
+MAX_PROCESSES = 1000
 
-def _duration(value: str) -> float:
+
+def _tag(value: str) -> str:
+    # A tag no job can have would leave its worker idle for ever: refused, as create() refuses it.
     try:
-        return parse_duration(value)
-    except (TypeError, ValueError) as error:
+        return parse_tag(text_argument(value))
+    except ValueError as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _memory(value: str) -> int:
+    hint = "use for example 512MB or 2GB"
     try:
-        return parse_memory(value)
+        size = parse_memory(value)
+    except OverflowError:  # "1e400MB"
+        raise argparse.ArgumentTypeError(f"memory size {value!r} is too large; {hint}") from None
     except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+        # parse_memory's own messages say what is wrong; Python's ("nan": cannot convert float NaN) do not.
+        own = str(error).startswith("memory size")
+        raise argparse.ArgumentTypeError(
+            str(error) if own else f"memory size {value!r} is not understood; {hint}"
+        ) from None
+    if size < 1024:
+        raise argparse.ArgumentTypeError(f"memory size {value!r} is less than 1K; {hint}")
+    return size
 
 
 class Command(KinetikCommand):
@@ -51,34 +68,39 @@ class Command(KinetikCommand):
             "tags",
             nargs="*",
             metavar="TAG",
+            type=_tag,
             help="tags to serve, highest priority first (default: $KINETIK_QUEUE, else every registered tag)",
         )
         parser.add_argument(
             "-c",
             "--concurrency",
-            type=int,
+            type=whole_number(1, maximum=MAX_CONCURRENCY),
             default=DEFAULT_CONCURRENCY,
-            help=f"jobs run at once per process, in threads (default {DEFAULT_CONCURRENCY})",
+            help=f"jobs run at once per process, in threads (default {DEFAULT_CONCURRENCY}, at most {MAX_CONCURRENCY})",
         )
         parser.add_argument(
-            "-p", "--processes", type=int, default=0, help="run this many worker processes under one supervisor"
+            "-p",
+            "--processes",
+            type=whole_number(0, maximum=MAX_PROCESSES),
+            default=0,
+            help=f"run this many worker processes under one supervisor (at most {MAX_PROCESSES})",
         )
         parser.add_argument(
             "-i",
             "--interval",
-            type=_duration,
+            type=api_duration_argument,
             default=None,
             help='wait when every tag is empty, e.g. "500ms" (default KINETIK["INTERVAL"])',
         )
         parser.add_argument(
             "--shutdown-timeout",
-            type=_duration,
+            type=api_duration_argument,
             default=None,
             help='on SIGTERM, how long running jobs get to finish (default KINETIK["SHUTDOWN_TIMEOUT"])',
         )
         parser.add_argument(
             "--max-jobs",
-            type=int,
+            type=whole_number(1),
             default=None,
             help="stop after this many jobs (with --processes: replace the process)",
         )
@@ -93,9 +115,10 @@ class Command(KinetikCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         _configure_logging(options["verbosity"])
-        if options["processes"] < 0:
-            raise CommandError("--processes cannot be negative")
         if options["processes"]:
+            if any(tag.startswith("-") for tag in options["tags"]):
+                # Its worker processes would read such a tag as an option, and fail at every restart.
+                raise CommandError("--processes cannot serve a tag that begins with '-'; rename the tag")
             status = Supervisor(
                 options["processes"], child_command(_child_arguments(options)), burst=options["burst"]
             ).run()
@@ -127,13 +150,13 @@ class Command(KinetikCommand):
 def _child_arguments(options: dict[str, Any]) -> list[str]:
     arguments = [*options["tags"], "--concurrency", str(options["concurrency"]), "-v", str(options["verbosity"])]
     if options["interval"] is not None:
-        arguments += ["--interval", format_seconds(options["interval"])]
+        arguments += ["--interval", duration_text(options["interval"])]
     if options["shutdown_timeout"] is not None:
-        arguments += ["--shutdown-timeout", format_seconds(options["shutdown_timeout"])]
+        arguments += ["--shutdown-timeout", duration_text(options["shutdown_timeout"])]
     if options["max_jobs"] is not None:
         arguments += ["--max-jobs", str(options["max_jobs"])]
     if options["max_memory"] is not None:
-        arguments += ["--max-memory", f"{options['max_memory'] // 1024}K"]
+        arguments += ["--max-memory", f"{options['max_memory'] / 1024!r}K"]
     if options["burst"]:
         arguments.append("--burst")
     return arguments

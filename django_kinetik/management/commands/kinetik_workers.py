@@ -8,6 +8,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from django_kinetik.conf import get_settings
+from django_kinetik.management.arguments import text_argument
 from django_kinetik.management.output import KinetikCommand, add_format_argument, age, local_time, write_json
 from django_kinetik.management.tables import render_table
 from django_kinetik.models import Job, Worker
@@ -31,7 +32,7 @@ class Command(KinetikCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--all", action="store_true", help="include offline and lost workers")
-        parser.add_argument("--tag", help="only workers serving this tag")
+        parser.add_argument("--tag", type=text_argument, help="only workers serving this tag")
         add_format_argument(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
