@@ -347,7 +347,7 @@ def test_a_list_of_good_jobs_is_200_and_an_empty_list_creates_nothing(api):
         ('{"task": "test.echo", "delay": "1h", "run_at": "2030-01-01T00:00:00Z"}', "not both"),
         ('{"task": "test.echo", "retry_on": ["x.Error"]}', "unknown field(s) 'retry_on'"),
         ('{"task": "test.echo", "tag": "two words"}', "tag 'two words' is not valid"),
-        (json.dumps({"task": "x" * 201, "tag": "t"}), 'task is 201 characters long; the most is 200'),
+        (json.dumps({"task": "x" * 201, "tag": "t"}), "task is 201 characters long; the most is 200"),
     ],
 )
 def test_bad_job_requests_are_400_saying_what_to_fix(api, body, says):

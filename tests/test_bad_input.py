@@ -244,6 +244,8 @@ def test_kinetik_create_turns_it_into_a_command_error(bad):
     _, _, kwargs = create_args(bad)
     if "limit_key" in kwargs or isinstance(kwargs.get("after"), int):
         pytest.skip("kinetik_create has no such option")
+    if bad.id.endswith("-not-text"):
+        pytest.skip("a shell passes only text: 5 arrives as the valid '5'")
     before = rows()
     with pytest.raises(CommandError) as caught:
         call_command("kinetik_create", *cli_arguments(bad))
