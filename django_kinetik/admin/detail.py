@@ -18,7 +18,7 @@ from ..conf import get_settings
 from ..exceptions import InvalidTransition
 from ..feed import sse
 from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobDependency, JobLog
-from ..values.jsondata import ensure_json_object
+from ..values.jsondata import MAX_DEPTH, ensure_json_object
 from .guards import integer_id
 
 LOGS_PER_PAGE = 50
@@ -126,12 +126,14 @@ def edit_retry_view(model_admin: Any, request: HttpRequest, object_id: str) -> H
         raise PermissionDenied
     text = request.POST.get("data", "")
     try:
-        data = ensure_json_object(json.loads(text), what="data")
+        data = ensure_json_object(json.loads(text), what="data", max_bytes=get_settings().max_data_bytes)
     except json.JSONDecodeError as error:
         return detail_view(model_admin, request, object_id, data_text=text, data_error=f"Not valid JSON: {error}")
     except RecursionError:
-        # json.loads gives up (in Python's own recursion limit) before any depth limit could say so.
-        message = "The data is nested too deeply to read; flatten it."
+        # Deep enough, json.loads meets Python's recursion limit before ensure_json_object can count the levels.
+        message = (
+            f"The data is nested far more than {MAX_DEPTH} levels deep, the most every database stores; flatten it."
+        )
         return detail_view(model_admin, request, object_id, data_text=text, data_error=message)
     except (TypeError, ValueError) as error:
         return detail_view(model_admin, request, object_id, data_text=text, data_error=str(error))
