@@ -25,6 +25,7 @@ from .exceptions import (
 )
 from .middleware import use
 from .registry import Task, define, registry, task
+from .values.durations import BareNumberWarning
 
 if TYPE_CHECKING:
     from .feed.event import Event
@@ -70,6 +71,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "BareNumberWarning",
     "Event",
     "EventStream",
     "InvalidTransition",

@@ -43,9 +43,10 @@ class Snooze(KinetikError):
 class RateLimited(KinetikError):
     """Raised by a task's action when a downstream says "too many, come back later" (an HTTP 429).
 
-    ``retry_after`` is the ``Retry-After`` header as it came (seconds as a
-    number or digits, or an HTTP date), a ``timedelta``, a datetime, or
-    ``"30s"``-style text. Every worker then holds the job's limit key (the
+    ``retry_after`` is the ``Retry-After`` header's text as it came (digits
+    are seconds there, as HTTP says; or an HTTP date), a ``timedelta``, a
+    datetime, ``"30s"``-style text, or a number of milliseconds like every
+    duration in Python. Every worker then holds the job's limit key (the
     whole task when it has no ``limit_by``) until then: no job of it starts
     before, jobs of other keys go on. This job is put back to run then, without
     using an attempt.
@@ -63,12 +64,11 @@ def _moment_after(retry_after: Any) -> datetime:
         return retry_after if timezone.is_aware(retry_after) else timezone.make_aware(retry_after)
     if isinstance(retry_after, timedelta):
         return now + retry_after
-    if isinstance(retry_after, (int, float)) and not isinstance(retry_after, bool):
-        return now + timedelta(seconds=max(0.0, float(retry_after)))  # Retry-After counts seconds
     if isinstance(retry_after, str):
         text = retry_after.strip()
-        if text.isdigit():
-            return now + timedelta(seconds=int(text))
+        if text.isascii() and text.isdigit():
+            # The header's text: Retry-After counts seconds (a number given in Python is milliseconds).
+            return now + timedelta(seconds=parse_duration(f"{text}s", what="RateLimited retry_after"))
         try:
             return parsedate_to_datetime(text)  # an HTTP date: "Wed, 21 Oct 2026 07:28:00 GMT"
         except (TypeError, ValueError, IndexError):

@@ -66,8 +66,12 @@ def _watch(job: Job, notify: Callable[[], None]) -> Watch | None:
 class _Pace:
     """How long to sleep before the next read: long with notifications, short without."""
 
-    def __init__(self, timeout: Any, poll: float, now: float) -> None:
+    def __init__(self, timeout: Any, poll: Any, now: float) -> None:
         self.limit = None if timeout is None else parse_duration(timeout, what="timeout")
+        # Milliseconds like every duration in Python; a few of them is the point here, so no warning.
+        poll = parse_duration(poll, what="poll", warn=False)
+        if poll <= 0:
+            raise ValueError("poll must be longer than zero, e.g. poll='50ms'")
         self.deadline = None if self.limit is None else now + self.limit
         self.poll = poll
         self.pause = poll
@@ -109,7 +113,7 @@ def _sleep_until_a_commit(look: Callable[[], Any], pause: float) -> None:
             return
 
 
-def wait_for(job: Job, timeout: Any, poll: float) -> Any:
+def wait_for(job: Job, timeout: Any, poll: Any) -> Any:
     pace = _Pace(timeout, poll, time.monotonic())
     # A job that is already over needs no listener (nor its connection).
     job.refresh_from_db(fields=_FIELDS)
@@ -137,7 +141,7 @@ def wait_for(job: Job, timeout: Any, poll: float) -> Any:
             watch.close()
 
 
-async def await_for(job: Job, timeout: Any, poll: float) -> Any:
+async def await_for(job: Job, timeout: Any, poll: Any) -> Any:
     loop = asyncio.get_running_loop()
     pace = _Pace(timeout, poll, time.monotonic())
     await job.arefresh_from_db(fields=_FIELDS)

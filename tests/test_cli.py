@@ -112,7 +112,7 @@ def test_create_with_delay_priority_tag_and_options():
     job = Job.objects.get(pk=int(out))
     assert (job.status, job.priority, job.tag, job.data) == (Status.DELAYED, 10, "beta", {})
     assert timedelta(seconds=29) < job.run_at - before < timedelta(seconds=31)
-    assert job.options == {"retries": 3, "timeout": "2m"}
+    assert job.options == {"retries": 3, "timeout": 120_000}  # stored in the Python API's milliseconds
 
 
 def test_create_takes_an_integer_priority_and_a_bare_delay_in_seconds():

@@ -98,11 +98,11 @@ def finished(*jobs):
 def test_a_view_creates_a_job_and_its_wait_wakes_when_the_job_ends(idle_worker, rare_rereads):
     # A poll of 5 s, re-reads every 30 s: only the announcement of the job's end can make this quick.
     job = kinetik.create("test.sleep", {"seconds": 0.3})
-    assert job.wait(timeout="10s", poll=5) == "slept"
+    assert job.wait(timeout="10s", poll="5s") == "slept"
     assert seconds_after_it_finished(job, timezone.now()) < WOKEN_WITHIN
     # Every further wait in this process shares the same listener.
     again = kinetik.create("test.sleep", {"seconds": 0.2})
-    assert again.wait(timeout="10s", poll=5) == "slept"
+    assert again.wait(timeout="10s", poll="5s") == "slept"
     assert seconds_after_it_finished(again, timezone.now()) < WOKEN_WITHIN
 
 
@@ -119,7 +119,7 @@ def test_await_result_wakes_the_same_way_without_blocking_the_event_loop(idle_wo
         ticker = asyncio.create_task(tick())
         try:
             job = await sync_to_async(kinetik.create)("test.sleep", {"seconds": 0.3})
-            result = await job.await_result(timeout="10s", poll=5)
+            result = await job.await_result(timeout="10s", poll="5s")
             return job, result, timezone.now(), ticks
         finally:
             ticker.cancel()
@@ -155,7 +155,7 @@ def test_cancelling_a_job_wakes_whoever_waits_on_it(transport, rare_rereads):
 
     def waiter():
         try:
-            job.wait(timeout="10s", poll=5)
+            job.wait(timeout="10s", poll="5s")
         except JobCancelled as error:
             outcome["error"] = error
             outcome["at"] = time.monotonic()
@@ -187,7 +187,7 @@ def test_a_wait_still_ends_by_reading_the_row_when_publishing_is_broken(idle_wor
     job = kinetik.create("test.sleep", {"seconds": 0.2})
     started = time.monotonic()
     # The job still runs and completes; the wait ends on its once-a-second re-read (not its 5 s poll).
-    assert job.wait(timeout="10s", poll=5) == "slept"
+    assert job.wait(timeout="10s", poll="5s") == "slept"
     assert time.monotonic() - started < 4
     assert "Could not publish" in caplog.text
 

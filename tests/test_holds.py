@@ -8,6 +8,7 @@ from django.utils import timezone
 
 import django_kinetik as kinetik
 from django_kinetik.models import Hold, Job, Status
+from django_kinetik.values.durations import BareNumberWarning
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("claim_path")]
 
@@ -72,11 +73,17 @@ def test_the_hold_shows_in_kinetik_tasks_with_its_end(run_worker, temp_task, cap
 
 @pytest.mark.parametrize(
     "retry_after, seconds",
-    [(120, 120), ("120", 120), ("2m", 120), (timedelta(minutes=2), 120), (2.5, 2.5)],
+    [(120_000, 120), ("120", 120), ("2m", 120), (timedelta(minutes=2), 120), (2500, 2.5)],
 )
 def test_retry_after_takes_the_header_as_it_came(retry_after, seconds):
     expected = timezone.now() + timedelta(seconds=seconds)
     assert abs((kinetik.RateLimited(retry_after).until - expected).total_seconds()) < 1
+
+
+def test_a_number_is_milliseconds_as_everywhere_in_python_and_one_under_a_second_warns():
+    with pytest.warns(BareNumberWarning, match="RateLimited retry_after=120 is 120 milliseconds"):
+        limited = kinetik.RateLimited(120)
+    assert (limited.until - timezone.now()).total_seconds() < 1
 
 
 def test_retry_after_takes_an_http_date():

@@ -53,8 +53,8 @@ def _known_parameters(request: HttpRequest, known: tuple[str, ...]) -> None:
     unknown = sorted(set(request.GET) - set(known))
     if unknown:
         raise ApiError(400, f"Unknown parameter(s) {', '.join(map(repr, unknown))}; use {', '.join(known)}.")
-    for name, value in request.GET.items():
-        problem = unstorable(value)
+    for name, values in request.GET.lists():
+        problem = next(filter(None, map(unstorable, values)), None)
         if problem is not None:  # PostgreSQL cannot even compare with such text
             raise ApiError(400, f"Parameter {name} {problem}; no job has it.")
 

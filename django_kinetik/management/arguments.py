@@ -106,11 +106,6 @@ def duration_argument(value: str) -> float:
     return seconds
 
 
-def api_duration_argument(value: str) -> float:
-    """An argparse type for durations read as the Python API reads them (a bare number is milliseconds)."""
-    return _parsed(parse_duration, value)
-
-
 def _parsed(parse: Callable[[str], float], value: str) -> float:
     try:
         return parse(value)

@@ -235,12 +235,13 @@ class Job(models.Model):
         """
         return services.bound().retry(self)
 
-    def wait(self, timeout: Any = None, poll: float = 0.05) -> Any:
+    def wait(self, timeout: Any = None, poll: Any = "50ms") -> Any:
         """Block until the job finishes (at most ``timeout``); return its result or raise.
 
         With Redis or PostgreSQL this wakes on the worker's announcement of the
         job's end (see :mod:`django_kinetik.waiting`); elsewhere it polls the
-        row, every ``poll`` seconds at first.
+        row, every ``poll`` at first. Both are durations as everywhere in
+        Python: ``"10s"``, a ``timedelta``, or a bare number of milliseconds.
 
         Raises :class:`~django_kinetik.exceptions.JobFailed` (failed or timed out),
         :class:`~django_kinetik.exceptions.JobCancelled` or
@@ -248,7 +249,7 @@ class Job(models.Model):
         """
         return services.bound().wait(self, timeout, poll)
 
-    async def await_result(self, timeout: Any = None, poll: float = 0.05) -> Any:
+    async def await_result(self, timeout: Any = None, poll: Any = "50ms") -> Any:
         """:meth:`wait` for async code (an async view, a consumer): the event loop never blocks.
 
         Same result and exceptions as :meth:`wait`; the row is read with

@@ -12,7 +12,10 @@ overflow (``"99999999d"`` is past the year 9999).
 from __future__ import annotations
 
 import re
+import sys
+import warnings
 from datetime import datetime, timedelta
+from types import FrameType
 
 from django.utils import timezone
 
@@ -36,8 +39,18 @@ _MAX_SECONDS = MAX_DURATION.total_seconds()
 _FORMS = '"10ms", "30s", "45m", "2h", "6d" (or "1h30m"), integer milliseconds or a timedelta'
 
 
-def parse_duration(value: DurationLike, *, what: str = "duration") -> float:
-    """Return ``value`` as seconds, or raise ``ValueError``/``TypeError`` naming ``what``."""
+class BareNumberWarning(UserWarning):
+    """A bare number under a second (``timeout=5``): milliseconds in Python, and very likely meant as seconds."""
+
+
+def parse_duration(value: DurationLike, *, what: str = "duration", warn: bool = True) -> float:
+    """Return ``value`` as seconds, or raise ``ValueError``/``TypeError`` naming ``what``.
+
+    A bare number (``5``, ``"5"``) is milliseconds; from 1 up to 999 it gets a
+    :class:`BareNumberWarning` unless ``warn`` is false (``wait(poll=...)``,
+    where a few milliseconds is the point): ``timeout=5`` is almost always
+    someone meaning five seconds. Write ``"5ms"`` to say you mean it.
+    """
     if isinstance(value, bool):
         raise TypeError(f"{what} must be {_FORMS}, not a bool")
     if isinstance(value, timedelta):
@@ -45,8 +58,12 @@ def parse_duration(value: DurationLike, *, what: str = "duration") -> float:
     elif isinstance(value, (int, float)):
         # A float has no unit of its own; treat it like the integer form.
         seconds = _milliseconds(value, what)
+        if warn:
+            _warn_if_bare(value, what)
     elif isinstance(value, str):
         seconds = _parse_text(value, what)
+        if warn and value.strip().isascii() and value.strip().isdigit():
+            _warn_if_bare(int(value.strip()), what)
     else:
         raise TypeError(f"{what} must be {_FORMS}, not {type(value).__name__}")
     if seconds < 0 or seconds != seconds:  # NaN compares unequal to itself
@@ -77,6 +94,26 @@ def _parse_text(text: str, what: str) -> float:
             raise ValueError(f"{what} cannot be negative: {text!r}")
         raise ValueError(f"{what} {text!r} is not a duration; use {_FORMS}")
     return total
+
+
+def _warn_if_bare(number: float, what: str) -> None:
+    if 0 < number < 1000:
+        warnings.warn(
+            BareNumberWarning(
+                f"{what}={number!r} is {number:g} milliseconds: in Python a bare number is milliseconds. "
+                f"Write {what}='{number:g}s' if you meant seconds, or '{number:g}ms' to keep it without this warning."
+            ),
+            stacklevel=_caller_level(),
+        )
+
+
+def _caller_level() -> int:
+    """The stack level of the first frame outside kinetik: the line that wrote the number."""
+    frame: FrameType | None = sys._getframe(2)
+    level = 2
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("django_kinetik."):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _milliseconds(value: int | float, what: str) -> float:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from datetime import timedelta
@@ -20,6 +21,8 @@ from django_kinetik.management.arguments import (
 from django_kinetik.management.output import KinetikCommand, add_format_argument, write_json
 from django_kinetik.values.options import RUN_OPTION_NAMES
 
+#: the per-job options that are durations (seconds when bare, as every option on the command line)
+DURATION_OPTIONS = ("timeout", "retry_delay", "retry_max_delay")
 #: create()'s own arguments, which --option cannot set: the command's option for each, if it has one
 _NOT_OPTIONS = {
     "task": "TASK",
@@ -187,6 +190,13 @@ def _read_option(text: str) -> tuple[str, Any]:
         flag = _NOT_OPTIONS[name]
         instead = f"give it as {flag}" if flag else f"per-job options are {', '.join(RUN_OPTION_NAMES)}"
         raise CommandError(f"--option {name}: {name!r} is not an option of the job; {instead}")
+    if name in DURATION_OPTIONS and value.strip() not in ("null", "None"):
+        # On the command line a bare number is seconds, for every option: timeout=30 is 30s.
+        with refusing(f"--option {name}"):
+            try:
+                return name, timedelta(seconds=duration_argument(value))
+            except argparse.ArgumentTypeError as error:
+                raise ValueError(str(error)) from None
     with refusing(f"--option {name}"):  # too deep for the parser
         try:
             return name, json.loads(value)

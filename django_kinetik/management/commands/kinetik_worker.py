@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from django_kinetik.management.arguments import api_duration_argument, duration_text, text_argument, whole_number
+from django_kinetik.management.arguments import duration_argument, duration_text, text_argument, whole_number
 from django_kinetik.management.output import KinetikCommand
 from django_kinetik.values.options import parse_tag
 from django_kinetik.worker import Worker
@@ -88,15 +88,15 @@ class Command(KinetikCommand):
         parser.add_argument(
             "-i",
             "--interval",
-            type=api_duration_argument,
+            type=duration_argument,
             default=None,
-            help='wait when every tag is empty, e.g. "500ms" (default KINETIK["INTERVAL"])',
+            help='wait when every tag is empty: seconds, or e.g. "500ms" (default KINETIK["INTERVAL"])',
         )
         parser.add_argument(
             "--shutdown-timeout",
-            type=api_duration_argument,
+            type=duration_argument,
             default=None,
-            help='on SIGTERM, how long running jobs get to finish (default KINETIK["SHUTDOWN_TIMEOUT"])',
+            help='on SIGTERM, seconds running jobs get to finish, or e.g. "2m" (default KINETIK["SHUTDOWN_TIMEOUT"])',
         )
         parser.add_argument(
             "--max-jobs",
