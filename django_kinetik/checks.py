@@ -4,11 +4,13 @@ Ids are stable: kinetik.E001 not a dict, E002 unknown key, E003 bad duration,
 E004 wrong type, E005 unknown database alias, E006 bad task option, E007
 middleware that cannot be imported, E008 SQLite too old, E009 KINETIK["REDIS"]
 neither a URL nor a django-redis cache, E010 an API token too short to be
-safe; W001 settings for a task that is not defined.
+safe, E011 MAX_DATA_BYTES below 1 KiB, E012 a retry_on path that names no exception class;
+W001 settings for a task that is not defined.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
@@ -16,7 +18,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import django_tasks_enabled, read_settings
-from .registry import registry
+from .registry import registry, retry_on_problem
 
 
 def _is_django_task(name: str) -> bool:
@@ -60,6 +62,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="kinetik.W001",
                 )
             )
+    messages += _retry_on_messages(parsed.tasks)
     engine = str(settings.DATABASES.get(parsed.database, {}).get("ENGINE", ""))
     if engine.endswith("sqlite3") and _sqlite_version() < (3, 35):
         messages.append(
@@ -70,6 +73,33 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="kinetik.E008",
             )
         )
+    return messages
+
+
+def _retry_on_messages(overrides: Mapping[str, Any]) -> list[CheckMessage]:
+    """kinetik.E012: a retry_on path that names no exception class (it would match nothing, silently).
+
+    Definition refuses most (see registry.retry_on_problem); these are the
+    ones it had to leave: classes further down a module still being imported,
+    and paths given in KINETIK["TASKS"] or a django.tasks backend's OPTIONS.
+    """
+    messages: list[CheckMessage] = []
+    for task in registry:
+        try:
+            retry_on = task.options.merged(overrides.get(task.name), where=task.name).retry_on
+        except (TypeError, ValueError):
+            continue  # a bad KINETIK["TASKS"] entry: reported above, as kinetik.E006
+        for path in retry_on:
+            problem = retry_on_problem(path) if isinstance(path, str) else None
+            if problem:
+                messages.append(
+                    Error(
+                        f"Task {task.name!r}: retry_on entry {path!r} {problem}; it would match no error.",
+                        hint="Give the dotted path of an exception class, such as 'requests.Timeout', or the class.",
+                        obj=task.name,
+                        id="kinetik.E012",
+                    )
+                )
     return messages
 
 

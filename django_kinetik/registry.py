@@ -13,6 +13,7 @@ import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from importlib import import_module
 from typing import TYPE_CHECKING, Any, overload
 
 from . import services
@@ -192,11 +193,55 @@ def define_task(name: str | None, action: Action, desc: str = "", **options: Any
         module, qualname = _code_of(action)
         name = f"{module}.{qualname}"
     name = validate_name(name)
+    _check_signature(name, action)
     try:
         parsed = parse_options(options, where=f"task {name!r}")
     except (TypeError, ValueError) as error:
         raise TaskDefinitionError(str(error)) from None
+    for path in parsed.get("retry_on", ()):
+        problem = retry_on_problem(path, defining=True) if isinstance(path, str) else None
+        if problem:
+            raise TaskDefinitionError(f"task {name!r}: retry_on entry {path!r} {problem}.")
     return registry.register(Task(name=name, action=action, options=TaskOptions(**parsed), desc=desc))
+
+
+def _check_signature(name: str, action: Action) -> None:
+    """Refuse an action that cannot be called with the job, its one argument, saying what it needs."""
+    try:
+        signature = inspect.signature(action)
+    except (TypeError, ValueError):  # a builtin or the like, which says nothing about itself
+        return
+    try:
+        signature.bind(None)
+    except TypeError:
+        function = getattr(action, "__name__", "action")
+        raise TaskDefinitionError(
+            f"task {name!r}: its action is {function}{signature}, but a task's action is called with one "
+            f"argument, the running job: define it as def {function}(job): ... (read job.data for its input)."
+        ) from None
+
+
+def retry_on_problem(path: str, *, defining: bool = False) -> str | None:
+    """Why the dotted path ``path`` is no exception class ``retry_on`` can match, or None.
+
+    ``defining``: checked as the task is defined, when the path may name a
+    class further down a module still being imported (the task's own module);
+    that is left to ``manage.py check`` (kinetik.E012), which runs once
+    everything is imported.
+    """
+    module_path, _, attribute = path.rpartition(".")
+    try:
+        module = import_module(module_path)
+    except ImportError as error:
+        return f"cannot be imported ({error})"
+    if not hasattr(module, attribute):
+        if defining and getattr(getattr(module, "__spec__", None), "_initializing", False):
+            return None
+        return f"cannot be imported (module {module_path!r} has no attribute {attribute!r})"
+    found = getattr(module, attribute)
+    if not (isinstance(found, type) and issubclass(found, BaseException)):
+        return f"is not an exception class (it is {found!r})"
+    return None
 
 
 @overload

@@ -47,7 +47,7 @@ from ..lifecycle import Ended
 from ..models import Job
 from ..signals import emit, queue_empty
 from ..values.options import TaskOptions
-from . import serving
+from . import serving, startup
 from .cancels import CancelWatch
 from .claims import Claims
 from .codes import ExitCode
@@ -171,8 +171,9 @@ class Worker:
         previous_handlers = self._install_signal_handlers()
         lifecycle.removals.enabled = True
         try:
-            if not self._register():
+            if not startup.schema_ready(self.alias, self.name, self._stopping, self._trouble) or not self._register():
                 return ExitCode.OK
+            startup.warn_unknown_tags(self.tags, self.name)
             self._claims.worker_id = self.worker_id
             self._settler.start()
             self._executor = Executor(self.concurrency, self._returned)

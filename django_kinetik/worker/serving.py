@@ -56,3 +56,9 @@ def check(runnable: Runnable, limits: dict[str, Limit], tags: Sequence[str]) -> 
         )
     if not tags:
         raise ImproperlyConfigured("The worker has no tags to serve.")
+
+
+def check_startable(tags: Sequence[str] | None) -> None:
+    """:func:`check` for a worker given ``tags``: a supervisor asks before it starts (and restarts) children."""
+    limits = task_limits()
+    check(runnable(limits), limits, list(tags or tags_from_environment() or default_tags()))

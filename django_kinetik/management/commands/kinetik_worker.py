@@ -6,6 +6,7 @@ import os
 import sys
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
 from django_kinetik.management.arguments import duration_argument, duration_text, text_argument, whole_number
@@ -14,6 +15,7 @@ from django_kinetik.values.options import parse_tag
 from django_kinetik.worker import Worker
 from django_kinetik.worker.loop import DEFAULT_CONCURRENCY
 from django_kinetik.worker.memory import parse_memory
+from django_kinetik.worker.serving import check_startable
 from django_kinetik.worker.supervisor import Supervisor, child_command
 
 #: job threads per process, at most: each may hold a database connection
@@ -115,6 +117,10 @@ class Command(KinetikCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         _configure_logging(options["verbosity"])
+        try:
+            check_startable(options["tags"])
+        except ImproperlyConfigured as error:
+            raise CommandError(str(error)) from None
         if options["processes"]:
             if any(tag.startswith("-") for tag in options["tags"]):
                 # Its worker processes would read such a tag as an option, and fail at every restart.
@@ -136,7 +142,11 @@ class Command(KinetikCommand):
                 )
             except ValueError as error:
                 raise CommandError(str(error)) from None
-            status = worker.run()
+            try:
+                status = worker.run()
+            except ImproperlyConfigured as error:
+                # No tasks, no tags: the message says what to do; a traceback would only hide it.
+                raise CommandError(str(error)) from None
             if worker.code_still_running:
                 # Jobs put back in the queue (or timed out) still run in threads:
                 # end the process now, before another worker starts them again.
