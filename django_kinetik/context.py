@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
@@ -119,7 +120,9 @@ class JobContext:
         get_backend(self._alias).record_progress(self.id, self.attempt, current, total, data)
         self.model.progress_current, self.model.progress_total = current, total
         self.model.progress_data = data
-        publishing.progress(self, self._alias, current, total, data)
+        # After the log lines written before it, which the worker announces once they are in.
+        in_turn = None if self._logs is None else partial(self._logs.in_turn, self.id)
+        publishing.progress(self, self._alias, current, total, data, in_turn=in_turn)
         emit(job_progress, Job, job=self.model, task=self.definition, current=current, total=total, data=data)
 
     def __repr__(self) -> str:

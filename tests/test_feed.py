@@ -20,11 +20,13 @@ from django.utils import timezone
 
 import django_kinetik as kinetik
 from django_kinetik import feed, waiting
+from django_kinetik.context import JobContext
 from django_kinetik.exceptions import JobCancelled, JobFailed, WaitTimeout
 from django_kinetik.feed import publishing, sse
 from django_kinetik.feed.listener import listener
 from django_kinetik.feed.transport import PostgresTransport, RedisTransport
-from django_kinetik.models import JobLog
+from django_kinetik.joblogs import LogWriter
+from django_kinetik.models import Job, JobLog, Status
 from django_kinetik.worker import Worker
 from tests.conftest import wait_for
 
@@ -214,12 +216,18 @@ def test_events_follow_jobs_from_creation_to_their_end_in_order(transport, run_w
         only_failures = collect(failures, finished(failing))
 
     of_report = [event for event in seen if event.job_id == report.pk]
-    # Log lines are written in batches by the worker's settler and announced
-    # once written, so they may come after progress reported later; each kind
-    # keeps its order, and every line is announced before the job's end.
-    assert [event.kind for event in of_report][:2] == ["created", "started"]
-    assert of_report[-1].kind == "completed"
-    assert sorted(event.kind for event in of_report[2:-1]) == ["log", "log", "progress", "progress", "progress"]
+    # In the order the job's code made them: log lines are written in batches
+    # and announced once written, and progress reported after a line waits for it.
+    assert [event.kind for event in of_report] == [
+        "created",
+        "started",
+        "log",
+        "progress",
+        "progress",
+        "progress",
+        "log",
+        "completed",
+    ]
     assert {(event.task, event.tag) for event in of_report} == {("test.report", "alpha")}
     assert [event.status for event in of_report] == ["queued", *["active"] * 6, "completed"]
     assert [event.attempt for event in of_report[1:]] == [1] * 7
@@ -238,6 +246,31 @@ def test_events_follow_jobs_from_creation_to_their_end_in_order(transport, run_w
     end = of_failing[-1]
     assert (end.status, end.error, end.error_code) == ("failed", "no funds", "E_CARD")
     assert [(event.kind, event.job_id) for event in only_failures] == [("failed", failing.pk)]
+
+
+def test_a_job_s_progress_is_announced_after_the_log_lines_written_before_it(transport):
+    # A worker's job thread: lines wait in the worker's log writer, progress is stored at once.
+    job = kinetik.create("test.report")
+    Job.objects.filter(pk=job.pk).update(status=Status.ACTIVE, attempts=1)
+    job.refresh_from_db()
+    writer = LogWriter("default")
+    context = JobContext(job, None, "default", writer)
+    with kinetik.events(job=job, timeout="10s") as stream:
+        context.log("first")
+        context.progress(1, 2)
+        context.log("second")
+        context.progress(2, 2)
+        assert writer.flush() == 2
+        seen = collect(stream, lambda seen: len(seen) == 4)
+    assert [(event.kind, event.message or event.current) for event in seen] == [
+        ("log", "first"),
+        ("progress", 1),
+        ("log", "second"),
+        ("progress", 2),
+    ]
+    assert [event.log_id for event in seen if event.kind == "log"] == list(
+        JobLog.objects.filter(job_id=job.pk).order_by("id").values_list("id", flat=True)
+    )
 
 
 def test_a_stream_can_follow_one_job_and_iterates_until_its_timeout(transport, run_worker):

@@ -33,7 +33,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections
@@ -245,15 +246,29 @@ def started(job: Job) -> None:
         logger.exception("Could not publish a started event.")
 
 
-def progress(context: JobContext, using: str, current: float, total: float, data: Any) -> None:
-    """The job reported progress (its row says so once the job's transaction, if any, commits)."""
+def progress(
+    context: JobContext,
+    using: str,
+    current: float,
+    total: float,
+    data: Any,
+    *,
+    in_turn: Callable[[Callable[[], None]], None] | None = None,
+) -> None:
+    """The job reported progress (its row says so once the job's transaction, if any, commits).
+
+    ``in_turn`` is given the sending, to hold it back until the job's earlier
+    log lines are announced (a worker's batched log writer).
+    """
     try:
         target = publisher()
         if target is not None and target.wants_events():
             extra: dict[str, Any] = {"current": current, "total": total}
             if data is not None:
                 extra["data"] = data
-            _put_after_commit(target, using, ["progress", *_running(context), extra])
+            record = ["progress", *_running(context), extra]
+            send = partial(target.put, record)
+            _after_commit(using, send if in_turn is None else partial(in_turn, send))
     except Exception:
         logger.exception("Could not publish a progress event.")
 
@@ -266,7 +281,7 @@ def logged(context: JobContext, using: str, log_id: int | None, message: str, da
             extra: dict[str, Any] = {"message": cut(message), "log_id": log_id}
             if data is not None:
                 extra["data"] = data
-            _put_after_commit(target, using, ["log", *_running(context), extra])
+            _after_commit(using, partial(target.put, ["log", *_running(context), extra]))
     except Exception:
         logger.exception("Could not publish a log event.")
 
@@ -275,15 +290,15 @@ def _running(context: JobContext) -> list[Any]:
     return [context.id, context.task, context.tag, "active", time.time_ns() // 1_000_000, context.attempt]
 
 
-def _put_after_commit(target: Publisher, using: str, record: Record) -> None:
+def _after_commit(using: str, send: Callable[[], None]) -> None:
     # Job code may log inside its own transaction.atomic(): announce the line
     # only if it commits. (Not transaction.on_commit itself: it raises when
     # the job turned autocommit off.)
     connection = connections[using]
     if connection.in_atomic_block:
-        connection.on_commit(lambda: target.put(record))
+        connection.on_commit(send)
     else:
-        target.put(record)
+        send()
 
 
 def finished_by_database(using: str) -> bool:
