@@ -1,3 +1,3 @@
 """The Django admin as django_kinetik's UI (registered on Django's default site)."""
 
-from . import jobs, workers  # noqa: F401 - importing registers the model admins
+from . import jobs, tags, workers  # noqa: F401 - importing registers the model admins

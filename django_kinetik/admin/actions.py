@@ -17,9 +17,11 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from .. import bulk
 from ..models import FINISHED_STATUSES, LIVE_STATUSES, RETRYABLE_STATUSES, Job
+from ..templatetags.kinetik_admin import trail
 
 
 @dataclass(frozen=True)
@@ -27,7 +29,7 @@ class BulkAction:
     name: str
     #: "Cancel", "Retry"... for the page title and the button
     verb: str
-    #: "cancelled", "queued again"... for the message
+    #: "cancelled", "queued again"... for the message: "7 jobs queued again."
     done: str
     applies_to: tuple[str, ...]
     operation: Callable[[QuerySet[Job]], bulk.BulkResult]
@@ -36,14 +38,14 @@ class BulkAction:
 
 
 ACTIONS = [
-    BulkAction("cancel_jobs", "Cancel", "Cancelled", LIVE_STATUSES, bulk.cancel_all, "cancel", "Cancel selected jobs"),
+    BulkAction("cancel_jobs", "Cancel", "cancelled", LIVE_STATUSES, bulk.cancel_all, "cancel", "Cancel selected jobs"),
     BulkAction(
-        "retry_jobs", "Retry", "Queued again", RETRYABLE_STATUSES, bulk.retry_all, "retry", "Retry selected jobs"
+        "retry_jobs", "Retry", "queued again", RETRYABLE_STATUSES, bulk.retry_all, "retry", "Retry selected jobs"
     ),
     BulkAction(
         "run_jobs_now",
         "Run now",
-        "Queued to run now",
+        "queued to run now",
         bulk.RUNNABLE_NOW,
         bulk.run_now_all,
         "change",
@@ -52,7 +54,7 @@ ACTIONS = [
     # Named like Django's own delete action so it takes that one's place: Django's
     # collects every related row in memory; this one deletes in batches.
     BulkAction(
-        "delete_selected", "Delete", "Deleted", bulk.DELETABLE, bulk.delete_all, "delete", "Delete selected jobs"
+        "delete_selected", "Delete", "deleted", bulk.DELETABLE, bulk.delete_all, "delete", "Delete selected jobs"
     ),
 ]
 
@@ -61,18 +63,19 @@ def make_action(spec: BulkAction) -> Callable[..., Any]:
     def action(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Job]) -> Any:
         if request.POST.get("confirmed") == "yes":
             result = spec.operation(queryset)
-            message = f"{spec.done} {result.changed} job{'s' if result.changed != 1 else ''}."
+            message = f"{_jobs(result.changed)} {spec.done}."
             if result.skipped:
-                message += (
-                    f" Skipped {result.skipped} job{'s' if result.skipped != 1 else ''} "
-                    f"in a state where that makes no sense."
-                )
+                message += f" {_jobs(result.skipped)} skipped: in a state where that makes no sense."
             model_admin.message_user(request, message, messages.SUCCESS if result.changed else messages.WARNING)
             return None
         return confirmation_page(model_admin, request, queryset, spec)
 
     action.__name__ = spec.name
     return admin.action(description=spec.description, permissions=[spec.permission])(action)
+
+
+def _jobs(count: int) -> str:
+    return f"{count} job{'s' if count != 1 else ''}"
 
 
 def confirmation_page(
@@ -86,6 +89,7 @@ def confirmation_page(
         **model_admin.admin_site.each_context(request),
         "title": f"{spec.verb} jobs",
         "opts": opts,
+        "crumbs": trail(opts, ("Jobs", reverse("admin:django_kinetik_job_changelist")), (f"{spec.verb} jobs", "")),
         "spec": spec,
         "total": total,
         "eligible": eligible,

@@ -24,6 +24,8 @@ from ..conf import get_settings
 from ..jobs import stats
 from ..models import Job, Schedule, Status, Worker
 from ..registry import registry
+from ..templatetags.kinetik_admin import trail
+from . import tags
 
 MINUTES = 60
 
@@ -59,48 +61,77 @@ def throughput(now: datetime | None = None) -> list[Minute]:
     ]
 
 
+def axis_step(peak: int) -> int:
+    """A round step (1, 2, 5, 10, 20, 50...) giving at most four gridlines up to ``peak``."""
+    step = 1
+    while True:
+        for factor in (1, 2, 5):
+            if peak <= 4 * step * factor:
+                return step * factor
+        step *= 10
+
+
 def chart_svg(minutes: list[Minute]) -> SafeString:
-    """Bars per minute: completed up, failed down from a middle line."""
-    width, height, left, bottom = 720, 220, 44, 24
-    plot_width, half = width - left - 8, (height - bottom - 12) / 2
-    middle = 8 + half
-    peak = max([1] + [m.completed for m in minutes] + [m.failed for m in minutes])
-    step = plot_width / len(minutes)
+    """Bars per minute from one baseline, failed stacked on completed; the last bar is the current minute."""
+    width, height, left, bottom, top = 720, 220, 44, 24, 10
+    plot_width, plot_height = width - left - 8, height - bottom - top
+    baseline = top + plot_height
+    peak = max([1] + [m.completed + m.failed for m in minutes])
+    step = axis_step(peak)
+    ceiling = step * -(-peak // step)  # the peak rounded up to a whole step
+    bar = plot_width / len(minutes)
     bars = []
     for index, minute in enumerate(minutes):
-        x = left + index * step + 1
+        x = left + index * bar + 1
         title = f"{timezone.localtime(minute.start):%H:%M}: {minute.completed} completed, {minute.failed} failed"
+        completed_height = plot_height * minute.completed / ceiling
         if minute.completed:
-            h = half * minute.completed / peak
-            bars.append(("kinetik-bar-completed", *_numbers(x, middle - h, step - 2, h), title))
+            bars.append(
+                ("kinetik-bar-completed", *_numbers(x, baseline - completed_height, bar - 2, completed_height), title)
+            )
         if minute.failed:
-            h = half * minute.failed / peak
-            bars.append(("kinetik-bar-failed", *_numbers(x, middle, step - 2, h), title))
+            h = plot_height * minute.failed / ceiling
+            bars.append(("kinetik-bar-failed", *_numbers(x, baseline - completed_height - h, bar - 2, h), title))
+    # Gridlines and their numbers, bottom to top: 0, step, 2 step... up to the ceiling.
+    ticks = [
+        (*_numbers(left, y, width - 8, y, left - 6, y + 4), value)
+        for value in range(0, ceiling + 1, step)
+        for y in [baseline - plot_height * value / ceiling]
+    ]
+    # Time labels counted back from the last bar, so the last one reads the current minute.
+    last = len(minutes) - 1
     labels = [
-        (*_numbers(left + index * step), str(height - 6), f"{timezone.localtime(minutes[index].start):%H:%M}")
-        for index in range(0, len(minutes), 10)
+        (
+            *_numbers(left + (index + 0.5) * bar),
+            str(height - 6),
+            "end" if index == last else "middle",
+            f"{timezone.localtime(minutes[index].start):%H:%M}",
+        )
+        for index in range(last % 10, len(minutes), 10)
     ]
     return format_html(
         '<svg class="kinetik-chart" viewBox="0 0 {w} {h}" role="img" '
-        'aria-label="Jobs completed and failed per minute, last hour">'
-        '<line class="kinetik-axis" x1="{l}" y1="{m}" x2="{r}" y2="{m}"></line>'
-        '<text class="kinetik-label" x="{tl}" y="16" text-anchor="end">{peak}</text>'
-        '<text class="kinetik-label" x="{tl}" y="{mt}" text-anchor="end">0</text>'
-        '<text class="kinetik-label" x="{tl}" y="{bt}" text-anchor="end">{peak}</text>'
+        'aria-label="Jobs completed and failed per minute, last hour, up to now">'
+        "{ticks}"
+        '<line class="kinetik-axis" x1="{l}" y1="{b}" x2="{r}" y2="{b}"></line>'
         "{bars}{labels}</svg>",
         w=width,
         h=height,
         l=left,
         r=width - 8,
-        m=f"{middle:.1f}",
-        tl=left - 6,
-        mt=f"{middle + 4:.1f}",
-        bt=f"{middle + half:.1f}",
-        peak=peak,
+        b=f"{baseline:.1f}",
+        ticks=format_html_join(
+            "",
+            '<line class="kinetik-grid" x1="{}" y1="{}" x2="{}" y2="{}"></line>'
+            '<text class="kinetik-label kinetik-y-label" x="{}" y="{}" text-anchor="end">{}</text>',
+            ticks,
+        ),
         bars=format_html_join(
             "", '<rect class="{}" x="{}" y="{}" width="{}" height="{}"><title>{}</title></rect>', bars
         ),
-        labels=format_html_join("", '<text class="kinetik-label" x="{}" y="{}">{}</text>', labels),
+        labels=format_html_join(
+            "", '<text class="kinetik-label kinetik-x-label" x="{}" y="{}" text-anchor="{}">{}</text>', labels
+        ),
     )
 
 
@@ -114,7 +145,8 @@ def dashboard_view(model_admin: Any, request: HttpRequest) -> TemplateResponse:
     counts = stats()
     statuses = list(Status.values)
     settings = get_settings()
-    live_since = timezone.now() - timedelta(seconds=2 * settings.lease)
+    # As on the workers page: a worker silent for longer than a lease is lost, not live.
+    live_since = timezone.now() - timedelta(seconds=settings.lease)
     workers = (
         Worker.objects.using(settings.database)
         .filter(state__in=(Worker.State.ONLINE, Worker.State.STOPPING), last_heartbeat__gte=live_since)
@@ -125,6 +157,10 @@ def dashboard_view(model_admin: Any, request: HttpRequest) -> TemplateResponse:
         **model_admin.admin_site.each_context(request),
         "title": "Job dashboard",
         "opts": Job._meta,
+        "crumbs": trail(Job._meta, ("Dashboard", "")),
+        "paused_tags": tags.paused_tags(),
+        "can_pause": request.user.has_perm("django_kinetik.change_tagstate"),
+        "here": request.get_full_path(),
         "statuses": statuses,
         "totals": [counts["status"].get(status, 0) for status in statuses],
         "total": counts["total"],

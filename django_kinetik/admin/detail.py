@@ -17,9 +17,11 @@ from .. import feed, jobs, lifecycle
 from ..conf import get_settings
 from ..exceptions import InvalidTransition
 from ..feed import sse
-from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobDependency, JobLog
+from ..models import LIVE_STATUSES, RETRYABLE_STATUSES, Job, JobDependency, JobLog, Status
+from ..templatetags.kinetik_admin import trail
 from ..values.jsondata import MAX_DEPTH, ensure_json_object
 from .guards import integer_id
+from .tracebacks import fold_kinetik_frames
 
 LOGS_PER_PAGE = 50
 #: a job's children listed on its page (a fan-out can have thousands)
@@ -58,17 +60,25 @@ def detail_view(
     children = [
         arrow.child for arrow in arrows.filter(parent=job).select_related("child").order_by("id")[: RELATED_SHOWN + 1]
     ]
+    last_run = runs[-1] if runs else None
+    traceback, folded = fold_kinetik_frames(last_run.traceback) if last_run else ("", 0)
+    opts = model_admin.model._meta
     context = {
         **model_admin.admin_site.each_context(request),
         "title": f"Job #{job.pk}: {job.task}",
-        "opts": model_admin.model._meta,
+        "opts": opts,
+        "crumbs": trail(opts, ("Jobs", reverse("admin:django_kinetik_job_changelist")), (f"#{job.pk}", "")),
         "job": job,
         "runs": runs,
+        # The attempt a worker is on now: it has no JobRun row until it ends.
+        "running": job.status == Status.ACTIVE and job.started_at is not None,
         "parents": parents,
         "children": children[:RELATED_SHOWN],
         # Not counted: a fan-out may have thousands; "and more" is enough here.
         "more_children": "some" if len(children) > RELATED_SHOWN else "",
-        "last_run": runs[-1] if runs else None,
+        "last_run": last_run,
+        "traceback": traceback,
+        "folded": folded,
         "logs": page,
         "last_log_id": page.object_list[len(page.object_list) - 1].pk if page.object_list else 0,
         "live": job.status in LIVE_STATUSES,

@@ -7,11 +7,13 @@ import datetime
 import json
 from typing import Any
 
+import django
 from django import template
 from django.contrib.admin.views.main import ChangeList
 from django.db.models import Max, Min
+from django.urls import reverse
 from django.utils import formats, timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.text import capfirst
 
@@ -30,6 +32,49 @@ def kinetik_time(value: datetime.datetime | None) -> str:
     if value is None:
         return "-"
     return f"{timezone.localtime(value):%Y-%m-%d %H:%M:%S}"
+
+
+@register.filter
+def in_set(value: Any, collection: Any) -> bool:
+    return value in collection
+
+
+@register.filter
+def kinetik_short_time(value: datetime.datetime | None) -> str:
+    """A local time in as few characters as tell it apart, the full time on hover.
+
+    ``13:04:05`` today, ``11-28 13:04`` this year, ``2025-11-28`` before: the job
+    list has eleven columns to fit into a 1280 px screen.
+    """
+    if value is None:
+        return "-"
+    local, today = timezone.localtime(value), timezone.localdate()
+    if local.date() == today:
+        text = f"{local:%H:%M:%S}"
+    elif local.year == today.year:
+        text = f"{local:%m-%d %H:%M}"
+    else:
+        text = f"{local:%Y-%m-%d}"
+    return format_html('<time datetime="{}" title="{}">{}</time>', local.isoformat(), kinetik_time(value), text)
+
+
+@register.filter
+def kinetik_age(value: datetime.datetime | None) -> str:
+    """How long ago, in seconds while that is short: ``4 s ago``, ``3 min 20 s ago``."""
+    if value is None:
+        return "-"
+    seconds = max(0, round((timezone.now() - value).total_seconds()))
+    if seconds < 120:
+        return f"{seconds} s ago"
+    return f"{kinetik_duration(datetime.timedelta(seconds=seconds))} ago"
+
+
+@register.filter
+def kinetik_elapsed(value: datetime.datetime | None) -> str:
+    """Time since ``value``, as a duration: ``12.5 s``."""
+    if value is None:
+        return "-"
+    return kinetik_duration(max(datetime.timedelta(0), timezone.now() - value))
 
 
 @register.filter
@@ -57,17 +102,33 @@ def status_badge(job: Any) -> str:
 
 
 @register.simple_tag
-def progress_bar(job: Any) -> str:
+def progress_bar(job: Any, compact: bool = False) -> str:
+    """The bar with "3 of 4 (75%)"; ``compact`` (the job list) shows the percentage only."""
     percent = job.progress_percent
     if percent is None:
         return mark_safe('<span class="kinetik-muted">-</span>')
+    of = f"{_number(job.progress_current)} of {_number(job.progress_total)}"
     return format_html(
-        '<progress class="kinetik-progress" value="{}" max="100" title="{} of {}"></progress> {}%',
+        '<progress class="kinetik-progress" value="{}" max="100" title="{}"></progress> {}',
         f"{percent:.0f}",
-        _number(job.progress_current),
-        _number(job.progress_total),
-        f"{percent:.0f}",
+        of,
+        f"{percent:.0f}%" if compact else f"{of} ({percent:.0f}%)",
     )
+
+
+#: Django 6.1 made the breadcrumbs a list (``<ol class="breadcrumbs">``) and styles only that
+OL_BREADCRUMBS = django.VERSION >= (6, 1)
+
+
+@register.simple_tag
+def kinetik_breadcrumbs(crumbs: list[tuple[str, str]]) -> str:
+    """The breadcrumbs in the running Django's own markup: ``crumbs`` are (text, url); the last has no url."""
+    *trail, (current, _) = crumbs
+    if OL_BREADCRUMBS:
+        items = format_html_join("", '<li><a href="{}">{}</a></li>', ((link, text) for text, link in trail))
+        return format_html('<ol class="breadcrumbs">{}<li aria-current="page">{}</li></ol>', items, current)
+    links = format_html_join("", '<a href="{}">{}</a> &rsaquo; ', ((link, text) for text, link in trail))
+    return format_html('<div class="breadcrumbs">{}{}</div>', links, current)
 
 
 def _number(value: float) -> str:
@@ -137,3 +198,9 @@ def approximate_date_hierarchy(cl: ChangeList) -> dict[str, Any]:
             {"link": link({f"{field}__year": str(y)}), "title": str(y)} for y in range(first.year, last.year + 1)
         ],
     }
+
+
+def trail(opts: Any, *tail: tuple[str, str]) -> list[tuple[str, str]]:
+    """Breadcrumbs for one of kinetik's pages: Home, the app, then ``tail``."""
+    app = (str(opts.app_config.verbose_name), reverse("admin:app_list", kwargs={"app_label": opts.app_label}))
+    return [("Home", reverse("admin:index")), app, *tail]

@@ -20,6 +20,11 @@
     return td;
   }
 
+  // As the server writes it (Python's "%g"): 3, 2.5, never 3.0.
+  function number(value) {
+    return String(Number(value.toPrecision(6)));
+  }
+
   function renderProgress(current, total, percent) {
     const progress = document.getElementById("kinetik-progress");
     if (!progress) return;
@@ -31,7 +36,7 @@
     bar.value = rounded;
     bar.title = current + " of " + total;
     progress.appendChild(bar);
-    progress.appendChild(document.createTextNode(" " + rounded + "%"));
+    progress.appendChild(document.createTextNode(" " + number(current) + " of " + number(total) + " (" + rounded + "%)"));
   }
 
   function render(state) {
