@@ -37,13 +37,21 @@ def cancelled() -> dict[str, Any]:
 
 
 def requeued() -> dict[str, Any]:
-    """The changes that queue a finished job again with a fresh set of attempts."""
+    """The changes that queue a finished job again with a fresh set of attempts.
+
+    The job starts over: what its last run left (times, progress, result,
+    error) goes; ``job.runs`` keeps the history.
+    """
     return {
         "status": Status.QUEUED,
         "attempts": 0,
         "ghosts": 0,
         "run_at": timezone.now(),
+        "started_at": None,
         "finished_at": None,
+        "progress_current": None,
+        "progress_total": None,
+        "progress_data": None,
         "result": None,
         "error": "",
         "error_code": "",

@@ -9,7 +9,8 @@ Django 6.0+ has it built in; on 5.2 it is the ``django-tasks`` backport.
 Modules: ``framework`` (the one framework this Django has), ``backend`` (the
 backend class), ``results`` (a job as a TaskResult), ``running`` (a task
 function as a kinetik task, and Django's task signals), ``bridge`` (those
-signals, sent from kinetik's), ``configured`` (what settings.TASKS asks for).
+signals, sent from kinetik's), ``configured`` (what settings.TASKS asks for),
+``logfilter`` (a worker logs each job once, not again in Django's words).
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from django.core.management.base import CommandError, CommandParser
 
 from django_kinetik.management.arguments import duration_argument, duration_text, text_argument, whole_number
 from django_kinetik.management.output import KinetikCommand
+from django_kinetik.tasks_backend.logfilter import leave_out_repeated_lines
 from django_kinetik.values.options import parse_tag
 from django_kinetik.worker import Worker
 from django_kinetik.worker.loop import DEFAULT_CONCURRENCY
@@ -174,6 +175,7 @@ def _child_arguments(options: dict[str, Any]) -> list[str]:
 
 def _configure_logging(verbosity: int) -> None:
     """Show the worker's log on stderr unless the project configured logging for it."""
+    leave_out_repeated_lines()  # kinetik's line about a django.tasks job is enough
     logger = logging.getLogger("django_kinetik")
     if logger.handlers:
         return
