@@ -8,6 +8,9 @@
 backport, 6.0 on 3.12, 6.1 on 3.13) on SQLite and PostgreSQL, and 5.2 on MariaDB; ``test --all`` runs
 the whole tox matrix. Extra arguments after
 ``--`` go to pytest: ``python3 dev.py test -- -k worker -x``.
+
+The virtualenv is ``.venv`` (``KINETIK_DEV_VENV`` names another). Ctrl-C stops
+whatever runs (it reaches the children too) and exits with status 130.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-VENV = ROOT / ".venv"
+VENV = Path(os.environ.get("KINETIK_DEV_VENV") or ROOT / ".venv")
 DEFAULT_ENVS = [
     "lint",
     "py311-django52",
@@ -38,30 +41,58 @@ def venv_python() -> Path:
     return VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
 
 
+def installed_stamp(requirements: tuple[str, ...]) -> str:
+    """What .venv/.installed holds once the project (as pyproject.toml is now) and ``requirements`` are in."""
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + repr(requirements).encode()).hexdigest()
+
+
 def ensure_venv(*requirements: str) -> Path:
     """A virtualenv in .venv with the project and ``requirements`` installed, kept up to date."""
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + repr(requirements).encode()).hexdigest()
+    wanted = installed_stamp(requirements)
     stamp = VENV / ".installed"
     if stamp.exists() and stamp.read_text() == wanted and venv_python().exists():
         return venv_python()
+    # The first install downloads everything and takes a while: pip shows its progress.
+    # Later ones (pyproject.toml changed) only add a little: quiet unless they fail.
+    first = not stamp.exists()
     if not venv_python().exists():
         print(f"Creating a virtualenv in {VENV} ...", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("Installing django_kinetik and its dependencies ...", flush=True)
-    pip(["--upgrade", "pip"])
-    pip(["-e", str(ROOT), *requirements])
+    pip(["--upgrade", "pip"], quiet=not first)
+    pip(["-e", str(ROOT), *requirements], quiet=not first)
     stamp.write_text(wanted)
     return venv_python()
 
 
-def pip(arguments: list[str]) -> None:
-    """``pip install``, quiet unless it fails."""
-    done = subprocess.run(
-        [str(venv_python()), "-m", "pip", "install", "-q", *arguments], capture_output=True, text=True
-    )
+def pip(arguments: list[str], *, quiet: bool) -> None:
+    """``pip install``; ``quiet``: its output only if it fails."""
+    command = [str(venv_python()), "-m", "pip", "install", *(["-q"] if quiet else []), *arguments]
+    done = subprocess.run(command, capture_output=quiet, text=True)
     if done.returncode:
-        sys.stderr.write(done.stdout + done.stderr)
+        if quiet:
+            sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(f"pip install {' '.join(arguments)} failed (exit {done.returncode})")
+
+
+def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> int:
+    """Run ``command`` to its end and return its exit status (130 after a Ctrl-C).
+
+    A Ctrl-C in the terminal reaches the child as well, which stops in its
+    own way (the demo stops its worker gracefully): wait for it rather than
+    leave it behind; only a third Ctrl-C kills it.
+    """
+    process = subprocess.Popen(command, cwd=cwd, env=env)
+    interrupts = 0
+    while True:
+        try:
+            status = process.wait()
+        except KeyboardInterrupt:
+            interrupts += 1
+            if interrupts >= 3:
+                process.kill()
+            continue
+        return 130 if interrupts else status
 
 
 def interpreter_path() -> str:
@@ -89,7 +120,7 @@ DEMO_REQUIREMENTS = ("django-tasks>=0.10; python_version < '3.12'",)
 
 def demo(args: list[str]) -> int:
     python = ensure_venv(*DEMO_REQUIREMENTS)
-    return subprocess.call([str(python), str(ROOT / "manage.py"), "kinetik_demo", *args], cwd=ROOT)
+    return run([str(python), str(ROOT / "manage.py"), "kinetik_demo", *args], cwd=ROOT)
 
 
 def test(args: list[str]) -> int:
@@ -103,7 +134,7 @@ def test(args: list[str]) -> int:
         command += ["-e", ",".join(DEFAULT_ENVS)]
     if pytest_args:
         command += ["--", *pytest_args]
-    return subprocess.call(command, cwd=ROOT, env=env)
+    return run(command, cwd=ROOT, env=env)
 
 
 def main() -> int:
@@ -115,4 +146,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # while pip installs, say: what it was doing stopped too
+        print("\nInterrupted.", file=sys.stderr)
+        sys.exit(130)

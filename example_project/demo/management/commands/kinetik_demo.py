@@ -29,6 +29,16 @@ def _free_port(preferred: int) -> int:
     raise RuntimeError("no free port found for the admin")
 
 
+def _wait(processes: list[subprocess.Popen[bytes]], seconds: float) -> None:
+    """Give the children up to ``seconds`` to exit; another Ctrl-C ends the wait (and they are killed)."""
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline and any(process.poll() is None for process in processes):
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        pass
+
+
 class Command(BaseCommand):
     help = "Migrate, start a worker and the admin, create demo jobs and show them completing."
 
@@ -39,16 +49,30 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=8000)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            self._demo(options)
+        except KeyboardInterrupt:  # before the children started (or after they stopped): nothing to tidy
+            sys.exit(130)
+
+    def _demo(self, options: dict[str, Any]) -> None:
         self.stdout.write("Migrating the example database (SQLite)...")
         call_command("migrate", verbosity=0)
         user_model = get_user_model()
         if not user_model.objects.filter(username="admin").exists():
             user_model.objects.create_superuser("admin", "admin@example.com", "admin")
-        Job.objects.all().delete()
+        earlier = Job.objects.count()
+        if earlier:
+            # The demo's summary is about its own jobs: it starts from an empty queue, and says so.
+            self.stdout.write(f"Clearing {earlier} job(s) from earlier runs (with their logs and attempts)...")
+            Job.objects.all().delete()
 
-        processes = []
+        processes: list[subprocess.Popen[bytes]] = []
+        interrupted = False
+        # Each child in a session of its own: a Ctrl-C in the terminal reaches only the demo,
+        # which stops them with one SIGTERM each (the worker's graceful stop), even while they start.
         worker = subprocess.Popen(
             [sys.executable, str(MANAGE), "kinetik_worker", "messaging", "reports", "images", "--concurrency", "2"],
+            start_new_session=True,
         )
         processes.append(worker)
         port = None
@@ -59,6 +83,7 @@ class Command(BaseCommand):
                     [sys.executable, str(MANAGE), "runserver", f"127.0.0.1:{port}", "--noreload"],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
             )
         try:
@@ -75,30 +100,25 @@ class Command(BaseCommand):
                         f"(login: admin / admin)\nThe worker keeps running; press Ctrl-C to stop."
                     )
                 )
-                self._wait_for_interrupt(processes)
+                self._wait_for_exit(processes)
+        except KeyboardInterrupt:
+            interrupted = True
+            self.stdout.write("\nStopping the worker and the admin... (Ctrl-C again to stop at once)")
         finally:
             for process in processes:
                 if process.poll() is None:
                     process.send_signal(signal.SIGTERM)
+            _wait(processes, 15)
             for process in processes:
-                try:
-                    process.wait(timeout=15)
-                except subprocess.TimeoutExpired:
+                if process.poll() is None:
                     process.kill()
+        if interrupted:
+            sys.exit(130)  # what a shell reports for Ctrl-C, without a traceback
 
-    def _wait_for_interrupt(self, processes: list[subprocess.Popen[bytes]]) -> None:
-        """Serve until Ctrl-C (the finally block stops the children), or until one of them exits."""
-        try:
-            while all(process.poll() is None for process in processes):
-                time.sleep(0.5)
-        except KeyboardInterrupt:
-            self.stdout.write("\nStopping the worker and the admin...")
-            # Ctrl-C in a terminal reached them too; a SIGTERM on top would be a
-            # second signal, which makes the worker skip its graceful stop.
-            deadline = time.monotonic() + 3
-            while time.monotonic() < deadline and any(process.poll() is None for process in processes):
-                time.sleep(0.1)
-            return
+    def _wait_for_exit(self, processes: list[subprocess.Popen[bytes]]) -> None:
+        """Serve until Ctrl-C (``KeyboardInterrupt``, handled by the caller), or until one of the children exits."""
+        while all(process.poll() is None for process in processes):
+            time.sleep(0.5)
         self.stderr.write("The worker or the admin server stopped; ending the demo.")
 
     def _create_jobs(self) -> list[Job]:
