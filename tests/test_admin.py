@@ -54,20 +54,21 @@ def user_with(*codenames, staff=True):
 def test_the_list_shows_every_column_newest_first(staff):
     worker = WorkerFactory(name="web-1:42:abc", host="web-1", pid=42)
     older = FinishedJobFactory(task="report.build", worker=worker)
-    running = JobFactory(task="report.build", status=Status.ACTIVE, progress_current=5, progress_total=10)
+    running = JobFactory(task="report.build", status=Status.ACTIVE, progress_current=5, progress_total=10, attempts=3)
     newer = JobFactory(task="mail.send", tag="mail")
     page = staff.get(reverse(LIST))
     assert page.status_code == 200
     assert [job.pk for job in rows(page)] == [newer.pk, running.pk, older.pk]
     html = page.content.decode()
     headers = [str(header["text"]) for header in page.context["result_headers"]][1:]  # after the checkbox
-    assert headers == ["ID", "task", "tag", "status", "attempts", "created", "took", "worker"]
+    assert headers == ["ID", "task", "tag", "status", "created", "took", "worker"]
     for text in (
         "report.build",
         "mail.send",
         'title="web-1:42:abc">web-1:42<',  # the worker compact, its whole name on hover
         'class="kinetik-badge kinetik-completed"',
-        '<progress class="kinetik-progress" value="50"',  # a running job's progress beside its status
+        '<span title="5 of 10">50%</span>',  # a running job's progress beside its status
+        '<span class="kinetik-muted" title="3 attempts">&times;3</span>',  # and its attempts, when more than one
         "Dashboard",
     ):
         assert text in html

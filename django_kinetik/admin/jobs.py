@@ -16,7 +16,7 @@ from django.urls import URLPattern, path
 from django.utils.html import format_html
 
 from ..models import LIVE_STATUSES, Job, Status
-from ..templatetags.kinetik_admin import kinetik_duration, kinetik_short_time, progress_bar, status_badge
+from ..templatetags.kinetik_admin import kinetik_duration, kinetik_short_time, status_badge
 from . import dashboard, detail
 from .actions import ACTIONS, make_action
 from .filters import TagFilter, TaskFilter
@@ -26,10 +26,10 @@ from .pagination import EstimatedCountPaginator
 
 @admin.register(Job)
 class JobAdmin(GuardedModelAdmin):
-    # Fits a 1280 px screen beside the admin's sidebar and the filters: compact
-    # times, progress beside the status, long names cut short (whole on hover);
-    # priority and the exact times are on the job's page.
-    list_display = ("id", "task_name", "tag_name", "status_badge", "attempts", "created", "duration", "worker_name")
+    # Fits a 1280 px screen beside the admin's sidebar and the filters (631 px):
+    # compact times, progress and attempts beside the status, long names cut
+    # short (whole on hover); priority and the exact times are on the job's page.
+    list_display = ("id", "task_name", "tag_name", "status_badge", "created", "duration", "worker_name")
     list_display_links = ("id", "task_name")
     list_filter = ("status", TagFilter, TaskFilter, ("created_at", admin.DateFieldListFilter))
     # The search itself is get_search_results; a field here turns the box on.
@@ -71,9 +71,20 @@ class JobAdmin(GuardedModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, job: Job) -> str:
-        if job.progress_percent is None or job.status not in LIVE_STATUSES:
-            return status_badge(job)
-        return format_html("{} {}", status_badge(job), progress_bar(job, compact=True))
+        shown = status_badge(job)
+        if job.progress_percent is not None and job.status in LIVE_STATUSES:
+            shown = format_html(
+                '{} <span title="{} of {}">{}%</span>',
+                shown,
+                f"{job.progress_current:g}",
+                f"{job.progress_total:g}",
+                f"{job.progress_percent:.0f}",
+            )
+        if job.attempts > 1:
+            shown = format_html(
+                '{} <span class="kinetik-muted" title="{} attempts">&times;{}</span>', shown, job.attempts, job.attempts
+            )
+        return shown
 
     @admin.display(description="created", ordering="created_at")
     def created(self, job: Job) -> str:
@@ -86,7 +97,8 @@ class JobAdmin(GuardedModelAdmin):
 
     @admin.display(description="took")
     def duration(self, job: Job) -> str:
-        return kinetik_duration(job.duration)
+        took = kinetik_duration(job.duration)
+        return format_html('<span class="kinetik-cut kinetik-cut-took" title="{}">{}</span>', took, took)
 
     @admin.display(description="worker", ordering="worker__name")
     def worker_name(self, job: Job) -> str:

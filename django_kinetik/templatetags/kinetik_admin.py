@@ -80,14 +80,15 @@ def kinetik_elapsed(value: datetime.datetime | None) -> str:
 @register.filter
 def kinetik_duration(value: datetime.timedelta | None) -> str:
     """``850 µs``, ``12 ms``, ``1.5 s``, ``3 min 20 s``, ``2 h 5 min``."""
-    if value is None:
+    seconds = None if value is None else value.total_seconds()
+    # Below zero only when two hosts' clocks disagree: no duration is better than a wrong one.
+    if seconds is None or seconds < 0:
         return "-"
-    seconds = value.total_seconds()
-    if seconds < 0.001:
+    if seconds < 0.0005:
         return f"{seconds * 1_000_000:.0f} µs"
-    if seconds < 1:
+    if seconds < 0.9995:  # what rounds to "1000 ms" reads as "1.0 s"
         return f"{seconds * 1000:.0f} ms"
-    if seconds < 60:
+    if seconds < 59.95:
         return f"{seconds:.1f} s"
     minutes, seconds = divmod(round(seconds), 60)
     if minutes < 60:

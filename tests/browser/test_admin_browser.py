@@ -4,64 +4,13 @@ import re
 import time
 
 import pytest
-from django.contrib.auth.models import User
-from django.utils import timezone
 
 from django_kinetik import feed
 from django_kinetik.context import JobContext
 from django_kinetik.models import Job, Status
-from tests.factories import FinishedJobFactory, JobFactory, JobLogFactory, JobRunFactory, WorkerFactory
+from tests.browser.conftest import log_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def jobs():
-    worker = WorkerFactory(host="worker-1", pid=4242, state="online", last_heartbeat=timezone.now())
-    queued = [JobFactory(task="mail.send", tag="mail", data={"to": f"user{n}@example.com"}) for n in range(3)]
-    failed = FinishedJobFactory(
-        task="billing.charge",
-        tag="billing",
-        status=Status.FAILED,
-        error="card declined",
-        error_code="E_CARD",
-        data={"customer": 42, "amount": "19.90"},
-        worker=worker,
-        attempts=2,
-    )
-    JobRunFactory(
-        job=failed,
-        attempt=1,
-        outcome="failed",
-        error="card declined",
-        traceback="Traceback (most recent call last):\n  ...\nPaymentError: card declined",
-    )
-    running = JobFactory(
-        task="report.build",
-        tag="reports",
-        status=Status.ACTIVE,
-        attempts=1,
-        worker=worker,
-        started_at=timezone.now(),
-        progress_current=1,
-        progress_total=4,
-    )
-    JobLogFactory(job=running, message="starting", data={"rows": 4})
-    for minute in range(0, 60, 3):
-        FinishedJobFactory(
-            task="mail.send", tag="mail", finished_at=timezone.now() - timezone.timedelta(minutes=minute)
-        )
-    FinishedJobFactory(task="mail.send", tag="mail", status=Status.TIMEOUT, finished_at=timezone.now())
-    return {"queued": queued, "failed": failed, "running": running}
-
-
-def log_in(page):
-    User.objects.create_superuser("admin", "admin@example.com", "secret-password")
-    page.goto(page.base + "/admin/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "secret-password")
-    page.click("input[type=submit]")
-    page.wait_for_selector("#site-name")
 
 
 def test_filter_select_cancel_and_retry(page, jobs, screenshot):
@@ -81,7 +30,7 @@ def test_filter_select_cancel_and_retry(page, jobs, screenshot):
     page.wait_for_selector("text=Yes, cancel 2 jobs")
     screenshot("confirm-cancel")
     page.click("text=Yes, cancel 2 jobs")
-    page.wait_for_selector("text=Cancelled 2 jobs.")
+    page.wait_for_selector("text=2 jobs cancelled.")
     assert Job.objects.filter(status=Status.CANCELLED).count() == 2
 
     page.goto(page.base + "/admin/django_kinetik/job/?status__exact=failed")
@@ -89,7 +38,7 @@ def test_filter_select_cancel_and_retry(page, jobs, screenshot):
     page.select_option("select[name=action]", "retry_jobs")
     page.click("button[name=index]")
     page.click("text=Yes, retry 1 job")
-    page.wait_for_selector("text=Queued again 1 job.")
+    page.wait_for_selector("text=1 job queued again.")
     jobs["failed"].refresh_from_db()
     assert jobs["failed"].status == Status.QUEUED
 
@@ -100,14 +49,16 @@ def test_job_detail_updates_live_and_edit_and_retry(page, jobs, screenshot):
     requested = []
     page.on("request", lambda request: requested.append(request.url))
     page.goto(page.base + f"/admin/django_kinetik/job/{running.pk}/change/")
-    assert page.locator("#kinetik-progress").inner_text().strip() == "25%"
+    assert page.locator("#kinetik-progress").inner_text().strip() == "1 of 4 (25%)"
+    running_attempt = page.locator(".kinetik-running-attempt").inner_text()
+    assert "Running" in running_attempt and running.worker.name in running_attempt
     screenshot("job-detail-running")
     # The worker reports progress and logs; the open page shows them without a reload
     # (following the job's event stream on PostgreSQL, polling on SQLite).
     context = JobContext(running, None, "default")
     context.progress(3, 4)
     context.log("<b>row 3</b> written", {"row": 3})
-    page.wait_for_function("document.querySelector('#kinetik-progress').innerText.trim() === '75%'")
+    page.wait_for_function("document.querySelector('#kinetik-progress').innerText.trim() === '3 of 4 (75%)'")
     page.wait_for_selector("#kinetik-log td:text('<b>row 3</b> written')")
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # same page, not reloaded
     following = any(url.endswith(f"/job/{running.pk}/events/") for url in requested)
@@ -131,7 +82,7 @@ def test_job_detail_falls_back_to_polling_when_the_stream_fails(page, jobs):
     page.route("**/events/", lambda route: route.fulfill(status=503, body="no stream here"))
     page.goto(page.base + f"/admin/django_kinetik/job/{running.pk}/change/")
     JobContext(running, None, "default").progress(2, 4)
-    page.wait_for_function("document.querySelector('#kinetik-progress').innerText.trim() === '50%'")
+    page.wait_for_function("document.querySelector('#kinetik-progress').innerText.trim() === '2 of 4 (50%)'")
 
 
 def test_dashboard(page, jobs, screenshot):
