@@ -40,19 +40,8 @@ def state_of(worker: Worker) -> str:
 
 @admin.register(Worker)
 class WorkerAdmin(GuardedModelAdmin):
-    list_display = (
-        "name",
-        "shown_state",
-        "host",
-        "pid",
-        "tag_list",
-        "concurrency",
-        "started",
-        "heartbeat",
-        "jobs_done",
-        "runaway_threads",
-        "stopping_jobs",
-    )
+    # A name is "host:pid:suffix" already; the runaway and stopping counts are on the worker's page.
+    list_display = ("name", "shown_state", "tag_list", "threads", "started", "heartbeat", "jobs_done")
     list_filter = ("state",)
     search_fields = ("name", "host")
     fields = (
@@ -71,6 +60,9 @@ class WorkerAdmin(GuardedModelAdmin):
     )
     readonly_fields = fields
     ordering = ("-started_at",)
+
+    class Media:
+        css = {"all": ("django_kinetik/admin.css",)}
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -97,6 +89,10 @@ class WorkerAdmin(GuardedModelAdmin):
                 '<span class="kinetik-state-lost" title="no heartbeat for longer than a lease">Lost</span>'
             )
         return state
+
+    @admin.display(description="threads", ordering="concurrency")
+    def threads(self, worker: Worker) -> int:
+        return worker.concurrency
 
     @admin.display(description="tags")
     def tag_list(self, worker: Worker) -> str:

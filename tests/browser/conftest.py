@@ -69,7 +69,9 @@ def screenshot(page):
 
 @pytest.fixture
 def jobs():
-    worker = WorkerFactory(host="worker-1", pid=4242, state="online", last_heartbeat=timezone.now())
+    worker = WorkerFactory(
+        name="worker-1:4242:abc", host="worker-1", pid=4242, state="online", last_heartbeat=timezone.now()
+    )
     queued = [JobFactory(task="mail.send", tag="mail", data={"to": f"user{n}@example.com"}) for n in range(3)]
     failed = FinishedJobFactory(
         task="billing.charge",

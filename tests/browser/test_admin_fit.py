@@ -148,6 +148,8 @@ def test_the_workers_page_tells_a_lost_worker_from_a_live_one(page, jobs, screen
     assert "Lost" in killed and "Online" not in killed and re.search(r"5 min [0-9] s ago", killed)
     live = page.locator("#result_list tr", has_text="worker-1").inner_text()
     assert "Online" in live and " s ago" in live and "alpha" in live and "[" not in live
+    table_width, box_width = fits(page, "#result_list", ".results")
+    assert table_width <= box_width, f"the table is {table_width} px in a {box_width} px box"
     screenshot("fit-workers")
     page.locator("#result_list tr", has_text="worker-1").locator("th a, td a").first.click()
     page.wait_for_selector("#content-main")
