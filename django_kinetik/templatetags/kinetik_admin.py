@@ -126,8 +126,9 @@ def kinetik_breadcrumbs(crumbs: list[tuple[str, str]]) -> str:
     """The breadcrumbs in the running Django's own markup: ``crumbs`` are (text, url); the last has no url."""
     *trail, (current, _) = crumbs
     if OL_BREADCRUMBS:
-        items = format_html_join("", '<li><a href="{}">{}</a></li>', ((link, text) for text, link in trail))
-        return format_html('<ol class="breadcrumbs">{}<li aria-current="page">{}</li></ol>', items, current)
+        # A line between items as in Django's templates: the space after each separator is that whitespace.
+        items = format_html_join("", '<li><a href="{}">{}</a></li>\n', ((link, text) for text, link in trail))
+        return format_html('<ol class="breadcrumbs">\n{}<li aria-current="page">{}</li>\n</ol>', items, current)
     links = format_html_join("", '<a href="{}">{}</a> &rsaquo; ', ((link, text) for text, link in trail))
     return format_html('<div class="breadcrumbs">{}{}</div>', links, current)
 

@@ -90,9 +90,11 @@ def test_the_dashboard_fits_and_its_chart_reads_right(page, jobs, screenshot):
 
 
 def breadcrumb_style(page):
+    # What a user sees of the trail: its element, colour, inset, and the text with its separators' spacing.
     return page.evaluate(
         """(() => { const c = document.querySelector('nav[aria-label="Breadcrumbs"] > *');
-        const s = getComputedStyle(c); return [c.tagName, s.backgroundColor, s.paddingLeft]; })()"""
+        const s = getComputedStyle(c);
+        return [c.tagName, s.backgroundColor, s.paddingLeft, c.innerText.split("Kinetik jobs")[0]]; })()"""
     )
 
 
