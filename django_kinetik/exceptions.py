@@ -109,13 +109,18 @@ class JobNotFound(KinetikError, LookupError):
     """No job with this id exists."""
 
 
+#: past participles the message needs ("retried", not "retryed")
+_PAST = {"retry": "retried"}
+
+
 class InvalidTransition(KinetikError):
     """The job is in a state where the requested change makes no sense."""
 
     def __init__(self, job: Job, action: str, allowed: tuple[str, ...]) -> None:
         self.job = job
+        done = _PAST.get(action, f"{action}ed")
         super().__init__(
-            f"Cannot {action} job {job.pk}: it is {job.status}; only {' or '.join(allowed)} jobs can be {action}ed."
+            f"Cannot {action} job {job.pk}: it is {job.status}; only {' or '.join(allowed)} jobs can be {done}."
             if action != "cancel"
             else f"Cannot cancel job {job.pk}: it is already {job.status}."
         )

@@ -416,7 +416,7 @@ def test_cancel_and_retry(api):
     assert (retried.json()["status"], retried.json()["finished_at"]) == ("queued", None)
     refused = api.post(f"{API}jobs/{job.pk}/retry")
     assert refused.status_code == 409
-    assert "only failed or timeout or cancelled jobs can be retryed" in error_of(refused)
+    assert "only failed or timeout or cancelled jobs can be retried" in error_of(refused)
     assert Job.objects.get(pk=job.pk).status == Status.QUEUED
 
 
