@@ -17,6 +17,7 @@ class KinetikConfig(AppConfig):
         # through which the lower ones reach the upper ones (docs/architecture.md).
         from . import (
             checks,  # noqa: F401 - registers the system checks
+            feed,
             jobs,
             outage,
             services,
@@ -37,6 +38,8 @@ class KinetikConfig(AppConfig):
         )
         setting_changed.connect(reset_settings, dispatch_uid="django_kinetik.reset_settings")
         connection_created.connect(outage.note_connection, dispatch_uid="django_kinetik.outage")
+        # A test run drops its database: the feed's own connections must be gone by then.
+        connection_created.connect(feed.release_before_database_admin, dispatch_uid="django_kinetik.feed")
         bridge.connect()  # django.tasks: its jobs' definitions, and Django's task signals
         # Every installed app's tasks.py defines its tasks when imported.
         autodiscover_modules("tasks")

@@ -49,6 +49,8 @@ TEMPLATES = [
 ]
 
 DATABASES = {
+    # SQLite by default; EXAMPLE_DATABASE=postgres or mysql runs the project
+    # (and its test suite, `manage.py test`) on a local server instead.
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("EXAMPLE_DB", str(BASE_DIR / "example.sqlite3")),
@@ -62,7 +64,26 @@ DATABASES = {
         },
     }
 }
+if os.environ.get("EXAMPLE_DATABASE") == "postgres":
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": os.environ.get("EXAMPLE_DB", "kinetik_example"),
+        "USER": os.environ.get("PGUSER", "postgres"),
+        "HOST": os.environ.get("PGHOST", "127.0.0.1"),
+        "PORT": os.environ.get("PGPORT", "5432"),
+    }
+elif os.environ.get("EXAMPLE_DATABASE") == "mysql":
+    import pymysql  # pure Python, so nothing to compile: pip install PyMySQL
 
+    pymysql.install_as_MySQLdb()
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": os.environ.get("EXAMPLE_DB", "kinetik_example"),
+        "USER": "root",
+        "HOST": "127.0.0.1",
+        "PORT": "3306",
+        "OPTIONS": {"charset": "utf8mb4"},
+    }
 KINETIK = {
     "INTERVAL": "200ms",
     "MIDDLEWARE": ["django_kinetik.middleware.TimingMiddleware"],
@@ -70,6 +91,8 @@ KINETIK = {
         # Settings override the decorator's defaults (and create() overrides these).
         "demo.flaky": {"retry_delay": "1s"},
     },
+    # EXAMPLE_REDIS=redis://127.0.0.1:6379/0 turns the Redis fast path on.
+    "REDIS": os.environ.get("EXAMPLE_REDIS", ""),
 }
 
 # Django's Tasks framework (django.tasks) on kinetik: see demo/background.py.

@@ -267,18 +267,23 @@ class PostgresBackend(OrmBackend):
 
     # -- what only PostgreSQL does here -------------------------------------
 
-    def connect_apart(self) -> Any:
-        """A new autocommit psycopg connection to this database, outside Django's (to LISTEN, or publish)."""
+    def connect_apart(self, purpose: str) -> Any:
+        """A new autocommit psycopg connection to this database, outside Django's (to LISTEN, or publish).
+
+        Named "kinetik <purpose>" in ``pg_stat_activity`` (unless the project
+        names its connections in OPTIONS), so a DBA can tell what holds it.
+        """
         import psycopg
 
         params = connections[self.alias].get_connection_params()
         params.pop("cursor_factory", None)
         params.pop("context", None)
+        params.setdefault("application_name", f"kinetik {purpose}")
         return psycopg.connect(**params, autocommit=True)
 
-    def listening_connection(self, *channels: str) -> Any:
+    def listening_connection(self, purpose: str, *channels: str) -> Any:
         """:meth:`connect_apart`, LISTENing on ``channels``."""
-        connection = self.connect_apart()
+        connection = self.connect_apart(purpose)
         for channel in channels:
             connection.execute(statements.listen(channel))
         return connection

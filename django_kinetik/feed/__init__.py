@@ -18,9 +18,14 @@ job's row every second anyway.
 - :mod:`.listener`: one subscriber connection per process, shared by every wait and stream
 - :mod:`.stream`: ``kinetik.events()``
 - :mod:`.sse`: the feed as server-sent events for browsers
+- :mod:`.lifetime`: how long the feed's threads keep their connections
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from django.db.backends.base.base import NO_DB_ALIAS
 
 
 def available() -> bool:
@@ -42,3 +47,14 @@ def close_all() -> None:
 
     close_publishers()
     close_listeners()
+
+
+def release_before_database_admin(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """``connection_created`` receiver: a connection with no database is about to create or drop one.
+
+    Django opens those only to create or drop a database (a test run's
+    set-up and teardown); a ``DROP DATABASE`` fails while any other
+    connection to it is open, so the feed lets go of its own first.
+    """
+    if connection.alias == NO_DB_ALIAS:
+        close_all()

@@ -3,11 +3,11 @@
 A view that waits on a job must not open a connection per request, so the
 first wait (or ``events()`` stream) starts a daemon thread holding one
 subscription: it always listens to the "finished" channel, and to the full
-feed only while some stream wants it (and :data:`FEED_LINGER` seconds more,
-so the next stream is ready at once). It hands job ids to the waits watching
+feed only while some stream wants it (and, in a worker, :data:`FEED_LINGER`
+seconds more, so the next stream is ready at once). It hands job ids to the waits watching
 them and events to the streams whose filters they pass. With nothing to serve
-for :data:`IDLE_CLOSE` seconds it closes its connection and ends; the next
-user starts it again.
+it closes its connection and ends at once (in a worker, after
+:data:`~.lifetime.WORKER_KEEP_IDLE` seconds); the next user starts it again.
 
 Publishers send full events only once they have seen that someone follows
 the feed, which they check every :data:`~.publishing.AUDIENCE_TTL` seconds:
@@ -21,12 +21,14 @@ lost, so when it is listening again every wait is woken to re-read its row
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
 from collections.abc import Callable
 from typing import Protocol
 
+from . import lifetime
 from .event import Record, decode
 from .publishing import AUDIENCE_TTL
 from .transport import Subscription, Transport, current
@@ -35,8 +37,6 @@ logger = logging.getLogger("django_kinetik.feed")
 
 #: how long one receive blocks: the longest a new stream waits to be listening
 TICK = 0.05
-#: with no wait or stream for this long, the connection is closed and the thread ends
-IDLE_CLOSE = 30.0
 #: the feed stays listened to this long after the last stream closed
 FEED_LINGER = 20.0
 
@@ -198,7 +198,8 @@ class Listener:
         retired = self._retired()
         with self._lock:
             idle = not self._watches and not self._sinks
-            if self._stopped.is_set() or retired or (idle and time.monotonic() - self._last_used > IDLE_CLOSE):
+            unused_for = time.monotonic() - self._last_used
+            if self._stopped.is_set() or retired or (idle and unused_for >= lifetime.keep_idle()):
                 self._thread = None
                 return True
             if not idle:
@@ -261,6 +262,7 @@ class Listener:
 
 _lock = threading.Lock()
 _listeners: dict[tuple[str, ...], Listener] = {}
+_exit_hooked = False
 
 
 def listener() -> Listener | None:
@@ -271,6 +273,10 @@ def listener() -> Listener | None:
     with _lock:
         found = _listeners.get(transport.key)
         if found is None:
+            global _exit_hooked
+            if not _exit_hooked:
+                atexit.register(close_listeners)  # the connection goes before the process does
+                _exit_hooked = True
             found = _listeners[transport.key] = Listener(transport)
         return found
 

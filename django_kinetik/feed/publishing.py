@@ -6,7 +6,9 @@ I/O, nothing that can raise into job code or the worker. A publisher thread,
 one per process and transport, takes everything buffered and sends it in one
 round trip (one PUBLISH pipeline, or one ``SELECT pg_notify(...)``) on a
 connection of its own, at most every :data:`SPACING` seconds: an event alone
-goes out at once, and under load batches grow by themselves.
+goes out at once, and under load batches grow by themselves. With nothing to
+send, the thread closes its connection and ends (in a worker, after
+:data:`~.lifetime.WORKER_KEEP_IDLE` seconds); the next event starts it again.
 
 Two streams, priced differently:
 
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections
 
 from ..conf import KinetikSettings, get_settings
+from . import lifetime
 from .event import Record, cut, encode, encode_ids
 from .transport import PostgresTransport, Transport, all_transports, current
 
@@ -54,8 +57,6 @@ logger = logging.getLogger("django_kinetik.feed")
 SPACING = 0.025
 #: events kept while the transport is slow or down; older ones are dropped first
 MAX_BUFFERED = 100_000
-#: a publishing connection unused this long is closed (and reopened when needed)
-IDLE_CLOSE = 30.0
 #: how long an answer to "does anyone follow the feed?" is trusted
 AUDIENCE_TTL = 1.0
 
@@ -79,8 +80,9 @@ class Publisher:
         # Unknown at first: events are built until the thread has asked.
         self._audience = True
         self._audience_until = 0.0
-        self._thread = threading.Thread(target=self._run, name="kinetik-publisher", daemon=True)
-        self._thread.start()
+        #: whether a publishing thread is alive (or about to be): it ends when idle
+        self._running = False
+        self._start_lock = threading.Lock()
 
     def wants_events(self) -> bool:
         """Whether full events are worth building: someone follows the feed, or it is time to ask again."""
@@ -90,10 +92,14 @@ class Publisher:
         self._events.append(record)
         if not self._wake.is_set():  # set() takes a lock; under load most puts find it set
             self._wake.set()
+        if not self._running:
+            self._start()
 
     def put_many(self, records: Iterable[Record]) -> None:
         self._events.extend(records)
         self._wake.set()
+        if not self._running:
+            self._start()
 
     def finished(self, job_id: int) -> None:
         """A job reached its end (and that is committed): wake whoever waits on it.
@@ -106,14 +112,19 @@ class Publisher:
             self._urgent.set()
         if not self._wake.is_set():
             self._wake.set()
+        if not self._running:
+            self._start()
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="kinetik-publisher", daemon=True).start()
 
     def _run(self) -> None:
-        connected = False
         while True:
-            if not self._wake.wait(IDLE_CLOSE if connected else None):
-                self.transport.close()
-                connected = False
-                continue
+            if not self._wake.wait(lifetime.keep_idle()) and self._end():
+                return
             # Cleared before draining: anything appended from here on sets them again.
             self._wake.clear()
             self._urgent.clear()
@@ -125,9 +136,25 @@ class Publisher:
                     self._send(records, ids)
                 finally:
                     self._sending = False
-                connected = True
                 self._urgent.wait(SPACING)
                 self._urgent.clear()
+
+    def _end(self) -> bool:
+        """Idle: close the connection and end the thread, unless something arrived meanwhile.
+
+        A put that arrives after ``_running`` is cleared starts a new thread;
+        one that arrived just before is found here, and this thread goes on.
+        """
+        self.transport.close()
+        with self._start_lock:
+            self._running = False
+        if not (self._events or self._finished):
+            return True
+        with self._start_lock:
+            if self._running:  # a put already started the next thread
+                return True
+            self._running = True
+            return False
 
     def _send(self, records: list[Record], ids: list[int]) -> None:
         transport = self.transport
@@ -170,6 +197,8 @@ class Publisher:
             if time.monotonic() >= deadline:
                 return False
             self._wake.set()
+            if not self._running:
+                self._start()
             time.sleep(0.002)
         return True
 

@@ -170,14 +170,14 @@ class PostgresTransport(Transport):
         self._connection: Any = None
         self._lock = threading.Lock()
 
-    def connect(self) -> Any:
+    def connect(self, purpose: str = "events") -> Any:
         """A new autocommit psycopg connection to the jobs' database, outside Django's pool."""
-        return get_backend(self.alias).connect_apart()  # type: ignore[attr-defined]
+        return get_backend(self.alias).connect_apart(purpose)  # type: ignore[attr-defined]
 
     def publish(self, messages: list[tuple[str, str]]) -> None:
         with self._lock:
             if self._connection is None or self._connection.closed:
-                self._connection = self.connect()
+                self._connection = self.connect("event publisher")
             try:
                 # One statement for the whole batch; NOTIFYs from one transaction arrive in order.
                 self._connection.execute(
@@ -198,7 +198,7 @@ class PostgresTransport(Transport):
     def has_audience(self) -> bool:
         with self._lock:
             if self._connection is None or self._connection.closed:
-                self._connection = self.connect()
+                self._connection = self.connect("event publisher")
             try:
                 row = self._connection.execute(statements.FEED_HAS_AUDIENCE, PG_AUDIENCE_LOCK).fetchone()
             except Exception:
@@ -208,7 +208,7 @@ class PostgresTransport(Transport):
         return bool(row[0])
 
     def subscribe(self) -> Subscription:
-        return _PostgresSubscription(self.connect())
+        return _PostgresSubscription(self.connect("event listener"))
 
 
 class _PostgresSubscription(Subscription):

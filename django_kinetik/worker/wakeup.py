@@ -46,7 +46,7 @@ class PostgresListener(BackgroundThread):
         self.ready = threading.Event()
 
     def _connect(self):  # type: ignore[no-untyped-def]
-        return get_backend(self.alias).listening_connection(CHANNEL)  # type: ignore[attr-defined]
+        return get_backend(self.alias).listening_connection("worker wake-ups", CHANNEL)  # type: ignore[attr-defined]
 
     def run(self) -> None:
         pause = 0.2

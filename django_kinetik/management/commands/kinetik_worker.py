@@ -9,6 +9,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError, CommandParser
 
+from django_kinetik.feed import lifetime
 from django_kinetik.management.arguments import duration_argument, duration_text, text_argument, whole_number
 from django_kinetik.management.output import KinetikCommand
 from django_kinetik.tasks_backend.logfilter import leave_out_repeated_lines
@@ -143,6 +144,7 @@ class Command(KinetikCommand):
                 )
             except ValueError as error:
                 raise CommandError(str(error)) from None
+            lifetime.keep_idle_connections()  # this process is a worker: the feed is in constant use
             try:
                 status = worker.run()
             except ImproperlyConfigured as error:
