@@ -5,6 +5,8 @@ import threading
 import time
 
 import pytest
+from django.db import transaction
+from django.db.models import F
 
 import django_kinetik as kinetik
 from django_kinetik.models import Job, JobRun, Status, Worker
@@ -85,14 +87,20 @@ def test_sigterm_puts_a_job_that_outlives_the_shutdown_timeout_back(start_worker
     assert job.runs.get().outcome == "interrupted"
 
 
-def test_a_second_signal_exits_at_once(start_worker):
-    job = kinetik.create("test.sleep", {"seconds": 30})
+def _second_signal(start_worker, job):
+    """SIGTERM, then SIGINT while the worker waits for the running job: the exit code, seconds taken, output."""
     process = start_worker("alpha", "--shutdown-timeout", "60s")
     wait_until(lambda: Job.objects.get(pk=job.pk).status == Status.ACTIVE)
     lines, reader = follow(process)
     process.send_signal(signal.SIGTERM)
     # The second signal comes while the worker waits for the running job to finish (it says so).
     assert wait_for(lambda: any("waiting up to 60s for 1 running job" in line for line in lines), 20), "".join(lines)
+    return process, lines, reader
+
+
+def test_a_second_signal_exits_at_once_and_puts_the_running_job_back(start_worker):
+    job = kinetik.create("test.sleep", {"seconds": 30})
+    process, lines, reader = _second_signal(start_worker, job)
     started = time.monotonic()
     process.send_signal(signal.SIGINT)
     code = process.wait(timeout=10)
@@ -100,6 +108,30 @@ def test_a_second_signal_exits_at_once(start_worker):
     reader.join(timeout=10)
     output = "".join(lines)
     assert code == 1, output
-    # The job is still leased to the dead worker; its lease brings it back.
+    assert f"put 1 running job(s) back in the queue: [{job.pk}]" in output
+    # Back in the queue now, not when its lease runs out; the attempt is not counted.
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.lease_expires_at) == (Status.QUEUED, 0, None)
+    assert job.runs.get().outcome == "interrupted"
+    assert Worker.objects.get().state == Worker.State.OFFLINE
+
+
+def test_a_second_signal_does_not_wait_for_a_database_that_does_not_answer(start_worker):
+    job = kinetik.create("test.sleep", {"seconds": 30})
+    process, lines, reader = _second_signal(start_worker, job)
+    # The job's row is locked: the worker's put-back cannot get through.
+    with transaction.atomic():
+        Job.objects.filter(pk=job.pk).update(priority=F("priority"))
+        started = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        code = process.wait(timeout=10)
+        took = time.monotonic() - started
+    assert took < 3
+    reader.join(timeout=10)
+    output = "".join(lines)
+    assert code == 1, output
+    assert "did not answer within 1s, so leases will bring back its running jobs" in output
+    # Nothing half-written: still leased to the stopped worker, and its lease brings it back.
     job.refresh_from_db()
     assert job.status == Status.ACTIVE and job.lease_expires_at is not None
+    assert not job.runs.exists()

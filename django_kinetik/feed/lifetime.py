@@ -33,4 +33,3 @@ def keep_idle_connections(seconds: float = WORKER_KEEP_IDLE) -> None:
     """This process is a worker: keep the feed's connections between uses."""
     global _keep_idle
     _keep_idle = seconds
-

@@ -5,13 +5,16 @@ heartbeat going and the ends written while running jobs get
 ``shutdown_timeout`` to finish; mark the unfinished attempts over; write what
 ended; mark the worker offline; put the unfinished jobs back in the queue
 (last, so the process can end right after: their code still runs in it). A
-second signal skips the wait; the leases bring those jobs back.
+second signal skips the wait: the running jobs are put back at once if the
+database answers within :data:`FORCED_PUT_BACK` seconds, else their leases
+bring them back.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -24,9 +27,13 @@ from ..lifecycle import Ended
 from .codes import ExitCode
 
 if TYPE_CHECKING:
+    from ..models import Job
     from .loop import Worker
 
 logger = logging.getLogger("django_kinetik.worker")
+
+#: after a second signal, how long the database gets to take the running jobs back
+FORCED_PUT_BACK = 1.0
 
 
 def time_out(worker: Worker, now: float) -> int:
@@ -108,7 +115,7 @@ def shut_down(worker: Worker) -> int:
         worker._wake.wait(min(left, 0.5))
         worker._wake.clear()
     if worker._forced.is_set():
-        logger.warning("Worker %s stopping at once; leases will bring back running jobs.", worker.name)
+        _put_back_at_once(worker)
         return ExitCode.FORCED
     _stop_renewing(worker)
     # Threads still inside a job exit (closing their connections) once it
@@ -137,3 +144,45 @@ def shut_down(worker: Worker) -> int:
             connections.close_all()
             time.sleep(0.5 * (tries + 1))
     return ExitCode.OK
+
+
+def _put_back_at_once(worker: Worker) -> None:
+    """The second signal: write what ended and put the running jobs back, if the database answers at once.
+
+    In a thread of its own, waited for :data:`FORCED_PUT_BACK` seconds: a
+    database that does not answer (a network cut) must not hold up a stop the
+    user asked to be immediate. Its put-back is one transaction, so it either
+    happens or leaves the jobs to their leases; nothing is half-written.
+    """
+    _stop_renewing(worker)
+    worker._slots.close_all()  # what their code still returns is discarded: the jobs go back
+    put_back: list[Job] = []
+
+    def put_back_now() -> None:
+        try:
+            worker._settler.stop(timeout=FORCED_PUT_BACK / 2)  # the rest is for the put-back
+            put_back.extend(lifecycle.put_back_unfinished(worker.backend, worker.worker_id))
+            worker.backend.retire_worker(worker.worker_id, worker._stats())
+        except DATABASE_ERRORS as error:
+            logger.warning("Worker %s could not put its jobs back (%s).", worker.name, error)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=put_back_now, name="kinetik-forced-stop", daemon=True)
+    thread.start()
+    thread.join(FORCED_PUT_BACK)
+    worker.code_still_running = True  # the process must end now: job code may still run in it
+    if thread.is_alive():
+        logger.warning(
+            "Worker %s stopping at once; the database did not answer within %gs, so leases will bring back "
+            "its running jobs.",
+            worker.name,
+            FORCED_PUT_BACK,
+        )
+    else:
+        logger.warning(
+            "Worker %s stopping at once; put %d running job(s) back in the queue: %s",
+            worker.name,
+            len(put_back),
+            [job.id for job in put_back],
+        )
