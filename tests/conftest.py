@@ -228,3 +228,27 @@ def wait_for(condition, timeout):
             return True
         time.sleep(0.005)
     return False
+
+
+#: the bearer tokens the API, metrics and feed tests send (``api_tokens`` configures both)
+API_TOKEN = "k" * 40
+OTHER_API_TOKEN = "o" * 40
+
+
+@pytest.fixture
+def api_tokens(settings):
+    settings.KINETIK = {**settings.KINETIK, "API_TOKENS": [OTHER_API_TOKEN, API_TOKEN]}
+
+
+@pytest.fixture
+def api(api_tokens):
+    """A client sending the right bearer token, as a script would."""
+    from django.test import Client
+
+    return Client(headers={"Authorization": f"Bearer {API_TOKEN}"})
+
+
+@pytest.fixture
+def staff(admin_client):
+    """A superuser's browser in the admin."""
+    return admin_client

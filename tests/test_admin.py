@@ -35,11 +35,6 @@ def action_names(client):
     return [] if form is None else [name for name, _ in form.fields["action"].choices if name]
 
 
-@pytest.fixture
-def staff(admin_client):
-    return admin_client
-
-
 def user_with(*codenames, staff=True):
     user = User.objects.create_user(f"user{User.objects.count()}", password="pw", is_staff=staff)
     user.user_permissions.set(Permission.objects.filter(codename__in=codenames))

@@ -30,11 +30,6 @@ def rows(response):
     return list(response.context["cl"].result_list)
 
 
-@pytest.fixture
-def staff(admin_client):
-    return admin_client
-
-
 # -- the job list ---------------------------------------------------------------------
 
 

@@ -16,24 +16,12 @@ import django_kinetik as kinetik
 from django_kinetik.api import urls as api_urls
 from django_kinetik.api.body import MAX_BODY_BYTES
 from django_kinetik.models import Job, JobLog, JobRun, Status
+from tests.conftest import API_TOKEN, OTHER_API_TOKEN
 from tests.factories import FinishedJobFactory, JobFactory, JobLogFactory, JobRunFactory, WorkerFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("api_tokens")]
 
-TOKEN = "k" * 40
-OTHER_TOKEN = "o" * 40
 API = "/kinetik/api/"
-
-
-@pytest.fixture(autouse=True)
-def api_tokens(settings):
-    settings.KINETIK = {**settings.KINETIK, "API_TOKENS": [OTHER_TOKEN, TOKEN]}
-
-
-@pytest.fixture
-def api():
-    """A client sending the right bearer token, as a script would."""
-    return Client(headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 def user_with(*codenames, staff=True, enforce_csrf_checks=False):
@@ -368,7 +356,7 @@ def test_a_body_over_the_limit_is_refused_before_it_is_parsed(api):
 def test_a_body_without_a_length_is_still_held_to_the_limit():
     body = json.dumps({"task": "test.echo", "data": {"pad": "x" * MAX_BODY_BYTES}})
     request = RequestFactory().post(
-        f"{API}jobs", body, content_type="application/json", headers={"Authorization": f"Bearer {TOKEN}"}
+        f"{API}jobs", body, content_type="application/json", headers={"Authorization": f"Bearer {API_TOKEN}"}
     )
     del request.META["CONTENT_LENGTH"]  # as a chunked upload arrives
     view = next(pattern for pattern in api_urls.urlpatterns if pattern.name == "api-jobs").callback
@@ -490,7 +478,7 @@ def test_without_credentials_every_call_is_401_and_shows_nothing(client, method,
     assert Job.objects.count() == 1 and Job.objects.get().status == Status.COMPLETED
 
 
-@pytest.mark.parametrize("token", ["w" * 40, TOKEN[:-1], TOKEN + "k", ""])
+@pytest.mark.parametrize("token", ["w" * 40, API_TOKEN[:-1], API_TOKEN + "k", ""])
 def test_a_wrong_token_is_401_even_with_a_staff_session(admin_client, token):
     admin_client.defaults["HTTP_AUTHORIZATION"] = f"Bearer {token}"
     response = admin_client.get(f"{API}jobs")
@@ -501,12 +489,12 @@ def test_a_wrong_token_is_401_even_with_a_staff_session(admin_client, token):
 
 def test_with_no_tokens_configured_no_token_is_accepted(settings):
     settings.KINETIK = {**settings.KINETIK, "API_TOKENS": []}
-    response = Client(headers={"Authorization": f"Bearer {TOKEN}"}).get(f"{API}stats")
+    response = Client(headers={"Authorization": f"Bearer {API_TOKEN}"}).get(f"{API}stats")
     assert response.status_code == 401
 
 
 def test_every_configured_token_works_and_any_scheme_case(settings):
-    for header in (f"Bearer {TOKEN}", f"bearer {OTHER_TOKEN}", f"BEARER   {TOKEN}  "):
+    for header in (f"Bearer {API_TOKEN}", f"bearer {OTHER_API_TOKEN}", f"BEARER   {API_TOKEN}  "):
         assert Client(headers={"Authorization": header}).get(f"{API}stats").status_code == 200
 
 
@@ -588,7 +576,7 @@ def test_a_session_reads_without_a_csrf_token():
 
 
 def test_a_token_needs_no_csrf_token():
-    client = Client(enforce_csrf_checks=True, headers={"Authorization": f"Bearer {TOKEN}"})
+    client = Client(enforce_csrf_checks=True, headers={"Authorization": f"Bearer {API_TOKEN}"})
     job = JobFactory()
     assert post_json(client, f"{API}jobs", {"task": "test.echo"}).status_code == 201
     assert client.post(f"{API}jobs/{job.pk}/cancel").status_code == 200

@@ -10,14 +10,12 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from django.test import Client
 
 from django_kinetik.models import Job, JobLog, JobRun
 from tests.factories import JobFactory
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("api_tokens")]
 
-TOKEN = "api-fuzz-test-token-0123456789"
 BASE = "/kinetik/"
 #: query values as they appear in a URL (already percent-encoded where they must be)
 HOSTILE_VALUES = [
@@ -70,16 +68,6 @@ BODIES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _token(settings):
-    settings.KINETIK = {**settings.KINETIK, "API_TOKENS": [TOKEN]}
-
-
-@pytest.fixture
-def client():
-    return Client(headers={"Authorization": f"Bearer {TOKEN}"})
-
-
 def rows() -> tuple[int, int, int]:
     return Job.objects.count(), JobRun.objects.count(), JobLog.objects.count()
 
@@ -90,7 +78,7 @@ def check(response, path: str) -> None:
         assert response["Content-Type"].startswith("application/json"), path
 
 
-def test_no_query_string_is_a_500(client):
+def test_no_query_string_is_a_500(api):
     job = JobFactory()
     before = rows()
     tried = 0
@@ -99,24 +87,22 @@ def test_no_query_string_is_a_500(client):
         for name, value in itertools.product([*parameters, "unknown", "%00"], HOSTILE_VALUES):
             url = f"{BASE}{path}?{name}={value}"
             # Reads only: the ones that change a job are walked with bad ids below.
-            check(client.get(url), path)
+            check(api.get(url), path)
             tried += 1
         check(
-            client.get(
-                f"{BASE}{path}?{'&'.join(f'{p}=1' for p in parameters)}&{parameters[0] if parameters else 'x'}=2"
-            ),
+            api.get(f"{BASE}{path}?{'&'.join(f'{p}=1' for p in parameters)}&{parameters[0] if parameters else 'x'}=2"),
             path,
         )
     assert tried == sum((len(parameters) + 2) * len(HOSTILE_VALUES) for parameters in PATHS.values())
     assert rows() == before
 
 
-def test_no_id_is_a_500_and_a_bad_one_is_a_404(client):
+def test_no_id_is_a_500_and_a_bad_one_is_a_404(api):
     JobFactory()
     before = rows()
     for template, method, job_id in itertools.product([p for p in PATHS if "{id}" in p], METHODS, HOSTILE_IDS):
         url = f"{BASE}{template.format(id=job_id)}"
-        response = getattr(client, method)(url)
+        response = getattr(api, method)(url)
         check(response, url)
         if method in ("get", "head"):
             assert response.status_code in (404, 405), f"{method} {url}: {response.status_code}"
@@ -124,9 +110,9 @@ def test_no_id_is_a_500_and_a_bad_one_is_a_404(client):
 
 
 @pytest.mark.parametrize("body", BODIES, ids=[f"body{index}" for index in range(len(BODIES))])
-def test_no_body_is_a_500_and_a_refused_one_writes_nothing(client, body):
+def test_no_body_is_a_500_and_a_refused_one_writes_nothing(api, body):
     before = rows()
-    response = client.generic("POST", f"{BASE}api/jobs", body, content_type="application/json")
+    response = api.generic("POST", f"{BASE}api/jobs", body, content_type="application/json")
     check(response, "api/jobs")
     assert response.status_code in (400, 207), response.content[:300]
     if response.status_code == 400:
@@ -136,8 +122,8 @@ def test_no_body_is_a_500_and_a_refused_one_writes_nothing(client, body):
         assert Job.objects.count() - before[0] == len(created)
 
 
-def test_every_method_on_every_path_answers_json(client):
+def test_every_method_on_every_path_answers_json(api):
     job = JobFactory()
     for template, method in itertools.product(PATHS, METHODS):
         path = template.format(id=job.pk)
-        check(getattr(client, method)(f"{BASE}{path}"), path)
+        check(getattr(api, method)(f"{BASE}{path}"), path)

@@ -16,14 +16,11 @@ from django.urls import reverse
 
 import django_kinetik as kinetik
 from django_kinetik.feed import sse
+from tests.conftest import API_TOKEN
 
-TOKEN = "t" * 40
 FEED = "kinetik:events"
 
-
-@pytest.fixture(autouse=True)
-def _api_tokens(settings):
-    settings.KINETIK = {**settings.KINETIK, "API_TOKENS": [TOKEN]}
+pytestmark = pytest.mark.usefixtures("api_tokens")
 
 
 @pytest.fixture
@@ -61,7 +58,7 @@ def first_created_event(response):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_bearer_token_from_api_tokens_reads_the_feed(live_feed):
-    client = Client(headers={"Authorization": f"Bearer {TOKEN}"})
+    client = Client(headers={"Authorization": f"Bearer {API_TOKEN}"})
     job, event = first_created_event(client.get(reverse(FEED), {"kind": "created"}))
     assert (event["kind"], event["job_id"]) == ("created", job.pk)
 
@@ -99,7 +96,7 @@ def test_a_script_asking_for_json_gets_the_api_s_errors_not_a_page():
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("header", [f"Bearer {TOKEN}x", "Bearer ", f"bearer {'w' * 40}"])
+@pytest.mark.parametrize("header", [f"Bearer {API_TOKEN}x", "Bearer ", f"bearer {'w' * 40}"])
 def test_a_wrong_bearer_token_gets_401_json_even_with_a_staff_session(admin_client, header):
     response = admin_client.get(reverse(FEED), headers={"Authorization": header})
     assert response.status_code == 401
@@ -131,7 +128,7 @@ def test_the_job_page_stream_keeps_the_admin_s_rules(live_feed):
     job = kinetik.create("test.echo")
     stream = reverse("admin:django_kinetik_job_events", args=[job.pk])
     # The admin's views are for sessions: a token is not a login there.
-    token = Client(headers={"Authorization": f"Bearer {TOKEN}"}).get(stream)
+    token = Client(headers={"Authorization": f"Bearer {API_TOKEN}"}).get(stream)
     assert token.status_code == 302 and token["Location"].startswith(reverse("admin:login"))
     assert logged_in().get(stream).status_code == 403  # staff who cannot view the job in the admin
     allowed = logged_in("view_job").get(stream)

@@ -14,20 +14,9 @@ from tests.factories import FinishedJobFactory, JobFactory, JobRunFactory, Worke
 prometheus_client = pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("api_tokens")]
 
-TOKEN = "m" * 40
 URL = "/kinetik/metrics"
-
-
-@pytest.fixture(autouse=True)
-def api_tokens(settings):
-    settings.KINETIK = {**settings.KINETIK, "API_TOKENS": [TOKEN]}
-
-
-@pytest.fixture
-def scraper():
-    return Client(headers={"Authorization": f"Bearer {TOKEN}"})
 
 
 def scrape(client):
@@ -48,11 +37,11 @@ def value(samples, name, **labels):
     return samples[(name, tuple(sorted(labels.items())))]
 
 
-def test_jobs_are_counted_by_status_task_and_tag_with_zeros_for_the_other_statuses(scraper):
+def test_jobs_are_counted_by_status_task_and_tag_with_zeros_for_the_other_statuses(api):
     JobFactory.create_batch(2)
     FinishedJobFactory(failed=True)
     FinishedJobFactory(task="test.beta", tag="beta")
-    samples, text = scrape(scraper)
+    samples, text = scrape(api)
     assert "# TYPE kinetik_jobs gauge" in text
     assert value(samples, "kinetik_jobs", status="queued", task="test.echo", tag="alpha") == 2
     assert value(samples, "kinetik_jobs", status="failed", task="test.echo", tag="alpha") == 1
@@ -60,13 +49,13 @@ def test_jobs_are_counted_by_status_task_and_tag_with_zeros_for_the_other_status
     assert value(samples, "kinetik_jobs", status="active", task="test.beta", tag="beta") == 0
 
 
-def test_queue_depth_and_the_oldest_queued_jobs_age_per_tag(scraper):
+def test_queue_depth_and_the_oldest_queued_jobs_age_per_tag(api):
     now = timezone.now()
     JobFactory(run_at=now - timedelta(seconds=90), created_at=now - timedelta(days=2))
     JobFactory(run_at=now - timedelta(seconds=5))
     JobFactory(delayed=True)  # not due: not waiting
     JobFactory(task="test.beta", tag="beta", active=True)
-    samples, text = scrape(scraper)
+    samples, text = scrape(api)
     assert "# TYPE kinetik_queue_depth gauge" in text
     assert value(samples, "kinetik_queue_depth", tag="alpha") == 2
     assert value(samples, "kinetik_queue_depth", tag="beta") == 0
@@ -76,7 +65,7 @@ def test_queue_depth_and_the_oldest_queued_jobs_age_per_tag(scraper):
     assert value(samples, "kinetik_queue_oldest_age_seconds", tag="beta") == 0
 
 
-def test_recent_attempt_durations_form_a_histogram_by_task_and_outcome(scraper):
+def test_recent_attempt_durations_form_a_histogram_by_task_and_outcome(api):
     now = timezone.now()
 
     def run(seconds, outcome=Outcome.COMPLETED, task="test.echo", ended=now):
@@ -93,7 +82,7 @@ def test_recent_attempt_durations_form_a_histogram_by_task_and_outcome(scraper):
     run(40, outcome=Outcome.FAILED)
     run(7, task="test.beta")
     run(1, ended=now - timedelta(hours=1))  # too long ago to count
-    samples, text = scrape(scraper)
+    samples, text = scrape(api)
     assert "# TYPE kinetik_job_duration_seconds histogram" in text
     echo = {"task": "test.echo", "outcome": "completed"}
 
@@ -108,45 +97,45 @@ def test_recent_attempt_durations_form_a_histogram_by_task_and_outcome(scraper):
     assert bucket("10.0", task="test.beta", outcome="completed") == 1
 
 
-def test_no_runs_yet_means_an_empty_histogram(scraper):
-    samples, text = scrape(scraper)
+def test_no_runs_yet_means_an_empty_histogram(api):
+    samples, text = scrape(api)
     assert "# TYPE kinetik_job_duration_seconds histogram" in text
     assert not [key for key in samples if key[0].startswith("kinetik_job_duration_seconds")]
 
 
-def test_live_workers_are_online_and_heart_beating(scraper):
+def test_live_workers_are_online_and_heart_beating(api):
     now = timezone.now()
     WorkerFactory(concurrency=4)
     WorkerFactory(concurrency=2)
     WorkerFactory(last_heartbeat=now - timedelta(hours=1))  # gone without a word
     WorkerFactory(state=Worker.State.OFFLINE)
     WorkerFactory(state=Worker.State.STOPPING)
-    samples, _ = scrape(scraper)
+    samples, _ = scrape(api)
     assert value(samples, "kinetik_workers_live") == 2
     assert value(samples, "kinetik_worker_slots_live") == 6
 
 
-def test_paused_tags_are_flagged(scraper):
+def test_paused_tags_are_flagged(api):
     TagState.objects.create(tag="alpha", paused=True)
     TagState.objects.create(tag="beta", paused=False)
-    samples, _ = scrape(scraper)
+    samples, _ = scrape(api)
     assert value(samples, "kinetik_tag_paused", tag="alpha") == 1
     assert value(samples, "kinetik_tag_paused", tag="beta") == 0
 
 
-def test_each_scrape_reads_the_database_afresh_and_leaves_the_global_registry_alone(scraper):
-    first, _ = scrape(scraper)
+def test_each_scrape_reads_the_database_afresh_and_leaves_the_global_registry_alone(api):
+    first, _ = scrape(api)
     assert value(first, "kinetik_queue_depth", tag="alpha") == 0
     JobFactory()
-    second, _ = scrape(scraper)
+    second, _ = scrape(api)
     assert value(second, "kinetik_queue_depth", tag="alpha") == 1
     global_names = {metric.name for metric in prometheus_client.REGISTRY.collect()}
     assert not {name for name in global_names if name.startswith("kinetik")}
 
 
-def test_openmetrics_is_served_when_the_scraper_asks_for_it(scraper):
+def test_openmetrics_is_served_when_the_scraper_asks_for_it(api):
     FinishedJobFactory()
-    response = scraper.get(URL, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    response = api.get(URL, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert response.status_code == 200
     assert response["Content-Type"].startswith("application/openmetrics-text")
     text = response.content.decode()
@@ -172,11 +161,11 @@ def test_staff_need_view_job_to_scrape():
     assert client.get(URL).status_code == 200
 
 
-def test_without_prometheus_client_metrics_say_how_to_install_it(scraper, monkeypatch):
+def test_without_prometheus_client_metrics_say_how_to_install_it(api, monkeypatch):
     # A None entry makes "import prometheus_client" fail, as if it were not installed.
     for name in [name for name in sys.modules if name.split(".")[0] == "prometheus_client"]:
         monkeypatch.setitem(sys.modules, name, None)
-    response = scraper.get(URL)
+    response = api.get(URL)
     assert response.status_code == 501
     assert response.json() == {
         "error": 'Metrics need the prometheus-client package: pip install "django-kinetik[metrics]"'
