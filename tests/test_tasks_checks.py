@@ -36,9 +36,9 @@ def test_bad_options_are_a_check_message_with_a_hint_and_an_error_at_enqueue(opt
         (message,) = framework.task_backends["default"].check()
         assert isinstance(message, Error) and message.id == "kinetik.E014"
         assert says in message.msg and hint in message.hint
-        with pytest.raises(ImproperlyConfigured, match="kinetik.E014"):
+        with pytest.raises(ImproperlyConfigured, match=r"kinetik\.E014"):
             functions.add.enqueue(1, 2)
-        with pytest.raises(SystemCheckError, match="kinetik.E014"):
+        with pytest.raises(SystemCheckError, match=r"kinetik\.E014"):
             call_command("check")
     assert not Job.objects.exists()
 
@@ -57,7 +57,7 @@ def test_a_project_without_the_app_is_told_to_add_it():
         assert isinstance(message, Error) and message.id == "kinetik.E013"
         assert "'django_kinetik' is not in INSTALLED_APPS" in message.msg
         assert "Add 'django_kinetik' to INSTALLED_APPS" in message.hint
-        with pytest.raises(ImproperlyConfigured, match="kinetik.E013"):
+        with pytest.raises(ImproperlyConfigured, match=r"kinetik\.E013"):
             backend.enqueue(functions.add, (1, 2), {})
 
 

@@ -95,9 +95,7 @@ def test_a_timeout_s_error_record_carries_job_timeout(run_worker, settings, capl
     assert isinstance(record.exc_info[1], JobTimeout) and "timed out after" in str(record.exc_info[1])
 
 
-def test_a_worker_logs_each_job_once_in_kinetik_s_words_and_a_failure_once_with_its_traceback(
-    run_worker, worker_log
-):
+def test_a_worker_logs_each_job_once_in_kinetik_s_words_and_a_failure_once_with_its_traceback(run_worker, worker_log):
     added = functions.add.enqueue(1, 2)
     failed = functions.fail.enqueue("no luck")
     run_worker()
