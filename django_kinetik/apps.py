@@ -23,7 +23,7 @@ class KinetikConfig(AppConfig):
             services,
             waiting,
         )
-        from .conf import reset_settings
+        from .conf import django_tasks_enabled, reset_settings
         from .tasks_backend import bridge
 
         services.bind(
@@ -41,5 +41,8 @@ class KinetikConfig(AppConfig):
         # A test run drops its database: the feed's own connections must be gone by then.
         connection_created.connect(feed.release_before_database_admin, dispatch_uid="django_kinetik.feed")
         bridge.connect()  # django.tasks: its jobs' definitions, and Django's task signals
+        if django_tasks_enabled():
+            # Importing the framework registers its system check, which runs the backend's check().
+            from .tasks_backend import framework  # noqa: F401
         # Every installed app's tasks.py defines its tasks when imported.
         autodiscover_modules("tasks")

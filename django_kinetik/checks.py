@@ -5,7 +5,11 @@ E004 wrong type, E005 unknown database alias, E006 bad task option, E007
 middleware that cannot be imported, E008 SQLite too old, E009 KINETIK["REDIS"]
 neither a URL nor a django-redis cache, E010 an API token too short to be
 safe, E011 MAX_DATA_BYTES below 1 KiB, E012 a retry_on path that names no exception class;
-W001 settings for a task that is not defined.
+E013 a django.tasks backend of kinetik's in a project without the
+``django_kinetik`` app, E014 bad ``TASKS[...]["OPTIONS"]`` (both reported by
+``KinetikTaskBackend.check()``, see ``tasks_backend/checks.py``);
+W001 settings for a task that is not defined, W002 kinetik's migrations not
+all applied on the jobs database (a database check, with the backend).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from django.utils.module_loading import import_string
 
 from .conf import django_tasks_enabled, read_settings
 from .registry import registry, retry_on_problem
+from .tasks_backend.checks import unapplied_migrations
 
 
 def _is_django_task(name: str) -> bool:
@@ -74,6 +79,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return messages
+
+
+@register(Tags.database, "kinetik")
+def check_migrations(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """kinetik.W002 for a project with a kinetik django.tasks backend (the framework's check passes no databases)."""
+    return unapplied_migrations(databases) if django_tasks_enabled() else []
 
 
 def _retry_on_messages(overrides: Mapping[str, Any]) -> list[CheckMessage]:

@@ -246,24 +246,23 @@ def _attempt_transition(end: Ended, using: str) -> Transition:
 def _attempt_told(job: Job, task: Task | None, settlement: Settlement) -> None:
     """The log line and the signal of one attempt's end."""
     status = settlement.status
+    # As record attributes: for structured logs, and the worker's filter that logs a django.tasks job once.
+    about = {"kinetik_job_id": job.id, "kinetik_task_backend": job.task_backend}
     if status == Status.COMPLETED:
-        logger.info("Job %s (%s) completed.", job.id, job.task)
+        logger.info("Job %s (%s) completed.", job.id, job.task, extra=about)
         emit(job_completed, Job, job=job, task=task)
     elif status in (Status.QUEUED, Status.DELAYED):
         logger.info(
             "Job %s (%s) attempt %s ended (%s); it runs again at %s.",
-            job.id,
-            job.task,
-            job.attempts,
-            settlement.error,
-            settlement.run_at,
+            *(job.id, job.task, job.attempts, settlement.error, settlement.run_at),
+            extra=about,
         )
         emit(job_retrying, Job, job=job, task=task, error=settlement.error, run_at=settlement.run_at)
     elif status == Status.TIMEOUT:
-        logger.warning("Job %s (%s) %s.", job.id, job.task, settlement.error)
+        logger.warning("Job %s (%s) %s.", job.id, job.task, settlement.error, extra=about)
         emit(job_timeout, Job, job=job, task=task, error=settlement.error)
     else:
-        logger.warning("Job %s (%s) failed: %s", job.id, job.task, settlement.error)
+        logger.warning("Job %s (%s) failed: %s", job.id, job.task, settlement.error, extra=about)
         emit(job_failed, Job, job=job, task=task, error=settlement.error)
 
 

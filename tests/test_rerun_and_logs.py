@@ -35,7 +35,7 @@ def test_a_retried_job_starts_over_without_the_progress_and_times_of_its_last_ru
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_logs_each_django_tasks_job_once_and_a_failure_in_django_s_words_too():
+def test_a_worker_logs_each_django_tasks_job_once_and_a_failure_in_django_s_words_with_its_traceback():
     from tests.testapp.django_tasks import add, fail
 
     added = add.enqueue(1, 2)
@@ -54,6 +54,7 @@ def test_a_worker_logs_each_django_tasks_job_once_and_a_failure_in_django_s_word
     about_added = [line for line in lines if f"Job {added.id} " in line or f"Task id={added.id} " in line]
     assert len(about_added) == 1, done.stderr
     assert about_added[0].endswith(f"Job {added.id} (tests.testapp.django_tasks.add) completed.")
-    # A failure: kinetik's line, and Django's error for error monitoring.
-    assert any(f"Job {failed.id} (tests.testapp.django_tasks.fail) failed: no luck" in line for line in lines)
-    assert f"Task id={failed.id} path=tests.testapp.django_tasks.fail state=FAILED" in done.stderr
+    # A failure: Django's error (for error monitoring), with the traceback, and no kinetik line repeating it.
+    about_failed = [line for line in lines if f"Job {failed.id} " in line or f"Task id={failed.id} " in line]
+    assert about_failed == [f"Task id={failed.id} path=tests.testapp.django_tasks.fail state=FAILED"], done.stderr
+    assert "ValueError: no luck" in done.stderr

@@ -10,7 +10,9 @@ Modules: ``framework`` (the one framework this Django has), ``backend`` (the
 backend class), ``results`` (a job as a TaskResult), ``running`` (a task
 function as a kinetik task, and Django's task signals), ``bridge`` (those
 signals, sent from kinetik's), ``configured`` (what settings.TASKS asks for),
-``logfilter`` (a worker logs each job once, not again in Django's words).
+``logfilter`` (a worker logs each job once, not again in Django's words),
+``checks`` (what the backend's ``check()`` reports) and ``notinstalled`` (the
+backend of a project that lacks the app: it only says so).
 """
 
 from __future__ import annotations
@@ -25,6 +27,13 @@ __all__ = ["KinetikTaskBackend"]
 
 def __getattr__(name: str) -> Any:
     if name == "KinetikTaskBackend":
+        from django.apps import apps
+
+        if apps.apps_ready and not apps.is_installed("django_kinetik"):
+            # kinetik's models cannot load: a stand-in that reports kinetik.E013 instead.
+            from .notinstalled import KinetikTaskBackend as NotInstalled
+
+            return NotInstalled
         from .backend import KinetikTaskBackend
 
         return KinetikTaskBackend

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 
 from .. import eager
@@ -29,8 +28,8 @@ from ..conf import get_settings
 from ..jobs import create
 from ..models import MAX_JOB_ID, Job
 from ..values.jsondata import MAX_DEPTH
-from ..values.options import OPTION_NAMES, TaskOptions, parse_options
-from . import results, running
+from ..values.options import TaskOptions
+from . import checks, results, running
 from .framework import (
     TASK_REFRESH_ATTRS,
     BaseTaskBackend,
@@ -40,11 +39,6 @@ from .framework import (
     normalize_json,
     task_enqueued,
 )
-
-#: options that come from the Task itself (queue_name and priority), not from OPTIONS
-_FROM_TASK = ("tag", "priority")
-#: options set per function in KINETIK["TASKS"], not for a whole backend
-_PER_FUNCTION = ("concurrency", "rate_limit", "limit_by")
 
 
 class KinetikTaskBackend(BaseTaskBackend):
@@ -57,28 +51,11 @@ class KinetikTaskBackend(BaseTaskBackend):
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        where = f"TASKS[{alias!r}]['OPTIONS']"
-        if not isinstance(self.options, dict):
-            raise ImproperlyConfigured(f"{where} must be a dict of kinetik task options, not {self.options!r}.")
-        misplaced = [name for name in self.options if name in _FROM_TASK]
-        if misplaced:
-            raise ImproperlyConfigured(
-                f"{where} cannot set {', '.join(misplaced)}: a task's queue_name is its tag and its priority "
-                "comes from @task(priority=...) or .using(priority=...)."
-            )
-        limits = [name for name in self.options if name in _PER_FUNCTION]
-        if limits:
-            raise ImproperlyConfigured(
-                f"{where} cannot set {', '.join(limits)}: limits are per function, so workers know them before "
-                'they import it. Set them in KINETIK["TASKS"]["<module path of the function>"].'
-            )
-        try:
-            parsed = parse_options(self.options, where=where)
-        except (TypeError, ValueError) as error:
-            known = ", ".join(name for name in OPTION_NAMES if name not in (*_FROM_TASK, *_PER_FUNCTION))
-            raise ImproperlyConfigured(f"{error} (OPTIONS takes {known})") from None
+        # Bad OPTIONS are reported by check() (kinetik.E014) and raised at enqueue, not here:
+        # a Task is validated when it is defined, so raising would break importing its module.
+        defaults, self.problems = checks.read_options(alias, self.options)
         #: the kinetik options every task of this backend starts from
-        self.task_defaults = TaskOptions(**parsed)
+        self.task_defaults: TaskOptions = defaults
 
     def validate_task(self, task: Task) -> None:
         """Django's checks, then the kinetik definition of the function is registered (once)."""
@@ -86,6 +63,8 @@ class KinetikTaskBackend(BaseTaskBackend):
         running.register(task, self.task_defaults)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        if self.problems:
+            raise checks.as_error(self.problems[0])
         self.validate_task(task)
         try:
             data = {"args": normalize_json(args), "kwargs": normalize_json(kwargs)}
@@ -131,4 +110,5 @@ class KinetikTaskBackend(BaseTaskBackend):
         return await sync_to_async(self.get_result, thread_sensitive=True)(result_id)
 
     def check(self, **kwargs: Any) -> list[Any]:
-        return []
+        """kinetik.E014 for bad OPTIONS; kinetik.W002 for unapplied migrations, when ``databases`` asks."""
+        return [*self.problems, *checks.unapplied_migrations(kwargs.get("databases"))]

@@ -35,6 +35,9 @@ else:  # pragma: no cover - exercised by the Django 5.2 test runs
             f"{django.get_version()} install its backport: pip install 'django-kinetik[tasks]' "
             "(the django-tasks package)."
         ) from error
+    # The backport registers its system check (which calls each backend's check()) only in its
+    # AppConfig; importing it here runs it for projects that do not list "django_tasks" in INSTALLED_APPS.
+    import django_tasks.checks  # noqa: F401
     from django_tasks.backends.base import BaseTaskBackend  # type: ignore[assignment]
     from django_tasks.base import TASK_REFRESH_ATTRS, Task, TaskError  # type: ignore[no-redef,assignment]
     from django_tasks.exceptions import (  # type: ignore[no-redef,assignment]

@@ -27,7 +27,7 @@ from ..exceptions import TaskNotImportable
 from ..registry import Task as KinetikTask
 from ..registry import registry
 from ..values.options import TaskOptions, parse_tag
-from . import results
+from . import logfilter, results
 from .framework import (
     BaseTaskBackend,
     InvalidTask,
@@ -47,6 +47,9 @@ logger = logging.getLogger("django_kinetik.tasks_backend")
 #: job id -> the TaskResult its running attempt started with, so task_finished after a
 #: completed attempt needs no query (taken by bridge.py at the job's next transition)
 started_results: dict[int, TaskResult] = {}
+#: job id -> the exception its running attempt raised, so task_finished for the failure is
+#: sent while it is being handled, as Django's log receiver expects (taken the same way)
+attempt_errors: dict[int, BaseException] = {}
 
 
 class DjangoTaskAction:
@@ -64,20 +67,28 @@ class DjangoTaskAction:
         send(task_started, job.model.task_backend, result)
         data = job.data
         args, kwargs = data.get("args", []), data.get("kwargs", {})
-        if self.task.takes_context:
-            value = self.task.call(TaskContext(task_result=result), *args, **kwargs)
-        else:
-            value = self.task.call(*args, **kwargs)
+        try:
+            if self.task.takes_context:
+                value = self.task.call(TaskContext(task_result=result), *args, **kwargs)
+            else:
+                value = self.task.call(*args, **kwargs)
+        except BaseException as error:
+            if not job.closed:  # an attempt already ended (timed out, cancelled) has had its transition
+                attempt_errors[job.id] = error
+            raise
         return normalize_json(value)
 
     def __repr__(self) -> str:
         return f"<django.tasks function {self.task.module_path}>"
 
 
-def register(task: Task, defaults: TaskOptions) -> KinetikTask:
-    """The kinetik definition of ``task``, registered on first sight; ``defaults`` are its backend's OPTIONS."""
+def register(task: Task, defaults: TaskOptions, *, again: bool = False) -> KinetikTask:
+    """The kinetik definition of ``task``, registered on first sight; ``defaults`` are its backend's OPTIONS.
+
+    ``again``: replace the one registered (its backend's OPTIONS changed).
+    """
     existing = registry.find(task.module_path)
-    if existing is not None and isinstance(existing.action, DjangoTaskAction):
+    if existing is not None and isinstance(existing.action, DjangoTaskAction) and not again:
         return existing
     try:
         tag = parse_tag(task.queue_name)
@@ -105,9 +116,36 @@ def import_definition(name: str, alias: str) -> KinetikTask:
     definition = registry.find(name)
     if definition is not None:
         return definition
-    backend = backend_for(alias)
-    defaults = backend.task_defaults if getattr(backend, "kinetik_backend", False) else TaskOptions()
-    return register(task, defaults)
+    return register(task, defaults_of(backend_for(alias)))
+
+
+def defaults_of(backend: Any) -> TaskOptions:
+    """The kinetik options a backend gives its tasks (a backend of another kind: none)."""
+    return backend.task_defaults if getattr(backend, "kinetik_backend", False) else TaskOptions()
+
+
+def tasks_changed() -> None:
+    """``TASKS`` changed (``setting_changed``): new OPTIONS apply to the tasks already registered too.
+
+    The backends are built afresh from the new settings here, as Django's own
+    receiver will (it may run after this one), and the definitions of the
+    django.tasks functions this process has met are replaced with ones made
+    from their backend's new OPTIONS.
+    """
+    fresh = task_backends.configure_settings(None)
+    built: dict[str, Any] = {}
+    for definition in registry:
+        if not isinstance(definition.action, DjangoTaskAction):
+            continue
+        task = definition.action.task
+        alias = task.backend
+        if alias not in built:
+            params = fresh.get(alias)
+            try:
+                built[alias] = import_string(params["BACKEND"])(alias, params) if params else None
+            except (ImportError, ImproperlyConfigured, KeyError, TypeError):
+                built[alias] = None  # a backend that cannot be built: Django's error where it is used
+        register(task, defaults_of(built[alias]), again=True)
 
 
 def backend_for(alias: str) -> Any:
@@ -122,7 +160,9 @@ def send(signal: Signal, alias: str, result: TaskResult) -> None:
     """Send one of Django's task signals as the backend would; a receiver's error is logged, never raised."""
     backend = backend_for(alias)
     sender: type = type(backend) if backend is not None else BaseTaskBackend
-    for receiver, response in signal.send_robust(sender, task_result=result):
+    with logfilter.kinetik_sending():
+        responses = signal.send_robust(sender, task_result=result)
+    for receiver, response in responses:
         if isinstance(response, Exception):
             logger.error(
                 "Task signal receiver %s raised %r; the job is not affected.",
