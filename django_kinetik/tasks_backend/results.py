@@ -138,7 +138,7 @@ def load(job: Job, *, task: Task | None = None, current_worker: str = "") -> Tas
     its own name; otherwise it is read too).
     """
     runs = runs_of(job)
-    name = current_worker
+    name: str | None = current_worker
     if job.status == Status.ACTIVE and job.worker_id and not name:
         name = Worker.objects.using(job._state.db).filter(pk=job.worker_id).values_list("name", flat=True).first()
     return _result(job, runs, name, task=task)
