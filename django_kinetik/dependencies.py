@@ -18,9 +18,11 @@ children after its own write has committed, and so does the creating process
 just after the child has committed. A look reads the parents' statuses, so of
 two looks racing (two parents ending, or a parent ending while its child is
 being created) the later one sees both writes and moves the child on. (A
-PostgreSQL batch settle asks inside its own statement whether anyone waits,
-which costs no round trip; the creator's look then waits for any settle in
-flight on its parents, see :func:`_wait_for_settles`.) Moving is guarded by
+PostgreSQL or SQLite batch settle asks inside its own statement whether
+anyone waits, which costs no round trip; on PostgreSQL the creator's look
+then waits for any settle in flight on its parents, see
+``wait_for_settles_of_parents``; on SQLite none can be in flight, as the look
+starts by taking the write lock.) Moving is guarded by
 ``status = 'waiting'``, so doing it twice is harmless, and its transaction
 starts by writing the child rows, so two movers of one child take turns (and
 SQLite's write lock is held from the first statement, as everywhere in

@@ -131,16 +131,16 @@ class SQLiteBackend(OrmBackend):
         if not all(settlement.plain for _, settlement in items):
             return super().settle_many(items)
 
-        def write() -> list[bool]:
+        def write() -> Written:
             with self.atomic():
                 return self._settle(items)
 
-        return Written(self.retrying_locks(write))
+        return self.retrying_locks(write)
 
-    def _settle(self, items: Sequence[tuple[Job, Settlement]]) -> list[bool]:
+    def _settle(self, items: Sequence[tuple[Job, Settlement]]) -> Written:
         """The guarded job updates and their JobRun rows, inside the caller's transaction."""
         adapt = self._adapt
-        settled: set[int] = set()
+        settled: dict[int, bool] = {}  # applied job id -> another job waits for it
         with connections[self.alias].cursor() as cursor:
             for start in range(0, len(items), SETTLE_BATCH):
                 batch = items[start : start + SETTLE_BATCH]
@@ -160,7 +160,7 @@ class SQLiteBackend(OrmBackend):
                         adapt(settlement.finished_at),
                     ]
                 cursor.execute(statements.sqlite_settle(len(batch)), params)
-                done = {row[0] for row in cursor.fetchall()}
+                done = {row[0]: bool(row[1]) for row in cursor.fetchall()}
                 runs: list[Any] = []
                 for job, settlement in batch:
                     if job.id in done:
@@ -179,13 +179,14 @@ class SQLiteBackend(OrmBackend):
                 if done:
                     cursor.execute(statements.sqlite_insert_runs(len(done)), runs)
                 settled |= done
-        applied = []
+        applied, awaited = [], []
         for job, settlement in items:
             ok = job.id in settled
             if ok:
                 apply(job, settled_changes(settlement))
             applied.append(ok)
-        return applied
+            awaited.append(settled.get(job.id, False))
+        return Written(applied, awaited)
 
     def transition(self, ids: Sequence[int], statuses: Sequence[str], changes: dict[str, Any]) -> list[Job]:
         return update_returning(self, ids, statuses, changes)

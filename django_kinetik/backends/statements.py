@@ -256,8 +256,13 @@ def sqlite_settle(rows: int) -> str:
     """SQLite's batch settle: every job row of the batch in one ``UPDATE ... FROM (VALUES ...)``.
 
     Each row is updated only if it is still this attempt's (active, same
-    worker, same attempt number); the ids of those are returned, and their
-    JobRun rows inserted with :func:`sqlite_insert_runs`.
+    worker, same attempt number); the ids of those are returned, each with
+    whether another job waits for it, and their JobRun rows inserted with
+    :func:`sqlite_insert_runs`. The statement holds SQLite's write lock and
+    reads the newest rows, so its look at the arrows is as good as one after
+    the commit: an arrow committed later is the creator's to follow (see
+    ``dependencies.py``). (RETURNING names the updated table by its name:
+    SQLite does not resolve its alias there.)
     """
     values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * rows)
     return f"""
@@ -267,7 +272,7 @@ UPDATE {JOB} AS job
 FROM ended
 WHERE job.id = ended.id AND job.status = 'active' AND job.worker_id IS ended.worker_id
   AND job.attempts = ended.attempt
-RETURNING id
+RETURNING id, EXISTS (SELECT 1 FROM {DEPENDENCY} AS arrow WHERE arrow.parent_id = {JOB}.id AND NOT arrow.done)
 """
 
 

@@ -26,7 +26,7 @@ from django.db import transaction
 from .. import eager
 from ..conf import get_settings
 from ..jobs import create
-from ..models import MAX_JOB_ID, Job
+from ..models import MAX_JOB_ID
 from ..values.jsondata import MAX_DEPTH
 from ..values.options import TaskOptions
 from . import checks, results, running
@@ -101,10 +101,10 @@ class KinetikTaskBackend(BaseTaskBackend):
             raise TaskResultDoesNotExist(result_id) from None
         if not 1 <= pk <= MAX_JOB_ID:  # no row has it, and the database could not even look for it
             raise TaskResultDoesNotExist(result_id)
-        job = Job.objects.using(get_settings().database).filter(pk=pk, task_backend=self.alias).first()
-        if job is None:
+        result = results.read(get_settings().database, pk, self.alias)
+        if result is None:
             raise TaskResultDoesNotExist(result_id)
-        return results.load(job)
+        return result
 
     async def aget_result(self, result_id: str) -> TaskResult:
         return await sync_to_async(self.get_result, thread_sensitive=True)(result_id)
