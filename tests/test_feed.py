@@ -251,6 +251,7 @@ def test_events_follow_jobs_from_creation_to_their_end_in_order(transport, run_w
 def test_a_job_s_progress_is_announced_after_the_log_lines_written_before_it(transport):
     # A worker's job thread: lines wait in the worker's log writer, progress is stored at once.
     job = kinetik.create("test.report")
+    publishing.publisher().flush()  # its "created" event is out before the stream starts
     Job.objects.filter(pk=job.pk).update(status=Status.ACTIVE, attempts=1)
     job.refresh_from_db()
     writer = LogWriter("default")

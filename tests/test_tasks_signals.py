@@ -17,21 +17,29 @@ pytestmark = pytest.mark.django_db(transaction=True)
 FAILED = framework.TaskResultStatus.FAILED
 
 
+@pytest.fixture(autouse=True)
+def _loggers_as_in_a_web_process():
+    """No worker filters on the loggers (a test that ran ``kinetik_worker`` in-process leaves them)."""
+    loggers = [logfilter.framework_logger(), logging.getLogger("django_kinetik.jobs")]
+    before = [list(logger.filters) for logger in loggers]
+    for logger in loggers:
+        logger.filters[:] = [each for each in logger.filters if type(each).__module__ != logfilter.__name__]
+    yield
+    for logger, filters in zip(loggers, before, strict=True):
+        logger.filters[:] = filters
+
+
 @pytest.fixture
 def worker_log(caplog):
     """The log records of a worker (its filters installed as ``kinetik_worker`` does), about job ``id``."""
     caplog.set_level(logging.INFO)
-    loggers = [logfilter.framework_logger(), logging.getLogger("django_kinetik.jobs")]
-    before = [list(logger.filters) for logger in loggers]
     logfilter.leave_out_repeated_lines()
 
     def about(job_id):
         words = (f"Job {job_id} ", f"Task id={job_id} ")
         return [record for record in caplog.records if record.getMessage().startswith(words)]
 
-    yield about
-    for logger, filters in zip(loggers, before, strict=True):
-        logger.filters[:] = filters
+    return about
 
 
 def test_a_failure_s_error_record_has_the_exception_and_its_traceback(run_worker, caplog):
