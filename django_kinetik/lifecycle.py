@@ -366,10 +366,13 @@ def promote_due(backend: Backend, tags: Sequence[str]) -> tuple[Any, list[Job]]:
     return due, promoted
 
 
-def put_back(backend: Backend, job: Job) -> bool:
-    """A claimed job this worker cannot run after all (its code is not here): back to the queue, uncounted."""
+def put_back(backend: Backend, job: Job, *, waiting: str = "") -> bool:
+    """A claimed job this worker cannot run after all (its code is not here): back to the queue, uncounted.
+
+    ``waiting`` says why it waits, for the admin, the API and ``kinetik_health``.
+    """
     before(Cause.PUT_BACK, [job], backend.alias)
-    if not backend.release(job):
+    if not backend.release(job, waiting=waiting):
         return False
     job.status = Status.QUEUED
     queued([job], backend.alias, Cause.PUT_BACK)

@@ -16,7 +16,7 @@ from django.utils.module_loading import import_string
 
 from .backends.base import Settlement
 from .exceptions import JobLost, JobTimeout, RateLimited, Snooze
-from .models import Job, Outcome, Status
+from .models import NOT_IMPORTABLE, Job, Outcome, Status
 from .registry import Task
 from .values.backoff import retries_on, retry_delay
 from .values.durations import format_seconds, run_at_for
@@ -80,6 +80,21 @@ def failed(job: Job, options: TaskOptions, error: BaseException) -> Settlement:
         code="" if code is None else storable(str(code))[:100],
         exception=exception_path(error),
         details=storable("".join(traceback.format_exception(error))),
+    )
+
+
+def not_importable(message: str, exception: str) -> Settlement:
+    """No worker has the job's code (one started after the job was created cannot import it): failed, no retry.
+
+    Retrying would meet the same missing code; ``kinetik.retry()`` it once the code is deployed.
+    """
+    return Settlement(
+        status=Status.FAILED,
+        outcome=Outcome.FAILED,
+        finished_at=timezone.now(),
+        error=storable(message),
+        error_code=NOT_IMPORTABLE,
+        exception=exception,
     )
 
 

@@ -84,6 +84,12 @@ class JobAdmin(GuardedModelAdmin):
             shown = format_html(
                 '{} <span class="kinetik-muted" title="{} attempts">&times;{}</span>', shown, job.attempts, job.attempts
             )
+        if job.waiting_reason:
+            shown = format_html(
+                '{}<br><span class="kinetik-muted kinetik-waiting" title="{}">waiting for its code</span>',
+                shown,
+                job.waiting_reason,
+            )
         return shown
 
     @admin.display(description="created", ordering="created_at")

@@ -52,6 +52,8 @@ def job_json(job: Job, *, after: list[int] | None = None) -> dict[str, Any]:
         "result": job.result,
         "error": job.error,
         "error_code": job.error_code,
+        #: why a queued job is not running (no worker here has its code yet), else null
+        "waiting": job.waiting_reason or None,
         "attempts": job.attempts,
         "ghosts": job.ghosts,
         "snoozes": job.snoozes,

@@ -296,12 +296,21 @@ class Backend(abc.ABC):
         """Running jobs whose lease has run out, oldest first (with their worker)."""
 
     @abc.abstractmethod
-    def release(self, job: Job) -> bool:
+    def release(self, job: Job, *, waiting: str = "") -> bool:
         """Put a claimed job that never started back in the queue, its attempt not counted.
 
         For a job this worker cannot run after all (its code does not import
-        here); False if the job was no longer this claim's.
+        here); ``waiting`` says why (kept as its error, code ``waiting_for_code``).
+        False if the job was no longer this claim's.
         """
+
+    @abc.abstractmethod
+    def without_code(self, tags: Sequence[str], known: Sequence[str], limit: int) -> list[tuple[int, str, datetime]]:
+        """Queued kinetik jobs of ``tags`` whose task is not among ``known``: (id, task, created_at)."""
+
+    @abc.abstractmethod
+    def note_waiting(self, ids: Sequence[int], why: str) -> int:
+        """Say why these queued jobs wait (their error, code ``waiting_for_code``); how many changed."""
 
     @abc.abstractmethod
     def requeue_unfinished(self, worker_id: int) -> list[Job]:

@@ -22,6 +22,7 @@ from ..models import (
     LIVE_STATUSES,
     RETRYABLE_STATUSES,
     RUNNABLE_NOW,
+    WAITING_FOR_CODE,
     Hold,
     Job,
     JobDependency,
@@ -313,10 +314,27 @@ class OrmBackend(WorkerRows, Backend):
             .order_by("lease_expires_at")[:limit]
         )
 
-    def release(self, job: Job) -> bool:
+    def release(self, job: Job, *, waiting: str = "") -> bool:
         mine = self.jobs().active().filter(pk=job.pk, worker_id=job.worker_id, attempts=job.attempts)
-        changes = {"status": Status.QUEUED, "worker_id": None, "lease_expires_at": None, "started_at": None}
-        return bool(self.retrying_locks(lambda: mine.update(attempts=F("attempts") - 1, **changes)))
+        changes: dict[str, Any] = {"status": Status.QUEUED, "worker_id": None, "lease_expires_at": None}
+        changes["started_at"] = None
+        if waiting:
+            changes.update(error=waiting, error_code=WAITING_FOR_CODE)
+        released = bool(self.retrying_locks(lambda: mine.update(attempts=F("attempts") - 1, **changes)))
+        if released and waiting:
+            job.error, job.error_code = waiting, WAITING_FOR_CODE
+        return released
+
+    def without_code(self, tags: Sequence[str], known: Sequence[str], limit: int) -> list[tuple[int, str, datetime]]:
+        unknown = self.jobs().queued().of_tags(list(tags)).filter(task_backend="").exclude(task__in=list(known))
+        return list(unknown.order_by().values_list("id", "task", "created_at")[:limit])
+
+    def note_waiting(self, ids: Sequence[int], why: str) -> int:
+        if not ids:
+            return 0
+        # Only rows not saying it already: a worker looking again writes nothing.
+        stale = self.jobs().queued().filter(pk__in=list(ids)).exclude(error=why, error_code=WAITING_FOR_CODE)
+        return int(self.retrying_locks(lambda: stale.update(error=why, error_code=WAITING_FOR_CODE)))
 
     def requeue_unfinished(self, worker_id: int) -> list[Job]:
         now = timezone.now()

@@ -15,7 +15,7 @@ from django.db.models.base import ModelState
 from django.utils import timezone
 
 from .. import services
-from .statuses import FINISHED_STATUSES, LIVE_STATUSES, Outcome, Status
+from .statuses import FINISHED_STATUSES, LIVE_STATUSES, WAITING_FOR_CODE, Outcome, Status
 from .workers import Worker
 
 #: the largest id a job can have (a 64-bit key): a larger number names no job, and the
@@ -216,6 +216,19 @@ class Job(models.Model):
         if self.progress_current is None or not self.progress_total:
             return None
         return max(0.0, min(100.0, 100.0 * self.progress_current / self.progress_total))
+
+    @property
+    def waiting_reason(self) -> str:
+        """Why a queued job is not running although workers serve its tag ("" when nothing holds it).
+
+        Set by a worker that claimed it without its code (an older deploy):
+        "waiting for a worker that can import myapp.tasks.gone: worker ... (started
+        before the job) cannot: ...". Kept in ``error`` with the code
+        ``waiting_for_code``, which the job's next attempt replaces.
+        """
+        if self.status == Status.QUEUED and self.error_code == WAITING_FOR_CODE:
+            return self.error
+        return ""
 
     def cancel(self) -> bool:
         """Cancel a live job; False if it had already finished. The same as :func:`django_kinetik.cancel`.

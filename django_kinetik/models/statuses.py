@@ -25,6 +25,13 @@ LIVE_STATUSES = (Status.QUEUED, Status.DELAYED, Status.WAITING, Status.ACTIVE)
 FINISHED_STATUSES = (Status.COMPLETED, Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
 
 
+#: the error code of a queued job that waits for a worker with its code: its ``error`` says which
+#: worker could not run it and why (see ``worker/missing.py``)
+WAITING_FOR_CODE = "waiting_for_code"
+#: the error code of a job that failed because no worker has its code (a worker started after
+#: it was created could not import it)
+NOT_IMPORTABLE = "not_importable"
+
 #: statuses a job can be retried from by hand
 RETRYABLE_STATUSES = (Status.FAILED, Status.TIMEOUT, Status.CANCELLED)
 #: what "run now" moves to the queue: scheduled jobs, and jobs waiting for others (which stop waiting)

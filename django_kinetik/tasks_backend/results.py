@@ -20,8 +20,8 @@ from django.utils.module_loading import import_string
 
 from ..backends import get_backend
 from ..conf import get_settings
-from ..exceptions import JobCancelled
-from ..models import FINISHED_STATUSES, Job, Outcome, Status, Worker
+from ..exceptions import JobCancelled, TaskNotImportable
+from ..models import FINISHED_STATUSES, NOT_IMPORTABLE, WAITING_FOR_CODE, Job, Outcome, Status, Worker
 from .framework import InvalidTask, Task, TaskError, TaskResult, TaskResultDoesNotExist, TaskResultStatus
 
 STATUSES = {
@@ -44,8 +44,12 @@ def django_task(job: Job) -> Task:
     try:
         task = import_string(job.task)
     except ImportError as error:
+        if job.error_code in (NOT_IMPORTABLE, WAITING_FOR_CODE):
+            return stand_in(job)  # its result says why; task_finished is sent for its failure
         raise TaskResultDoesNotExist(f"Job {job.pk}'s task {job.task!r} cannot be imported here: {error}") from None
     if not isinstance(task, Task):
+        if job.error_code in (NOT_IMPORTABLE, WAITING_FOR_CODE):
+            return stand_in(job)
         raise TaskResultDoesNotExist(f"Job {job.pk}'s task {job.task!r} is not a Task of this Tasks framework.")
     run_after = job.run_at if job.run_at > job.created_at else None
     alias = job.task_backend or task.backend
@@ -57,6 +61,26 @@ def django_task(job: Job) -> Task:
         # The settings changed since the job was enqueued (a queue or backend
         # removed): the result is still worth reading, with the task's defaults.
         return task
+
+
+def stand_in(job: Job) -> Task:
+    """A Task standing for the function of a job no worker could import: its module path, queue and priority.
+
+    Built without the backend's validation, which would register the function
+    as runnable in this process; calling it raises :class:`TaskNotImportable`.
+    """
+    module, _, name = job.task.rpartition(".")
+
+    def missing(*args: Any, **kwargs: Any) -> Any:
+        raise TaskNotImportable(job.task, "its code is not in this process")
+
+    missing.__module__, missing.__qualname__, missing.__name__ = module, name, name
+    task: Any = object.__new__(Task)
+    values = {field.name: field.default for field in dataclasses.fields(Task)}
+    values.update(func=missing, priority=job.priority, backend=job.task_backend, queue_name=job.tag)
+    for field, value in values.items():
+        object.__setattr__(task, field, value)
+    return task  # type: ignore[no-any-return]
 
 
 def task_result(

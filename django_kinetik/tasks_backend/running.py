@@ -28,6 +28,7 @@ from ..registry import Task as KinetikTask
 from ..registry import registry
 from ..values.options import TaskOptions, parse_tag
 from . import logfilter, results
+from .framework import NAME as FRAMEWORK
 from .framework import (
     BaseTaskBackend,
     InvalidTask,
@@ -112,7 +113,7 @@ def import_definition(name: str, alias: str) -> KinetikTask:
     except ImportError as error:
         raise TaskNotImportable(name, str(error)) from None
     if not isinstance(task, Task):
-        raise TaskNotImportable(name, f"it is a {type(task).__name__}, not a Task of {task_started.__module__}")
+        raise TaskNotImportable(name, f"it is a {type(task).__name__}, not a Task of {FRAMEWORK}")
     definition = registry.find(name)
     if definition is not None:
         return definition

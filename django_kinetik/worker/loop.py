@@ -33,13 +33,14 @@ from collections.abc import Sequence
 from types import FrameType
 
 from django.db import connections
+from django.utils import timezone
 
 from .. import execution, lifecycle, outcomes
 from ..backends import Backend, WorkerInfo, get_backend
 from ..backends.base import DATABASE_ERRORS, Runnable
 from ..backends.limited import LimitedClaims
 from ..conf import get_settings
-from ..exceptions import TaskNotImportable
+from ..exceptions import UnknownTask
 from ..execution import Attempt, Ending
 from ..fastpath import connection as fastpath
 from ..joblogs import LogWriter
@@ -55,6 +56,7 @@ from .duties import DependencySweep, Duty, LeaseRecovery, LimitsTidy, MemoryChec
 from .executor import Executor
 from .fence import Fence, end_process
 from .heartbeat import Heartbeat
+from .missing import MissingCode, UnknownTasks
 from .purge import Purger
 from .redisfeed import RedisFeed
 from .scheduler import Scheduler
@@ -137,6 +139,7 @@ class Worker:
             self.backend, self.lease, Runnable(()), None, self._open_tags, self._settler.pending_tasks, self.interval
         )
         self._upkeep = Upkeep([], self.name)
+        self._missing = MissingCode(self.backend, self.name, timezone.now(), self._claims, self._settler.submit)
         #: while running: the thread that wakes the loop when new jobs arrive (None: polling only), and
         #: with KINETIK["REDIS"], where job ids come from first
         self.listener: BackgroundThread | None = None
@@ -207,6 +210,8 @@ class Worker:
 
     def _register(self) -> bool:
         """Record this worker, waiting out a database that is not up yet."""
+        # Before the row: a job created after this may be newer than this worker's code.
+        self._missing.started_at = timezone.now()
         info = WorkerInfo(
             name=self.name, host=socket.gethostname(), pid=os.getpid(), tags=self.tags, concurrency=self.concurrency
         )
@@ -240,6 +245,7 @@ class Worker:
             Purger(self.backend),
             self._scheduler,
             DependencySweep(self.alias),
+            UnknownTasks(self._missing, self._open_tags, self.worker_id, self.lease),
             *(duty for duty in (tidy, memory) if duty is not None),
         ]
 
@@ -336,12 +342,8 @@ class Worker:
         self.jobs_claimed += 1
         try:
             attempt = execution.prepare(job, alias=self.alias, logs=self._logs, worker_name=self.name)
-        except TaskNotImportable as error:
-            # A django.tasks function whose code is not in this process (an
-            # older deploy): leave the job to a worker that has it.
-            logger.warning("Job %s: %s; leaving it queued for a worker that has it.", job.id, error)
-            self._claims.exclude(job.task)
-            lifecycle.put_back(self.backend, job)
+        except UnknownTask as error:
+            self._missing.claimed(job, error)  # left for a newer worker, or failed (missing.py)
             self.jobs_claimed -= 1
             return
         except Exception as error:

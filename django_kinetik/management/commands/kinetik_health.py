@@ -17,7 +17,7 @@ from django_kinetik.conf import KinetikSettings, get_settings
 from django_kinetik.fastpath.connection import redis_client
 from django_kinetik.management.arguments import duration_argument, text_argument, whole_number
 from django_kinetik.management.output import KinetikCommand, age
-from django_kinetik.models import Job, TagState, Worker
+from django_kinetik.models import WAITING_FOR_CODE, Job, TagState, Worker
 from django_kinetik.values.durations import format_seconds
 
 
@@ -164,16 +164,30 @@ def _check_queue(settings: KinetikSettings, max_age: float) -> str:
         .filter(run_at__lt=now - timedelta(seconds=max_age))
         .exclude(tag__in=paused)
         .order_by("run_at")
-        .values_list("pk", "task", "tag", "run_at")
+        .values_list("pk", "task", "tag", "run_at", "error", "error_code")
         .first()
     )
     if stale is not None:
-        job_id, task, tag, run_at = stale
+        job_id, task, tag, run_at, error, code = stale
+        why = f": {error}" if code == WAITING_FOR_CODE else ""
         raise Unhealthy(
             f"queued job {job_id} ({task}, tag {tag}) has waited {age(run_at, now)}, "
-            f"longer than --max-age {format_seconds(max_age)}"
+            f"longer than --max-age {format_seconds(max_age)}{why}"
         )
-    return f"no queued job older than {format_seconds(max_age)}"
+    passed = f"no queued job older than {format_seconds(max_age)}"
+    # Not unhealthy yet (an older worker during a deploy), but worth saying why.
+    waiting = (
+        Job.objects.using(settings.database)
+        .queued()
+        .filter(error_code=WAITING_FOR_CODE)
+        .exclude(tag__in=paused)
+        .order_by("run_at")
+        .values_list("pk", "error")
+        .first()
+    )
+    if waiting is not None:
+        passed += f"; job {waiting[0]} is {waiting[1]}"
+    return passed
 
 
 #: an argparse type for counts that may be 0

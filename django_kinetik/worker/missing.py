@@ -1,0 +1,117 @@
+"""Jobs whose code is not in this worker: wait for a worker that has it, or fail once none can.
+
+During a rolling deploy an old worker meets jobs of tasks only the new code
+defines (a django.tasks function in a new module, a kinetik task added since),
+so a worker that cannot run a job leaves it, and says why on the job (its
+``error``, code ``waiting_for_code``), for the admin, the API and
+``kinetik_health``. It stops claiming that task, so it never spins on it.
+
+But a worker started after the job was created runs code at least as new as
+whatever created the job: if it cannot run it either, nothing ever will (the
+module was removed or renamed, the task name is a typo), and the job fails
+with code ``not_importable``, an end like any other (signals, ``task_finished``,
+the admin), which ``kinetik.retry()`` undoes once the code is there.
+
+django.tasks jobs are claimed like any other (their function is imported when
+claimed); kinetik jobs of tasks this worker does not define are never claimed,
+so a duty looks for them in its tags now and then.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+from .. import lifecycle, outcomes
+from ..backends.base import Backend, Runnable
+from ..exceptions import TaskNotImportable, UnknownTask
+from ..execution import Ending
+from ..models import Job
+from ..registry import registry
+from .claims import Claims
+
+logger = logging.getLogger("django_kinetik.worker")
+
+#: seconds between looks for queued kinetik jobs of tasks this worker does not define
+LOOK_EVERY = 30.0
+#: jobs looked at per look (each missing task's jobs are dealt with together)
+LOOK_LIMIT = 200
+
+
+def _reason(error: UnknownTask) -> str:
+    if isinstance(error, TaskNotImportable):
+        return error.reason
+    return "no task of that name is defined there"
+
+
+class MissingCode:
+    """What one worker does with a job it has no code for."""
+
+    def __init__(
+        self, backend: Backend, worker_name: str, started_at: datetime, claims: Claims, fail: Callable[[Ending], None]
+    ) -> None:
+        self.backend = backend
+        self.worker_name = worker_name
+        self.started_at = started_at
+        self.claims = claims
+        self.fail = fail
+
+    def waiting(self, task: str, error: UnknownTask) -> str:
+        """Why a job of ``task`` waits: which worker could not run it, and why."""
+        return (
+            f"waiting for a worker that can import {task}: worker {self.worker_name} "
+            f"(started before the job) cannot: {_reason(error)}"
+        )
+
+    def claimed(self, job: Job, error: UnknownTask) -> None:
+        """A job claimed here whose code is not here: fail it, or put it back saying why it waits."""
+        if job.created_at >= self.started_at:
+            # Possibly an older worker than the code that created the job: leave it.
+            self.claims.exclude(job.task)
+            why = self.waiting(job.task, error)
+            logger.warning("Job %s (%s): %s; leaving it queued.", job.id, job.task, why)
+            lifecycle.put_back(self.backend, job, waiting=why)
+            return
+        message = (
+            f"no worker can import {job.task}: worker {self.worker_name}, started after the job "
+            f"was created, cannot: {_reason(error)}"
+        )
+        exception = f"{type(error).__module__}.{type(error).__qualname__}"
+        self.fail(Ending(job, outcomes.not_importable(message, exception)))
+
+
+class UnknownTasks:
+    """The duty that finds this worker's tags' queued kinetik jobs of tasks it does not define."""
+
+    def __init__(self, missing: MissingCode, tags: Callable[[], Sequence[str]], worker_id: int, lease: float) -> None:
+        self.missing = missing
+        self.tags = tags
+        self.worker_id = worker_id
+        self.lease = lease
+        self.next_at = 0.0
+
+    def run(self, now: float) -> bool:
+        self.next_at = now + LOOK_EVERY
+        backend = self.missing.backend
+        rows = backend.without_code(self.tags(), registry.names(), LOOK_LIMIT)
+        older: list[int] = []
+        newer: dict[str, list[int]] = defaultdict(list)
+        for job_id, task, created_at in rows:
+            if created_at < self.missing.started_at:
+                older.append(job_id)
+            else:
+                newer[task].append(job_id)
+        for task, ids in newer.items():
+            if backend.note_waiting(ids, self.missing.waiting(task, UnknownTask(task))):
+                logger.warning(
+                    "Worker %s has no task %r; %d job(s) of it wait.", self.missing.worker_name, task, len(ids)
+                )
+        if older:
+            # Claimed (so no other worker takes them meanwhile), then failed through the settle.
+            chosen = set(older)
+            names = tuple(sorted({task for job_id, task, _ in rows if job_id in chosen}))
+            for job in backend.claim_ids(self.worker_id, older, Runnable(names), self.lease):
+                self.missing.claimed(job, UnknownTask(job.task))
+        return False
