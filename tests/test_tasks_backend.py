@@ -7,7 +7,6 @@ is what the framework's own database backend tests expect of a backend
 adds: retries, timeouts, cancellation and leases for these jobs too.
 """
 
-import logging
 from datetime import timedelta
 
 import django
@@ -175,24 +174,6 @@ def test_a_worker_imports_a_function_it_has_never_seen(run_worker):
     run_worker()
     result.refresh()
     assert (result.status, result.return_value) == (SUCCESSFUL, {"to": "grace@example.com", "subject": ""})
-
-
-def test_a_job_whose_function_is_missing_here_stays_queued_for_a_worker_that_has_it(run_worker, caplog):
-    missing = kinetik.create(
-        "tests.testapp.django_tasks.removed_in_this_deploy",
-        {"args": [], "kwargs": {}},
-        tag="default",
-        task_backend="default",
-    )
-    other = functions.add.enqueue(1, 1)
-    with caplog.at_level(logging.WARNING, logger="django_kinetik.worker"):
-        run_worker()
-    missing.refresh_from_db()
-    assert (missing.status, missing.attempts, missing.worker_id) == (Status.QUEUED, 0, None)
-    assert functions.add.get_result(other.id).status == SUCCESSFUL
-    assert "cannot be imported here" in caplog.text
-    # One warning: after the first look the worker leaves the job alone.
-    assert len([r for r in caplog.records if "removed_in_this_deploy" in r.getMessage()]) == 1
 
 
 def test_an_exception_fails_it_with_an_importable_class_and_the_traceback(run_worker, task_signals):
