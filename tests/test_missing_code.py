@@ -184,3 +184,31 @@ def test_a_job_that_runs_after_all_says_nothing_of_waiting(run_worker, temp_task
     run_worker()
     job = job_of(job)
     assert (job.status, job.error, job.error_code, job.waiting_reason) == (Status.COMPLETED, "", "", "")
+
+
+@pytest.mark.slow
+def test_real_worker_processes_an_old_one_leaves_it_a_new_one_fails_it(start_worker):
+    old = start_worker("default", "--interval", "0.1")
+    assert wait_for(lambda: live_workers().exists(), 30)
+    job = gone_job()
+    assert wait_for(lambda: job_of(job).error_code == WAITING_FOR_CODE, 30)
+    name = live_workers().get().name
+    assert job_of(job).waiting_reason == (
+        f"waiting for a worker that can import {GONE}: worker {name} (started before the job) cannot: {NO_MODULE}"
+    )
+    old.terminate()
+    old.communicate(timeout=30)
+
+    new = start_worker("default", "--burst")
+    output, _ = new.communicate(timeout=60)
+    assert new.returncode == 0, output
+    job = job_of(job)
+    assert (job.status, job.error_code) == (Status.FAILED, NOT_IMPORTABLE)
+    assert job.error.startswith(f"no worker can import {GONE}: worker ") and job.error.endswith(NO_MODULE)
+    assert name not in job.error
+
+
+def live_workers():
+    from django_kinetik.models import Worker as WorkerRow
+
+    return WorkerRow.objects.filter(state=WorkerRow.State.ONLINE)
