@@ -86,6 +86,7 @@ def test_a_job_is_shown_with_every_field(api):
         "result": {"receipt": "abc"},
         "error": "",
         "error_code": "",
+        "waiting": None,
         "attempts": 1,
         "ghosts": 0,
         "snoozes": 0,

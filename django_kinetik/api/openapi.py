@@ -74,6 +74,7 @@ def _schemas() -> dict[str, Any]:
                 "result": {"description": "What the task returned (any JSON), or null."},
                 "error": {"type": "string"},
                 "error_code": {"type": "string"},
+                "waiting": _nullable("string", description="Why a queued job waits for a worker with its code."),
                 "attempts": {"type": "integer"},
                 "ghosts": {"type": "integer", "description": "Runs lost with their worker and queued again."},
                 "snoozes": {"type": "integer", "description": "Times its code asked to run later (Snooze)."},

@@ -305,8 +305,8 @@ class Backend(abc.ABC):
         """
 
     @abc.abstractmethod
-    def without_code(self, tags: Sequence[str], known: Sequence[str], limit: int) -> list[tuple[int, str, datetime]]:
-        """Queued kinetik jobs of ``tags`` whose task is not among ``known``: (id, task, created_at)."""
+    def without_code(self, tags: Sequence[str], known: Sequence[str], limit: int) -> list[tuple[int, str, str]]:
+        """Queued kinetik jobs of ``tags`` whose task is not among ``known``, not yet said to wait: (id, task, tag)."""
 
     @abc.abstractmethod
     def note_waiting(self, ids: Sequence[int], why: str) -> int:

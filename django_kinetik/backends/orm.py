@@ -325,16 +325,17 @@ class OrmBackend(WorkerRows, Backend):
             job.error, job.error_code = waiting, WAITING_FOR_CODE
         return released
 
-    def without_code(self, tags: Sequence[str], known: Sequence[str], limit: int) -> list[tuple[int, str, datetime]]:
+    def without_code(self, tags: Sequence[str], known: Sequence[str], limit: int) -> list[tuple[int, str, str]]:
         unknown = self.jobs().queued().of_tags(list(tags)).filter(task_backend="").exclude(task__in=list(known))
-        return list(unknown.order_by().values_list("id", "task", "created_at")[:limit])
+        unknown = unknown.exclude(error_code=WAITING_FOR_CODE)
+        return list(unknown.order_by().values_list("id", "task", "tag")[:limit])
 
     def note_waiting(self, ids: Sequence[int], why: str) -> int:
         if not ids:
             return 0
-        # Only rows not saying it already: a worker looking again writes nothing.
-        stale = self.jobs().queued().filter(pk__in=list(ids)).exclude(error=why, error_code=WAITING_FOR_CODE)
-        return int(self.retrying_locks(lambda: stale.update(error=why, error_code=WAITING_FOR_CODE)))
+        # The first worker's note stands: others lacking the task write nothing.
+        fresh = self.jobs().queued().filter(pk__in=list(ids)).exclude(error_code=WAITING_FOR_CODE)
+        return int(self.retrying_locks(lambda: fresh.update(error=why, error_code=WAITING_FOR_CODE)))
 
     def requeue_unfinished(self, worker_id: int) -> list[Job]:
         now = timezone.now()

@@ -245,7 +245,7 @@ class Worker:
             Purger(self.backend),
             self._scheduler,
             DependencySweep(self.alias),
-            UnknownTasks(self._missing, self._open_tags, self.worker_id, self.lease),
+            UnknownTasks(self._missing, self._open_tags),
             *(duty for duty in (tidy, memory) if duty is not None),
         ]
 

@@ -1,7 +1,7 @@
 """Jobs whose code is not in this worker: wait for a worker that has it, or fail once none can.
 
-During a rolling deploy an old worker meets jobs of tasks only the new code
-defines (a django.tasks function in a new module, a kinetik task added since),
+During a rolling deploy an old worker meets jobs of functions only the new code
+defines (a django.tasks function in a new module),
 so a worker that cannot run a job leaves it, and says why on the job (its
 ``error``, code ``waiting_for_code``), for the admin, the API and
 ``kinetik_health``. It stops claiming that task, so it never spins on it.
@@ -12,9 +12,12 @@ module was removed or renamed, the task name is a typo), and the job fails
 with code ``not_importable``, an end like any other (signals, ``task_finished``,
 the admin), which ``kinetik.retry()`` undoes once the code is there.
 
-django.tasks jobs are claimed like any other (their function is imported when
-claimed); kinetik jobs of tasks this worker does not define are never claimed,
-so a duty looks for them in its tags now and then.
+That is for django.tasks jobs, which name a function by module path: every
+worker serving a django.tasks backend is meant to have the project's code.
+Kinetik jobs of tasks a worker does not define are never claimed there (another
+service's workers may share the tag and define them): a duty looks for them in
+its tags now and then and says why they wait, and ``kinetik_health --max-age``
+reports one that waits too long, with that reason.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from .. import lifecycle, outcomes
-from ..backends.base import Backend, Runnable
+from ..backends.base import Backend
 from ..exceptions import TaskNotImportable, UnknownTask
 from ..execution import Ending
 from ..models import Job
@@ -83,35 +86,31 @@ class MissingCode:
 
 
 class UnknownTasks:
-    """The duty that finds this worker's tags' queued kinetik jobs of tasks it does not define."""
+    """The duty that says why this worker's tags' queued kinetik jobs of tasks it does not define wait.
 
-    def __init__(self, missing: MissingCode, tags: Callable[[], Sequence[str]], worker_id: int, lease: float) -> None:
+    They are never failed: a kinetik job names its task, which another service's
+    workers sharing the tag may define (``kinetik.create("resize", tag="images")``).
+    Each is noted once, by the first worker to see it; its next attempt clears the note.
+    """
+
+    def __init__(self, missing: MissingCode, tags: Callable[[], Sequence[str]]) -> None:
         self.missing = missing
         self.tags = tags
-        self.worker_id = worker_id
-        self.lease = lease
         self.next_at = 0.0
 
     def run(self, now: float) -> bool:
         self.next_at = now + LOOK_EVERY
         backend = self.missing.backend
-        rows = backend.without_code(self.tags(), registry.names(), LOOK_LIMIT)
-        older: list[int] = []
-        newer: dict[str, list[int]] = defaultdict(list)
-        for job_id, task, created_at in rows:
-            if created_at < self.missing.started_at:
-                older.append(job_id)
-            else:
-                newer[task].append(job_id)
-        for task, ids in newer.items():
-            if backend.note_waiting(ids, self.missing.waiting(task, UnknownTask(task))):
+        found: dict[tuple[str, str], list[int]] = defaultdict(list)
+        for job_id, task, tag in backend.without_code(self.tags(), registry.names(), LOOK_LIMIT):
+            found[(task, tag)].append(job_id)
+        for (task, tag), ids in found.items():
+            why = (
+                f"waiting for a worker that defines task {task!r}: worker {self.missing.worker_name}, "
+                f"which serves tag {tag!r}, has no task of that name"
+            )
+            if backend.note_waiting(ids, why):
                 logger.warning(
-                    "Worker %s has no task %r; %d job(s) of it wait.", self.missing.worker_name, task, len(ids)
+                    "Worker %s has no task %r: %d job(s) of it wait.", self.missing.worker_name, task, len(ids)
                 )
-        if older:
-            # Claimed (so no other worker takes them meanwhile), then failed through the settle.
-            chosen = set(older)
-            names = tuple(sorted({task for job_id, task, _ in rows if job_id in chosen}))
-            for job in backend.claim_ids(self.worker_id, older, Runnable(names), self.lease):
-                self.missing.claimed(job, UnknownTask(job.task))
         return False
