@@ -1,14 +1,14 @@
 """Jobs whose code is not in this worker: wait for a worker that has it, or fail once none can.
 
-During a rolling deploy an old worker meets jobs of functions only the new code
-defines (a django.tasks function in a new module),
-so a worker that cannot run a job leaves it, and says why on the job (its
-``error``, code ``waiting_for_code``), for the admin, the API and
-``kinetik_health``. It stops claiming that task, so it never spins on it.
+During a rolling deploy an old worker meets jobs of django.tasks functions only
+the new code defines, so a worker started before a job was created that cannot
+import its function leaves it, and says why on the job (its ``error``, code
+``waiting_for_code``), for the admin, the API and ``kinetik_health``. It stops
+claiming that function, so it never spins on it.
 
 But a worker started after the job was created runs code at least as new as
-whatever created the job: if it cannot run it either, nothing ever will (the
-module was removed or renamed, the task name is a typo), and the job fails
+whatever created the job: if it cannot import it either, nothing ever will (the
+module was removed or renamed, the path is a typo), and the job fails
 with code ``not_importable``, an end like any other (signals, ``task_finished``,
 the admin), which ``kinetik.retry()`` undoes once the code is there.
 
@@ -70,8 +70,9 @@ class MissingCode:
 
     def claimed(self, job: Job, error: UnknownTask) -> None:
         """A job claimed here whose code is not here: fail it, or put it back saying why it waits."""
-        if job.created_at >= self.started_at:
-            # Possibly an older worker than the code that created the job: leave it.
+        if job.created_at >= self.started_at or not isinstance(error, TaskNotImportable):
+            # Possibly an older worker than the code that created the job (or a kinetik
+            # task, which another service may define): leave it.
             self.claims.exclude(job.task)
             why = self.waiting(job.task, error)
             logger.warning("Job %s (%s): %s; leaving it queued.", job.id, job.task, why)
