@@ -99,9 +99,9 @@ class UnknownTask(KinetikError, LookupError, ValueError):
 class TaskNotImportable(UnknownTask):
     """A ``django.tasks`` job's function cannot be imported in this process (its code is not here)."""
 
-    def __init__(self, name: str, reason: str) -> None:
+    def __init__(self, name: str, reason: str, *, message: str = "") -> None:
         self.reason = reason
-        KinetikError.__init__(self, f"The django.tasks function {name!r} cannot be imported here: {reason}")
+        KinetikError.__init__(self, message or f"The django.tasks function {name!r} cannot be imported here: {reason}")
         self.name = name
 
 

@@ -100,12 +100,13 @@ def test_an_older_worker_leaves_the_job_says_why_and_a_newer_one_fails_it(run_wo
     assert result.errors[0].exception_class_path == "django_kinetik.exceptions.TaskNotImportable"
 
 
-def test_its_failure_sends_task_finished_like_any_failure(run_worker):
+def test_its_failure_sends_task_finished_and_django_logs_it_as_an_error(run_worker, caplog):
     finished = []
 
     def receiver(sender, task_result, **kwargs):
         finished.append(task_result)
 
+    caplog.set_level(logging.INFO)
     framework.task_finished.connect(receiver, weak=False)
     try:
         job = gone_job()
@@ -114,7 +115,9 @@ def test_its_failure_sends_task_finished_like_any_failure(run_worker):
         framework.task_finished.disconnect(receiver)
     (result,) = finished
     assert (result.id, result.status, result.task.module_path) == (str(job.pk), FAILED, GONE)
-    assert NO_MODULE in result.errors[0].traceback or result.errors[0].exception_class_path.endswith("NotImportable")
+    (record,) = [r for r in caplog.records if r.getMessage().startswith(f"Task id={job.pk} ") and r.exc_info]
+    assert record.levelno == logging.ERROR and record.getMessage().endswith("state=FAILED")
+    assert str(record.exc_info[1]) == job_of(job).error and NO_MODULE in str(record.exc_info[1])
 
 
 def test_a_name_that_is_not_a_task_names_the_tasks_framework(run_worker):

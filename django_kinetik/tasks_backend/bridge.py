@@ -28,8 +28,8 @@ import logging
 from django.core.signals import setting_changed
 
 from .. import lifecycle
-from ..exceptions import JobCancelled, JobLost, JobTimeout
-from ..models import FINISHED_STATUSES, Job, Status
+from ..exceptions import JobCancelled, JobLost, JobTimeout, TaskNotImportable
+from ..models import FINISHED_STATUSES, NOT_IMPORTABLE, Job, Status
 from ..outcomes import TIMEOUT_CODE
 from ..registry import Task, registry
 
@@ -65,6 +65,8 @@ def _error_of(transition: lifecycle.Transition, job: Job) -> BaseException | Non
         return JobTimeout(settlement.error)
     if settlement is not None and settlement.lost:
         return JobLost(settlement.error)
+    if settlement is not None and settlement.error_code == NOT_IMPORTABLE:
+        return TaskNotImportable(job.task, "", message=settlement.error)  # raised by no code: the worker's verdict
     if job.status == Status.CANCELLED:
         return JobCancelled(job)
     return None
