@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import transaction
@@ -24,7 +24,7 @@ from .conf import get_settings
 from .exceptions import UnknownTask
 from .models import Job, Status
 from .registry import Task, registry
-from .values.durations import DelayLike, run_at_for
+from .values.durations import DelayLike, aware, run_at_for
 from .values.jsondata import ensure_json_object
 from .values.keys import parse_unique_key, unique_key_for
 from .values.limits import Limit, parse_limit_key
@@ -76,6 +76,12 @@ def _prepare(
     defaults = definition.effective_options() if definition else None
     now = timezone.now()
     run_at = run_at_for(delay, now)
+    run_after = None
+    if task_backend and isinstance(delay, datetime):
+        # django.tasks' run_after is kept as given, and a past one is the job's place in
+        # line too: the claim runs equal priorities earliest run_after first. kinetik's
+        # own past delay means "now", as it always has.
+        run_after = run_at = aware(delay)
     return {
         "task": name,
         "task_backend": task_backend,
@@ -89,6 +95,7 @@ def _prepare(
         "priority": parse_priority(priority) if priority is not None else (defaults.priority if defaults else 0),
         "status": Status.DELAYED if run_at > now else Status.QUEUED,
         "run_at": run_at,
+        "run_after": run_after,
         "created_at": now,
         # Stored as given (validated), resolved against the task when the job runs.
         "options": {key: _storable(value) for key, value in options.items()},

@@ -21,6 +21,7 @@ from django_kinetik.fastpath.connection import forget_clients
 from django_kinetik.models import Job, JobLog, Status, Worker
 from tests.conftest import ROOT, worker_env
 from tests.factories import FinishedJobFactory, JobFactory, JobLogFactory, WorkerFactory
+from tests.testapp import django_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -482,7 +483,8 @@ def test_health_min_workers_and_tags():
 
 def test_health_with_a_queued_job_waiting_too_long():
     WorkerFactory()
-    stale = JobFactory(run_at=timezone.now() - timedelta(minutes=12))
+    now = timezone.now()
+    stale = JobFactory(created_at=now - timedelta(minutes=13), run_at=now - timedelta(minutes=12))
     code, line = health()
     assert code == 1
     assert line == f"unhealthy: queued job {stale.pk} (test.echo, tag alpha) has waited 12m, longer than --max-age 5m"
@@ -491,9 +493,16 @@ def test_health_with_a_queued_job_waiting_too_long():
 
 def test_health_ignores_paused_tags_and_jobs_not_yet_due():
     WorkerFactory()
-    JobFactory(tag="nightly", run_at=timezone.now() - timedelta(hours=1))
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    JobFactory(tag="nightly", created_at=an_hour_ago, run_at=an_hour_ago)
     JobFactory(delayed=True)
     kinetik.pause("nightly")
+    assert health()[0] == 0
+
+
+def test_health_counts_a_past_run_after_from_when_the_job_was_enqueued():
+    WorkerFactory()
+    django_tasks.add.using(run_after=timezone.now() - timedelta(hours=1)).enqueue(1, 2)
     assert health()[0] == 0
 
 

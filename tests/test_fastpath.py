@@ -59,7 +59,8 @@ def test_stale_ids_in_redis_never_run_a_job_twice(redis_fastpath, run_worker):
     cancelled = kinetik.cancel(kinetik.create("test.echo"))
     fresh = kinetik.create("test.echo")
     # Ids of a finished, a cancelled and a deleted job, as a reconcile racing a claim could leave.
-    queue.push([(done.pk, "alpha", 0), (cancelled.pk, "alpha", 0), (123456789, "alpha", 0)])
+    now = timezone.now()
+    queue.push([(done.pk, "alpha", 0, now), (cancelled.pk, "alpha", 0, now), (123456789, "alpha", 0, now)])
     test_tasks.ran.clear()
     run_worker()
     assert test_tasks.ran == [fresh.pk]

@@ -39,8 +39,8 @@ DATABASE_ERRORS = (DatabaseError, InterfaceError)
 
 T = TypeVar("T")
 
-#: (id, tag, priority): all the Redis fast path needs to queue a job
-Entry = tuple[int, str, int]
+#: (id, tag, priority, run_at): all the Redis fast path needs to queue a job
+Entry = tuple[int, str, int, datetime]
 
 
 @dataclass(frozen=True, kw_only=True)

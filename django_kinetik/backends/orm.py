@@ -379,7 +379,7 @@ class OrmBackend(WorkerRows, Backend):
             .queued()
             .filter(tag=tag, limit_key__isnull=True)
             .order_by("-priority", "run_at", "id")
-            .values_list("id", "tag", "priority")[:limit]
+            .values_list("id", "tag", "priority", "run_at")[:limit]
         )
 
     def runs_of(self, job_id: int) -> list[tuple[Any, ...]]:

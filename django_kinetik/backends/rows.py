@@ -114,7 +114,7 @@ def claimed_job(
     row building: the claim knows the rest (status, worker, lease, start). ``json`` and ``moment`` read
     the vendor's JSON and time values."""
     (job_id, task, task_backend, tag, priority, data, options) = row[:7]
-    (attempts, ghosts, snoozes, unique_key, limit_key, run_at, created_at) = row[7:]
+    (attempts, ghosts, snoozes, unique_key, limit_key, run_at, created_at, run_after) = row[7:]
     return Job.loaded(
         alias,
         {
@@ -133,6 +133,7 @@ def claimed_job(
             "limit_key": limit_key,
             "run_at": moment(run_at),
             "created_at": moment(created_at),
+            "run_after": None if run_after is None else moment(run_after),
             "started_at": now,
             "worker_id": worker_id,
             "lease_expires_at": expires,

@@ -18,7 +18,8 @@ _RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data
 
 #: what a PostgreSQL claim returns per job (built into a Job by PostgresBackend._claimed_jobs)
 _CLAIM_RETURNING = """RETURNING id, task, task_backend, tag, priority, data, options, attempts, ghosts, snoozes,
-          unique_key, limit_key, extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8"""
+          unique_key, limit_key, extract(epoch FROM run_at)::float8, extract(epoch FROM created_at)::float8,
+          extract(epoch FROM run_after)::float8"""
 
 # ``id = ANY(ARRAY(subquery))`` rather than a join on the picked ids: a join
 # makes the planner probe the ends of the primary-key index for its estimates,
@@ -192,12 +193,22 @@ FROM runs CROSS JOIN announced
 """
 
 #: create_many's shared values, in the order INSERT_JOBS takes them (then the data array)
-INSERT_SHARED_COLUMNS = ("task", "task_backend", "tag", "priority", "status", "options", "run_at", "created_at")
+INSERT_SHARED_COLUMNS = (
+    "task",
+    "task_backend",
+    "tag",
+    "priority",
+    "status",
+    "options",
+    "run_at",
+    "run_after",
+    "created_at",
+)
 
 INSERT_JOBS = f"""
-INSERT INTO {JOB} (task, task_backend, tag, priority, status, options, run_at, created_at, data, result, error,
-                   error_code, attempts, ghosts, limit_key)
-SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, %s, data::jsonb, NULL, '', '', 0, 0, NULL
+INSERT INTO {JOB} (task, task_backend, tag, priority, status, options, run_at, run_after, created_at, data, result,
+                   error, error_code, attempts, ghosts, limit_key)
+SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, data::jsonb, NULL, '', '', 0, 0, NULL
 FROM unnest(%b::text[]) WITH ORDINALITY AS d(data, n)
 ORDER BY n
 RETURNING id
@@ -205,9 +216,9 @@ RETURNING id
 
 #: INSERT_JOBS with a limit key per job (a task with limits), as a second array
 INSERT_KEYED_JOBS = f"""
-INSERT INTO {JOB} (task, task_backend, tag, priority, status, options, run_at, created_at, data, result, error,
-                   error_code, attempts, ghosts, limit_key)
-SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, %s, data::jsonb, NULL, '', '', 0, 0, limit_key
+INSERT INTO {JOB} (task, task_backend, tag, priority, status, options, run_at, run_after, created_at, data, result,
+                   error, error_code, attempts, ghosts, limit_key)
+SELECT %s, %s, %s, %s, %s, %s::jsonb, %s, %s, %s, data::jsonb, NULL, '', '', 0, 0, limit_key
 FROM unnest(%b::text[], %b::text[]) WITH ORDINALITY AS d(data, limit_key, n)
 ORDER BY n
 RETURNING id
@@ -299,7 +310,7 @@ def sqlite_insert_runs(rows: int) -> str:
 #: what SQLite's claim returns per job (the rest of a claimed row is known)
 SQLITE_CLAIMED_COLUMNS = (
     "id, task, task_backend, tag, priority, data, options, attempts, ghosts, snoozes, unique_key, limit_key, run_at, "
-    "created_at"
+    "created_at, run_after"
 )
 
 

@@ -7,9 +7,12 @@ look-up, never a second run. An id lost from Redis (flush, restart, a worker
 that died holding popped ids) leaves its job queued in the database, where
 the workers' fallback claim and the reconciler find it.
 
-Scores order a tag's queue like the database claim: higher priority first,
-then older (smaller) id. ``(MAX_PRIORITY - priority) * 2**44 + id`` is exact
-in a double for ids below 2**44.
+A tag's queue is in the database claim's order: higher priority first, then
+earlier ``run_at``, then smaller id. A score is ``(MAX_PRIORITY - priority) *
+2**45`` plus ``run_at`` in 100 µs steps since 2020 (exact in a double until
+2131); Redis orders equal scores by member, and members are ids padded to 19
+digits, so that order is the ids' too. Ids an older version pushed unpadded
+are still popped and claimed like the others, only out of place.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from ..backends import get_backend
+from ..backends.base import Entry
 from ..models import Job, Status
 from ..values.priorities import MAX_PRIORITY
 from .connection import enabled, key, queue_key, redis_client, redis_errors, script
@@ -29,15 +34,24 @@ from .connection import enabled, key, queue_key, redis_client, redis_errors, scr
 logger = logging.getLogger("django_kinetik.fastpath")
 
 SCRIPTS = Path(__file__).with_name("scripts")
-_ID_SPAN = 2**44
+_TIME_SPAN = 2**45
+_EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
+_STEP = timedelta(microseconds=100)
+_ID_DIGITS = 19  # 2**63 - 1, the largest job id, has 19
 
-#: (id, tag, priority): all Redis needs to queue a job
-Entry = tuple[int, str, int]
+
+def score(priority: int, run_at: datetime | None) -> int:
+    """Higher priority first, then earlier ``run_at``; None puts a job first in its priority.
+
+    Times before 2020 count as 2020 (such a job is at the front anyway).
+    """
+    steps = 0 if run_at is None else min(max((run_at - _EPOCH) // _STEP, 0), _TIME_SPAN - 1)
+    return (MAX_PRIORITY - priority) * _TIME_SPAN + steps
 
 
-def score(priority: int, job_id: int) -> int:
-    """Higher priority first, then lower ids; 0 for the id puts a job first in its priority."""
-    return (MAX_PRIORITY - priority) * _ID_SPAN + job_id
+def member(job_id: int) -> str:
+    """A job id as its queue holds it: padded, so that Redis's order of equal scores is the ids' order."""
+    return f"{job_id:0{_ID_DIGITS}d}"
 
 
 def marker_key() -> str:
@@ -68,8 +82,8 @@ def push(entries: Iterable[Entry], *, first: bool = False) -> bool:
     intact = True
     for start in range(0, len(entries), PUSH_SLICE):
         by_tag: dict[str, list[Any]] = defaultdict(list)
-        for job_id, tag, priority in entries[start : start + PUSH_SLICE]:
-            by_tag[tag] += [score(priority, 0 if first else job_id), job_id]
+        for job_id, tag, priority, run_at in entries[start : start + PUSH_SLICE]:
+            by_tag[tag] += [score(priority, None if first else run_at), member(job_id)]
         keys = [marker_key()]
         args: list[Any] = []
         for tag, pairs in by_tag.items():
@@ -111,7 +125,7 @@ def interrupt_wait(interrupt: str) -> None:
 def unpop(popped: tuple[bytes, int, float]) -> None:
     """Put an id taken by :func:`wait_pop` back at its place."""
     queue, job_id, rank = popped
-    redis_client().zadd(queue, {job_id: rank}, nx=True)
+    redis_client().zadd(queue, {member(job_id): rank}, nx=True)
 
 
 def wanted(job: Job) -> bool:
@@ -132,7 +146,7 @@ def push_jobs(jobs: Iterable[Job], *, first: bool = False) -> None:
     """
     if not enabled():
         return
-    entries = [(job.id, job.tag, job.priority) for job in jobs if wanted(job)]
+    entries = [(job.id, job.tag, job.priority, job.run_at) for job in jobs if wanted(job)]
     if entries:
         push_quietly(entries, first=first)
 
@@ -148,7 +162,7 @@ def push_quietly(entries: Sequence[Entry], *, first: bool = False) -> None:
 
 def entries_of(using: str, ids: Sequence[int]) -> list[Entry]:
     """The entries of those of ``ids`` that are still :func:`wanted` (others must not be pushed)."""
-    return [(job.id, job.tag, job.priority) for job in get_backend(using).jobs_in(ids) if wanted(job)]
+    return [(job.id, job.tag, job.priority, job.run_at) for job in get_backend(using).jobs_in(ids) if wanted(job)]
 
 
 def reconcile(using: str, tags: Sequence[str], *, limit: int = 10_000, lock_for: float = 30.0) -> int | None:

@@ -99,7 +99,11 @@ class Job(models.Model):
     #: what its task's concurrency and rate limits count this job under ("" = the task as a whole);
     #: NULL for a job of a task without limits, so the limited claim's index holds limited jobs only
     limit_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    #: when the job may run next: when it was asked to, or when its retry (or snooze) is due
     run_at = models.DateTimeField(default=timezone.now)
+    #: the ``run_after`` a ``django.tasks`` enqueue gave, kept as given (NULL when none was):
+    #: ``run_at`` moves with every retry, this never does
+    run_after = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

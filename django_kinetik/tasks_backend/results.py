@@ -40,7 +40,7 @@ _CANCELLED = f"{JobCancelled.__module__}.{JobCancelled.__qualname__}"
 
 
 def django_task(job: Job) -> Task:
-    """The ``django.tasks`` Task a job was enqueued from, with the job's queue, priority and run time."""
+    """The ``django.tasks`` Task a job was enqueued from, with the job's queue, priority and ``run_after``."""
     try:
         task = import_string(job.task)
     except ImportError as error:
@@ -51,7 +51,8 @@ def django_task(job: Job) -> Task:
         if job.error_code in (NOT_IMPORTABLE, WAITING_FOR_CODE):
             return stand_in(job)
         raise TaskResultDoesNotExist(f"Job {job.pk}'s task {job.task!r} is not a Task of this Tasks framework.")
-    run_after = job.run_at if job.run_at > job.created_at else None
+    # The run_after given at enqueue, never run_at: that one moves to when a retry is due.
+    run_after = job.run_after
     alias = job.task_backend or task.backend
     if (task.queue_name, task.priority, task.backend, task.run_after) == (job.tag, job.priority, alias, run_after):
         return task  # as decorated: no copy to validate

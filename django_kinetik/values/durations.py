@@ -123,19 +123,23 @@ def _milliseconds(value: int | float, what: str) -> float:
         raise ValueError(f"{what} {value!r} is longer than {MAX_DURATION.days} days, the most accepted") from None
 
 
+def aware(moment: datetime) -> datetime:
+    """``moment`` with a time zone: a naive one is in the current time zone."""
+    if timezone.is_aware(moment):
+        return moment
+    try:
+        return timezone.make_aware(moment)
+    except (ValueError, OverflowError):
+        raise ValueError(f"delay {moment!r} is not a time in the current time zone; give an aware datetime") from None
+
+
 def run_at_for(delay: DelayLike, now: datetime | None = None) -> datetime:
     """When a job created now with ``delay`` should run; a past datetime means now."""
     now = now or timezone.now()
     if delay is None:
         return now
     if isinstance(delay, datetime):
-        if timezone.is_naive(delay):
-            try:
-                delay = timezone.make_aware(delay)
-            except (ValueError, OverflowError):
-                raise ValueError(
-                    f"delay {delay!r} is not a time in the current time zone; give an aware datetime"
-                ) from None
+        delay = aware(delay)
         if delay - now > MAX_DURATION:
             raise ValueError(
                 f"delay {delay.isoformat()} is more than {MAX_DURATION.days} days ahead, the most accepted"

@@ -77,3 +77,10 @@ def exit_now():
 @task()
 def not_json():
     return object()
+
+
+@task(takes_context=True)
+def own_run_after(context):
+    """The run_after the running task sees in its own result, as ISO text."""
+    run_after = context.task_result.task.run_after
+    return None if run_after is None else run_after.isoformat()

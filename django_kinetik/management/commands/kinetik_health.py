@@ -158,20 +158,22 @@ def _check_workers(settings: KinetikSettings, minimum: int, tags: list[str]) -> 
 def _check_queue(settings: KinetikSettings, max_age: float) -> str:
     now = timezone.now()
     paused = list(TagState.objects.using(settings.database).filter(paused=True).values_list("tag", flat=True))
+    cutoff = now - timedelta(seconds=max_age)
     stale = (
         Job.objects.using(settings.database)
         .queued()
-        .filter(run_at__lt=now - timedelta(seconds=max_age))
+        # A django.tasks job may be enqueued with a run_after long past: it waits from its enqueue.
+        .filter(run_at__lt=cutoff, created_at__lt=cutoff)
         .exclude(tag__in=paused)
         .order_by("run_at")
-        .values_list("pk", "task", "tag", "run_at", "error", "error_code")
+        .values_list("pk", "task", "tag", "run_at", "created_at", "error", "error_code")
         .first()
     )
     if stale is not None:
-        job_id, task, tag, run_at, error, code = stale
+        job_id, task, tag, run_at, created_at, error, code = stale
         why = f": {error}" if code == WAITING_FOR_CODE else ""
         raise Unhealthy(
-            f"queued job {job_id} ({task}, tag {tag}) has waited {age(run_at, now)}, "
+            f"queued job {job_id} ({task}, tag {tag}) has waited {age(max(run_at, created_at), now)}, "
             f"longer than --max-age {format_seconds(max_age)}{why}"
         )
     passed = f"no queued job older than {format_seconds(max_age)}"
