@@ -45,7 +45,11 @@ def score(priority: int, run_at: datetime | None) -> int:
 
     Times before 2020 count as 2020 (such a job is at the front anyway).
     """
-    steps = 0 if run_at is None else min(max((run_at - _EPOCH) // _STEP, 0), _TIME_SPAN - 1)
+    if run_at is None:
+        return (MAX_PRIORITY - priority) * _TIME_SPAN
+    if run_at.tzinfo is None:  # USE_TZ = False: every time is naive alike, and only their order counts
+        run_at = run_at.replace(tzinfo=UTC)
+    steps = min(max((run_at - _EPOCH) // _STEP, 0), _TIME_SPAN - 1)
     return (MAX_PRIORITY - priority) * _TIME_SPAN + steps
 
 
