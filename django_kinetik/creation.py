@@ -40,6 +40,10 @@ JobRef = Job | int
 created_hooks: list[Callable[[list[Job]], None]] = []
 
 
+#: the earliest run_after kept as given: MySQL's DATETIME starts at the year 1000
+EARLIEST_YEAR = 1000
+
+
 def _resolve_task(task: TaskRef, tag: str | None) -> tuple[str, Task | None]:
     if isinstance(task, Task):
         return task.name, task
@@ -82,6 +86,12 @@ def _prepare(
         # line too: the claim runs equal priorities earliest run_after first. kinetik's
         # own past delay means "now", as it always has.
         run_after = run_at = aware(delay)
+        if run_after.year < EARLIEST_YEAR:
+            raise ValueError(
+                f"run_after {delay.isoformat()} is before the year {EARLIEST_YEAR}, the earliest MySQL can store "
+                "(and so the earliest kinetik takes on any database); a past run_after runs as soon as it can, "
+                "so any later past time does the same"
+            )
     return {
         "task": name,
         "task_backend": task_backend,

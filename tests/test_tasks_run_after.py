@@ -6,7 +6,7 @@ carry microseconds: every database keeps them (PostgreSQL timestamptz,
 MariaDB/MySQL DATETIME(6), SQLite text), so the round trip is exact.
 """
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -54,6 +54,17 @@ def test_run_after_comes_back_exactly_as_given(offset):
 
     assert async_to_sync(read)().task.run_after == run_after
     assert enqueued.task.run_after == run_after
+
+
+@pytest.mark.parametrize("year", [1, 999])
+def test_a_run_after_older_than_every_database_stores_is_refused_before_anything_is_written(year):
+    ancient = datetime(year, 6, 1, tzinfo=UTC)
+    with pytest.raises(ValueError, match="before the year 1000"):
+        functions.add.using(run_after=ancient).enqueue(1, 2)
+    assert not Job.objects.exists()
+    oldest = datetime(1000, 1, 2, tzinfo=UTC)
+    enqueued = functions.add.using(run_after=oldest).enqueue(1, 2)
+    assert functions.add.get_result(enqueued.id).task.run_after == oldest
 
 
 def test_the_running_task_sees_its_run_after_too(run_worker):
