@@ -4,10 +4,11 @@ A worker publishes and listens all day, so its feed threads keep their
 connections for :data:`WORKER_KEEP_IDLE` seconds between uses (a reconnect
 per batch would cost more than the batch). Any other process, a web server
 or a test run, uses the feed now and then: there a thread closes its
-connection and ends as soon as it has nothing left to do, so it never holds a
-connection between uses. A test database can then always be dropped, and a
-web process holds no connection it is not using (the next wait or event
-reconnects, a few milliseconds, while the job it waits for runs).
+connection and ends once it has had nothing to do for :data:`KEEP_IDLE`
+seconds. Long enough that a web process answering waits back to back keeps
+one connection (a PostgreSQL connection per request would cost the server a
+process each time, and the view ~3 ms); short enough that an idle web
+process, or a test suite between its tests, holds nothing it is not using.
 
 And whenever Django opens a connection without a database (it does so only
 to create or drop one: a test run's set-up and teardown), the feed first
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 #: a worker's feed threads keep an idle connection this long
 WORKER_KEEP_IDLE = 30.0
+#: any other process's, this long
+KEEP_IDLE = 1.0
 
-_keep_idle = 0.0
+_keep_idle = KEEP_IDLE
 
 
 def keep_idle() -> float:
-    """Seconds a feed thread of this process keeps an idle connection (0: not at all)."""
+    """Seconds a feed thread of this process keeps an idle connection."""
     return _keep_idle
 
 

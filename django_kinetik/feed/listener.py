@@ -6,8 +6,9 @@ subscription: it always listens to the "finished" channel, and to the full
 feed only while some stream wants it (and, in a worker, :data:`FEED_LINGER`
 seconds more, so the next stream is ready at once). It hands job ids to the waits watching
 them and events to the streams whose filters they pass. With nothing to serve
-it closes its connection and ends at once (in a worker, after
-:data:`~.lifetime.WORKER_KEEP_IDLE` seconds); the next user starts it again.
+for :data:`~.lifetime.KEEP_IDLE` seconds (in a worker,
+:data:`~.lifetime.WORKER_KEEP_IDLE`) it closes its connection and ends; the
+next user starts it again.
 
 Publishers send full events only once they have seen that someone follows
 the feed, which they check every :data:`~.publishing.AUDIENCE_TTL` seconds:

@@ -7,8 +7,9 @@ one per process and transport, takes everything buffered and sends it in one
 round trip (one PUBLISH pipeline, or one ``SELECT pg_notify(...)``) on a
 connection of its own, at most every :data:`SPACING` seconds: an event alone
 goes out at once, and under load batches grow by themselves. With nothing to
-send, the thread closes its connection and ends (in a worker, after
-:data:`~.lifetime.WORKER_KEEP_IDLE` seconds); the next event starts it again.
+send for :data:`~.lifetime.KEEP_IDLE` seconds (in a worker,
+:data:`~.lifetime.WORKER_KEEP_IDLE`), the thread closes its connection and
+ends; the next event starts it again.
 
 Two streams, priced differently:
 
