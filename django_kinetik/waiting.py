@@ -103,9 +103,8 @@ def _commit_watch(job: Job) -> Callable[[], Any] | None:
     return backend.commit_counter() if backend.supports_commit_watch else None
 
 
-def _sleep_until_a_commit(look: Callable[[], Any], pause: float) -> None:
-    """Sleep up to ``pause``, returning early once another connection has committed."""
-    seen = look()
+def _sleep_until_a_commit(look: Callable[[], Any], seen: Any, pause: float) -> None:
+    """Sleep up to ``pause``, returning early once another connection has committed since ``seen``."""
     deadline = time.monotonic() + pause
     while (left := deadline - time.monotonic()) > 0:
         time.sleep(min(COMMIT_WATCH, left))
@@ -124,8 +123,10 @@ def wait_for(job: Job, timeout: Any, poll: Any) -> Any:
     look = _commit_watch(job) if watch is None else None
     try:
         while True:
-            # Cleared before reading: an announcement from here on is not lost.
+            # Cleared (and the commit counter read) before reading the row: an
+            # announcement or a commit from here on is not lost.
             woken.clear()
+            seen = look() if look is not None else None
             job.refresh_from_db(fields=_FIELDS)
             if _finished(job):
                 return job.result
@@ -133,7 +134,7 @@ def wait_for(job: Job, timeout: Any, poll: Any) -> Any:
             if pause is None:
                 raise WaitTimeout(job, pace.limit or 0.0, job.status)
             if look is not None:
-                _sleep_until_a_commit(look, min(REREAD, pace.left(time.monotonic())))
+                _sleep_until_a_commit(look, seen, min(REREAD, pace.left(time.monotonic())))
             else:
                 woken.wait(pause)
     finally:

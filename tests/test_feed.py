@@ -13,7 +13,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth.models import Permission, User
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -27,6 +27,7 @@ from django_kinetik.feed.listener import listener
 from django_kinetik.feed.transport import PostgresTransport, RedisTransport
 from django_kinetik.joblogs import LogWriter
 from django_kinetik.models import Job, JobLog, Status
+from django_kinetik.testing import run_job
 from django_kinetik.worker import Worker
 from tests.conftest import wait_for
 
@@ -202,6 +203,35 @@ def test_without_redis_or_postgresql_there_is_no_feed_and_waits_poll(run_worker)
     job = kinetik.create("test.echo", {"n": 1})
     run_worker("alpha")
     assert job.wait(timeout="5s") == {"echo": {"n": 1}, "attempt": 1}
+
+
+@pytest.mark.without_feed
+@pytest.mark.django_db(transaction=True)
+def test_a_job_that_ends_just_after_the_wait_read_its_row_still_wakes_the_wait(rare_rereads):
+    """The moment between reading the row and watching for commits: a commit there is not missed.
+
+    (On SQLite the wait watches the file's commit counter; it used to read the
+    counter only after the row, so this commit went unseen until the next re-read.)
+    """
+    job = kinetik.create("test.echo", {"n": 1})
+    original, reads = job.refresh_from_db, []
+
+    def finish_elsewhere():
+        run_job(Job.objects.get(pk=job.pk))
+        connection.close()
+
+    def read_then_the_job_ends(*args, **kwargs):
+        original(*args, **kwargs)
+        reads.append(job.status)
+        if len(reads) == 2:  # the wait's loop found it unfinished; another connection ends it now
+            elsewhere = threading.Thread(target=finish_elsewhere)
+            elsewhere.start()
+            elsewhere.join()
+
+    job.refresh_from_db = read_then_the_job_ends
+    started = time.monotonic()
+    assert job.wait(timeout="10s") == {"echo": {"n": 1}, "attempt": 1}
+    assert time.monotonic() - started < WOKEN_WITHIN
 
 
 # -- kinetik.events() --------------------------------------------------------------
