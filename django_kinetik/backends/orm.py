@@ -316,8 +316,7 @@ class OrmBackend(WorkerRows, Backend):
 
     def release(self, job: Job, *, waiting: str = "") -> bool:
         mine = self.jobs().active().filter(pk=job.pk, worker_id=job.worker_id, attempts=job.attempts)
-        changes: dict[str, Any] = {"status": Status.QUEUED, "worker_id": None, "lease_expires_at": None}
-        changes["started_at"] = None
+        changes: dict[str, Any] = dict(status=Status.QUEUED, worker_id=None, lease_expires_at=None, started_at=None)
         if waiting:
             changes.update(error=waiting, error_code=WAITING_FOR_CODE)
         released = bool(self.retrying_locks(lambda: mine.update(attempts=F("attempts") - 1, **changes)))
