@@ -64,6 +64,16 @@ else:
     }
 
 KINETIK = {"INTERVAL": os.environ.get("KINETIK_BENCH_INTERVAL", "1s")}
+# bench/throughput.py --pgbouncer MODE: every connection through a PgBouncer in that pool mode
+# (started as the tests start theirs); --listen-direct: kinetik's LISTEN connections go around it.
+_POOLER = os.environ.get("KINETIK_BENCH_PGBOUNCER", "")
+if _POOLER and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+    from tests import pgbouncer
+
+    DATABASES["default"]["PORT"] = str(pgbouncer.ensure_running(_POOLER, "bench"))
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _POOLER == "transaction"
+    if os.environ.get("KINETIK_BENCH_LISTEN_DIRECT"):
+        KINETIK["LISTEN_DATABASE"] = {"PORT": os.environ.get("PGPORT", "5432")}
 # bench/throughput.py --redis: the fast path, under a prefix of its own.
 if os.environ.get("KINETIK_BENCH_REDIS"):
     KINETIK["REDIS"] = os.environ["KINETIK_BENCH_REDIS"]

@@ -6,6 +6,7 @@
     python bench/throughput.py --db postgres --redis        # the Redis fast path
     python bench/throughput.py --db postgres --worker-args "--concurrency 32"   # a tuned worker
     python bench/throughput.py --db postgres --django-tasks # jobs enqueued through django.tasks
+    python bench/throughput.py --db postgres --pgbouncer transaction [--listen-direct]   # behind PgBouncer
 
 Prints, per database and checkout: creating N jobs one by one and with
 create_many (jobs/s); ``kinetik_worker --burst`` with no other flag draining N
@@ -60,6 +61,10 @@ def run_in_child(database: str, args: argparse.Namespace, tree: Path) -> None:
         env["KINETIK_BENCH_REDIS"] = args.redis
     if args.django_tasks:
         env["KINETIK_BENCH_DJANGO_TASKS"] = "1"
+    if args.pgbouncer:
+        env["KINETIK_BENCH_PGBOUNCER"] = args.pgbouncer
+    if args.listen_direct:
+        env["KINETIK_BENCH_LISTEN_DIRECT"] = "1"
     command = [sys.executable, __file__, "--child", "--db", database, "--jobs", str(args.jobs)]
     command += ["--samples", str(args.samples), "--worker-args", args.worker_args]
     subprocess.run(command, env=env, cwd=tree, check=True)
@@ -241,6 +246,12 @@ def main() -> None:
         "--redis", nargs="?", const="redis://127.0.0.1:6379/0", default="", help="use the Redis fast path (a URL)"
     )
     parser.add_argument("--django-tasks", action="store_true", help="enqueue through django.tasks instead")
+    parser.add_argument(
+        "--pgbouncer", choices=["transaction", "session"], help="PostgreSQL through Debian's pgbouncer in this mode"
+    )
+    parser.add_argument(
+        "--listen-direct", action="store_true", help="with --pgbouncer transaction: LISTEN_DATABASE goes around it"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

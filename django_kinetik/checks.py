@@ -8,8 +8,12 @@ safe, E011 MAX_DATA_BYTES below 1 KiB, E012 a retry_on path that names no except
 E013 a django.tasks backend of kinetik's in a project without the
 ``django_kinetik`` app, E014 bad ``TASKS[...]["OPTIONS"]`` (both reported by
 ``KinetikTaskBackend.check()``, see ``tasks_backend/checks.py``);
+E016 a LISTEN_DATABASE that is neither an alias nor connection keys, E017 a
+LISTEN_DATABASE alias that goes through a transaction pooler itself;
 W001 settings for a task that is not defined, W002 kinetik's migrations not
-all applied on the jobs database (a database check, with the backend).
+all applied on the jobs database (a database check, with the backend), W004
+the jobs database behind a transaction pooler with no LISTEN_DATABASE (what
+is lost), or a LISTEN_DATABASE that nothing uses.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.utils.module_loading import import_string
 
-from .conf import django_tasks_enabled, read_settings
+from .conf import KinetikSettings, django_tasks_enabled, read_settings
 from .registry import registry, retry_on_problem
 from .tasks_backend.checks import unapplied_migrations
 
@@ -68,6 +72,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
     messages += _retry_on_messages(parsed.tasks)
+    messages += _pooler_messages(parsed)
     engine = str(settings.DATABASES.get(parsed.database, {}).get("ENGINE", ""))
     if engine.endswith("sqlite3") and _sqlite_version() < (3, 35):
         messages.append(
@@ -116,6 +121,44 @@ def _retry_on_messages(overrides: Mapping[str, Any]) -> list[CheckMessage]:
                     )
                 )
     return messages
+
+
+def _pooler_messages(parsed: KinetikSettings) -> list[CheckMessage]:
+    """kinetik.W004 and E017: a jobs database behind a transaction pooler, and LISTEN_DATABASE (backends/pooling.py)."""
+    jobs = settings.DATABASES.get(parsed.database, {})
+    if not str(jobs.get("ENGINE", "")).endswith(("postgresql", "postgis")):
+        if parsed.listen_database:
+            return [
+                Warning(
+                    'KINETIK["LISTEN_DATABASE"] is set, but the jobs database is not PostgreSQL: it is not used.',
+                    hint='Remove KINETIK["LISTEN_DATABASE"].',
+                    id="kinetik.W004",
+                )
+            ]
+        return []
+    where = parsed.listen_database
+    if isinstance(where, str) and where and settings.DATABASES[where].get("DISABLE_SERVER_SIDE_CURSORS"):
+        return [
+            Error(
+                f'KINETIK["LISTEN_DATABASE"] names {where!r}, which has DISABLE_SERVER_SIDE_CURSORS: '
+                f"a transaction pooler cannot carry LISTEN either.",
+                hint="Name an alias that reaches PostgreSQL directly, or through a session-mode pooler.",
+                id="kinetik.E017",
+            )
+        ]
+    if jobs.get("DISABLE_SERVER_SIDE_CURSORS") and not where:
+        return [
+            Warning(
+                f"The jobs database {parsed.database!r} goes through a transaction pooler "
+                f"(DISABLE_SERVER_SIDE_CURSORS), which cannot carry LISTEN: idle workers look for new jobs "
+                f"every INTERVAL ({parsed.interval:g}s) instead of being woken, and job.wait(), "
+                f"the live feed and the admin's live view re-read the database instead of being told.",
+                hint='Set KINETIK["LISTEN_DATABASE"] to an alias, or a dict such as {"HOST": ..., "PORT": 5432}, '
+                "that reaches the same database directly; see docs/topology.md.",
+                id="kinetik.W004",
+            )
+        ]
+    return []
 
 
 def _sqlite_version() -> tuple[int, ...]:

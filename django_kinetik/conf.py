@@ -29,6 +29,9 @@ class KinetikSettings:
 
     #: database alias that holds the job tables
     database: str = "default"
+    #: a direct way to that database for kinetik's LISTEN and feed connections, when its alias goes
+    #: through a transaction pooler: an alias, or connection keys over the jobs database's ("": none)
+    listen_database: str | Mapping[str, Any] = ""
     #: how long an idle worker waits before looking for work again
     interval: float = 1.0
     #: how long a claimed job stays leased without a heartbeat
@@ -76,6 +79,7 @@ _MINIMUM = {"INTERVAL": 0.001, "LEASE": 1.0, "SHUTDOWN_TIMEOUT": 0.0, "CANCEL_GR
 _OPTIONAL_DURATIONS = {"PURGE_AFTER": "purge_after", "PURGE_FAILED_AFTER": "purge_failed_after"}
 KNOWN_KEYS = (
     "DATABASE",
+    "LISTEN_DATABASE",
     "TASKS",
     "MIDDLEWARE",
     "REDIS",
@@ -88,6 +92,8 @@ KNOWN_KEYS = (
 )
 #: an API token shorter than this is refused (it would be guessable)
 MIN_TOKEN_LENGTH = 20
+#: what KINETIK["LISTEN_DATABASE"] may set (backends/pooling.py uses them)
+_LISTEN_KEYS = ("HOST", "PORT", "USER", "PASSWORD", "OPTIONS")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
@@ -139,6 +145,7 @@ def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
             )
         else:
             values["database"] = database
+    problems += _read_listen_database(raw, values)
     if "MIDDLEWARE" in raw:
         middleware = raw["MIDDLEWARE"]
         if not isinstance(middleware, (list, tuple)) or not all(isinstance(m, str) for m in middleware):
@@ -205,6 +212,34 @@ def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
                 checked[name] = MappingProxyType(dict(options))
             values["tasks"] = MappingProxyType(checked)
     return KinetikSettings(**values), problems
+
+
+def _read_listen_database(raw: Mapping[str, Any], values: dict[str, Any]) -> list[Problem]:
+    if "LISTEN_DATABASE" not in raw or not raw["LISTEN_DATABASE"]:
+        return []
+    where = raw["LISTEN_DATABASE"]
+    keys = ", ".join(_LISTEN_KEYS)
+    if isinstance(where, str):
+        if where not in settings.DATABASES:
+            return [
+                Problem(
+                    "kinetik.E016",
+                    f'KINETIK["LISTEN_DATABASE"] is {where!r}, which is not in DATABASES.',
+                    f"Name an alias that reaches the jobs database without a transaction pooler, or a dict of {keys}.",
+                )
+            ]
+        values["listen_database"] = where
+        return []
+    if not isinstance(where, Mapping) or any(key not in _LISTEN_KEYS for key in where):
+        return [
+            Problem(
+                "kinetik.E016",
+                f'KINETIK["LISTEN_DATABASE"] must be a database alias or a dict of {keys}, not {where!r}.',
+                'For example {"HOST": "db.internal", "PORT": 5432}: how to reach the jobs database directly.',
+            )
+        ]
+    values["listen_database"] = MappingProxyType(dict(where))
+    return []
 
 
 def _read_redis(raw: Mapping[str, Any], values: dict[str, Any]) -> list[Problem]:

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 
 from django_kinetik import signals
+from django_kinetik.backends import pooling
 from django_kinetik.registry import registry
 from django_kinetik.worker import Worker
 from tests.testapp import tasks as test_tasks
@@ -43,8 +44,9 @@ def pytest_collection_modifyitems(config, items):
     # PostgreSQL's own tests (fault injection, query plans): elsewhere they are
     # not collected at all, rather than skipped.
     on_postgresql = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
-    if on_postgresql:
-        # PostgreSQL always has a live feed (NOTIFY): tests of life without one do not apply.
+    if on_postgresql and pooling.has_session("default"):
+        # PostgreSQL has a live feed (NOTIFY), unless a transaction pooler is in
+        # the way: tests of life without one do not apply.
         elsewhere = [item for item in items if "without_feed" in item.keywords]
     else:
         elsewhere = [item for item in items if "faults" in item.keywords or "postgresql" in item.keywords]
@@ -218,6 +220,12 @@ def _close_feed_connections(django_db_setup):
     from django_kinetik import feed
 
     feed.close_all()
+    if settings.POOLER:
+        from django.db import connection
+
+        from tests import pgbouncer
+
+        pgbouncer.release_database(int(connection.settings_dict["PORT"]), connection.settings_dict["NAME"])
 
 
 def wait_for(condition, timeout):

@@ -3,6 +3,12 @@
 ``KINETIK_TEST_DB`` picks the database: ``sqlite`` (default), ``postgres`` or
 ``mysql``. Worker processes started by tests set ``KINETIK_TEST_WORKER_DB`` to
 the test database's name so they use the same database as the test.
+
+On PostgreSQL, ``KINETIK_TEST_PGBOUNCER=transaction`` or ``session`` puts a
+PgBouncer in that mode between every connection and the server (see
+``tests/pgbouncer.py``); in transaction mode, ``KINETIK_TEST_LISTEN_DIRECT=1``
+gives kinetik's LISTEN connections the direct way (``KINETIK["LISTEN_DATABASE"]``),
+and without it kinetik polls, as it does behind such a pooler by default.
 """
 
 import os
@@ -52,6 +58,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 _ENGINE = os.environ.get("KINETIK_TEST_DB", "sqlite")
 # Separate test databases per tox environment, so environments can run side by side.
 _SUFFIX = "".join(c if c.isalnum() else "_" for c in os.environ.get("TOX_ENV_NAME", "local"))
+TEST_SUFFIX = _SUFFIX
 _WORKER_DB = os.environ.get("KINETIK_TEST_WORKER_DB")
 
 if _ENGINE == "postgres":
@@ -95,6 +102,15 @@ elif _ENGINE == "sqlite":
 else:
     raise RuntimeError(f"KINETIK_TEST_DB={_ENGINE!r}: use sqlite, postgres or mysql")
 
+#: "", "transaction" or "session": a PgBouncer in between (PostgreSQL only)
+POOLER = os.environ.get("KINETIK_TEST_PGBOUNCER", "") if _ENGINE == "postgres" else ""
+if POOLER:
+    from tests import pgbouncer
+
+    DATABASES["default"]["PORT"] = str(pgbouncer.ensure_running(POOLER, _SUFFIX))
+    # Django's sign of a transaction pooler; kinetik reads it too (backends/pooling.py).
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = POOLER == "transaction"
+
 KINETIK = {
     "INTERVAL": "50ms",
     # Worker processes started by the fault tests use short leases to recover quickly.
@@ -118,3 +134,6 @@ TASKS = {
         "OPTIONS": {"retry_delay": "10ms"},
     }
 }
+
+if POOLER == "transaction" and os.environ.get("KINETIK_TEST_LISTEN_DIRECT"):
+    KINETIK["LISTEN_DATABASE"] = {"PORT": os.environ.get("PGPORT", "5432")}

@@ -1,4 +1,4 @@
-"""PostgreSQL: claims and settles in one statement each, bound on the server, prepared.
+"""PostgreSQL: claims and settles in one statement each, bound on the server.
 
 How a claim stays correct and fast (the plan is shown in ``docs/claiming.md``):
 ``UPDATE ... WHERE id = ANY(ARRAY(SELECT ... FOR UPDATE SKIP LOCKED))
@@ -13,9 +13,10 @@ finished jobs the table holds.
 Statements go through Django's cursor wrapper (so ``assertNumQueries``, the
 debug toolbar and database instrumentation see them) over a server-binding
 psycopg cursor: arrays travel as binary parameters instead of SQL text built
-in Python, and psycopg prepares a statement once it has run a few times on a
-connection (``prepare_threshold``, 5 by default; ``None`` in the database's
-OPTIONS turns that off, as a transaction-mode pooler needs).
+in Python. They are prepared only where the project turns psycopg's
+``prepare_threshold`` on in OPTIONS, and never behind a transaction-mode pooler
+(the alias has ``DISABLE_SERVER_SIDE_CURSORS``), where the session features
+follow ``pooling.py``.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from ..models import Job, Status
-from . import statements
+from . import pooling, statements
 from .base import Runnable, Settlement, Written
 from .orm import OrmBackend
 from .rows import apply, claimed_job, settled_changes, update_returning
@@ -66,27 +67,31 @@ _NEW_JOB: dict[str, Any] = {
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 
 
-_cursor_class: type | None = None
+#: pooled -> the cursor class (made on first use: psycopg is imported only by a project on PostgreSQL)
+_cursor_classes: dict[bool, type] = {}
 
 
-def _prepared_cursor() -> type:
-    """A psycopg cursor that binds on the server and prepares what it runs.
+def _cursor_class(pooled: bool) -> type:
+    """A psycopg cursor that binds on the server; behind a transaction pooler, one that never prepares.
 
-    Django leaves prepared statements off (``prepare_threshold``) for the sake of
-    connection poolers, and its cursors bind on the client: the hot path's plans
-    would be made anew each time (~0.4 ms a claim) and its arrays turned into SQL
-    text in Python. Only kinetik's own statements go through this cursor.
+    Django's cursors bind on the client: the hot path's arrays would be turned
+    into SQL text in Python. Only kinetik's own statements go through this
+    cursor. Whether psycopg prepares them is the connection's
+    ``prepare_threshold``: None (Django's default) never, a number set in the
+    database's OPTIONS after that many runs (its plan is then made once per connection).
+    Behind a transaction pooler never, whatever the threshold: a prepared
+    statement lives in one server session, and the pooler lends another.
     """
-    global _cursor_class
-    if _cursor_class is None:
+    found = _cursor_classes.get(pooled)
+    if found is None:
         from psycopg import Cursor
 
-        class PreparedCursor(Cursor):  # type: ignore[type-arg]
+        class UnpreparedCursor(Cursor):  # type: ignore[type-arg]
             def execute(self, query: Any, params: Any = None, *, prepare: bool | None = None, **kwargs: Any) -> Any:
-                return super().execute(query, params, prepare=True if prepare is None else prepare, **kwargs)
+                return super().execute(query, params, prepare=False, **kwargs)
 
-        _cursor_class = PreparedCursor
-    return _cursor_class
+        found = _cursor_classes[pooled] = UnpreparedCursor if pooled else Cursor
+    return found
 
 
 def advisory_key(name: str) -> int:
@@ -105,15 +110,19 @@ def _from_epoch(seconds: Any) -> datetime:
 
 
 class PostgresBackend(OrmBackend):
-    supports_notify = True
     supports_skip_locked = True
     supports_count_estimates = True
 
+    @property
+    def supports_notify(self) -> bool:  # type: ignore[override]
+        """LISTEN needs a session: not through a transaction pooler, unless LISTEN_DATABASE goes around it."""
+        return pooling.has_session(self.alias)
+
     def execute(self, statement: str, params: list[Any]) -> list[tuple[Any, ...]]:
-        """Run one of kinetik's statements bound on the server and prepared, through Django's cursor wrapper."""
+        """Run one of kinetik's statements bound on the server, through Django's cursor wrapper."""
         wrapper = connections[self.alias]
         wrapper.ensure_connection()
-        raw = _prepared_cursor()(wrapper.connection)
+        raw = _cursor_class(pooling.transaction_pooled(self.alias))(wrapper.connection)
         # The wrapper Django puts around its own cursors: the query is logged and instrumented like any.
         cursor = wrapper.make_debug_cursor(raw) if wrapper.queries_logged else wrapper.make_cursor(raw)  # type: ignore[arg-type]
         with cursor:
@@ -275,9 +284,7 @@ class PostgresBackend(OrmBackend):
         """
         import psycopg
 
-        params = connections[self.alias].get_connection_params()
-        params.pop("cursor_factory", None)
-        params.pop("context", None)
+        params = pooling.session_params(self.alias)
         params.setdefault("application_name", f"kinetik {purpose}")
         return psycopg.connect(**params, autocommit=True)
 
@@ -294,6 +301,8 @@ class PostgresBackend(OrmBackend):
             return bool(cursor.fetchone()[0])
 
     def wake_workers(self, tags: set[str]) -> None:
+        if not self.supports_notify:
+            return  # nobody LISTENs: idle workers poll
         with connections[self.alias].cursor() as cursor:
             for tag in sorted(tags):
                 cursor.execute(statements.NOTIFY, [CHANNEL, tag])
@@ -304,17 +313,14 @@ class PostgresBackend(OrmBackend):
 
     @contextlib.contextmanager
     def exclusively(self, name: str) -> Iterator[bool]:  # type: ignore[override]
-        key = advisory_key(name)
-        connection = connections[self.alias]
-        with connection.cursor() as cursor:
-            cursor.execute(statements.POSTGRES_TRY_LOCK, [key])
-            locked = bool(cursor.fetchone()[0])
-        try:
-            yield locked
-        finally:
-            if locked:
-                with connection.cursor() as cursor:
-                    cursor.execute(statements.POSTGRES_UNLOCK, [key])
+        """A transaction-level advisory lock: the body runs in that transaction, and the lock ends with it.
+
+        Not a session lock: behind a transaction pooler its unlock would reach
+        another server connection, and the lock would stay forever with the first.
+        """
+        with transaction.atomic(using=self.alias), connections[self.alias].cursor() as cursor:
+            cursor.execute(statements.POSTGRES_TRY_XACT_LOCK, [advisory_key(name)])
+            yield bool(cursor.fetchone()[0])
 
     def estimated_count(self, queryset: QuerySet[Any]) -> int | None:
         """The table's row estimate when unfiltered, the plan's when filtered (no row is read)."""

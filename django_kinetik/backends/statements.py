@@ -243,8 +243,7 @@ SELECT 1 FROM {JOB} WHERE id IN (
 """
 
 #: per vendor: take a named lock without waiting, release it
-POSTGRES_TRY_LOCK = "SELECT pg_try_advisory_lock(%s)"
-POSTGRES_UNLOCK = "SELECT pg_advisory_unlock(%s)"
+POSTGRES_TRY_XACT_LOCK = "SELECT pg_try_advisory_xact_lock(%s)"
 MYSQL_TRY_LOCK = "SELECT GET_LOCK(%s, 0)"
 MYSQL_LOCK = "SELECT GET_LOCK(%s, 30)"
 MYSQL_UNLOCK = "SELECT RELEASE_LOCK(%s)"

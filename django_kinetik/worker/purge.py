@@ -8,11 +8,12 @@ has ``remove_on_complete=True`` goes as soon as it completes (after a few
 seconds' grace, so a ``job.wait()`` woken by its end can still read the result).
 
 A pass runs about once a minute in some worker: one worker at a time where the
-database has a lock for it (``backend.exclusively``: a PostgreSQL advisory
-lock, MySQL ``GET_LOCK``; SQLite serialises writers anyway). It deletes in small batches, each its own
-short transaction with the jobs' logs and runs, and at most ``MAX_BATCHES`` of
-them per pass, so the worker's loop never stalls on a big backlog; the next
-pass comes sooner while more is due.
+database has a lock for it (``backend.exclusively``: MySQL ``GET_LOCK``; on
+PostgreSQL a transaction-level advisory lock, so the pass is that one
+transaction, which a transaction pooler keeps on one server connection;
+SQLite serialises writers anyway). It deletes in small batches, with the jobs'
+logs and runs, and at most ``MAX_BATCHES`` of them per pass, so the worker's
+loop never stalls on a big backlog; the next pass comes sooner while more is due.
 """
 
 from __future__ import annotations
