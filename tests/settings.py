@@ -14,6 +14,7 @@ and without it kinetik polls, as it does behind such a pooler by default.
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 SECRET_KEY = "tests-only"
 DEBUG = False
@@ -63,7 +64,7 @@ _WORKER_DB = os.environ.get("KINETIK_TEST_WORKER_DB")
 
 if _ENGINE == "postgres":
     _test_name = f"test_kinetik_{_SUFFIX}"
-    DATABASES = {
+    DATABASES: dict[str, dict[str, Any]] = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": _WORKER_DB or "postgres",
@@ -111,7 +112,7 @@ if POOLER:
     # Django's sign of a transaction pooler; kinetik reads it too (backends/pooling.py).
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = POOLER == "transaction"
 
-KINETIK = {
+KINETIK: dict[str, Any] = {
     "INTERVAL": "50ms",
     # Worker processes started by the fault tests use short leases to recover quickly.
     "LEASE": os.environ.get("KINETIK_TEST_LEASE", "10s"),
