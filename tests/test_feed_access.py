@@ -10,11 +10,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Permission, User
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
 import django_kinetik as kinetik
+from django_kinetik.backends import get_backend
 from django_kinetik.feed import sse
 from tests.conftest import API_TOKEN
 
@@ -25,8 +25,8 @@ pytestmark = pytest.mark.usefixtures("api_tokens")
 
 @pytest.fixture
 def live_feed(request, monkeypatch):
-    """A feed to follow: PostgreSQL's NOTIFY on PostgreSQL, Redis elsewhere (skipped without it)."""
-    if connection.vendor != "postgresql":
+    """A feed to follow: PostgreSQL's NOTIFY where it LISTENs, Redis elsewhere (skipped without it)."""
+    if not get_backend().supports_notify:
         request.getfixturevalue("redis_fastpath")
     monkeypatch.setattr(sse, "HEARTBEAT", 0.1)
     monkeypatch.setattr(sse, "LIFETIME", 20.0)
