@@ -178,3 +178,15 @@ def test_listen_database_connects_to_the_jobs_database_by_its_own_way(settings):
     params = pooling.session_params("default")
     assert params["port"] == "5999" and params["sslmode"] == "disable"
     assert params["dbname"] == connection.settings_dict["NAME"]  # always the jobs database (here the test one)
+
+
+def test_listen_database_may_name_an_alias(settings, monkeypatch):
+    from django.db import connections
+
+    direct = {**connections.settings["default"], "NAME": "another_name", "PORT": "5998", "OPTIONS": {"pool": True}}
+    monkeypatch.setitem(connections.settings, "direct", direct)
+    monkeypatch.setitem(settings.DATABASES, "direct", direct)  # (often the same dict)
+    settings.KINETIK = {**settings.KINETIK, "LISTEN_DATABASE": "direct"}
+    params = pooling.session_params("default")
+    assert params["port"] == "5998" and "pool" not in params  # Django's own OPTIONS stay Django's
+    assert params["dbname"] == connection.settings_dict["NAME"]  # its NAME is not used: the same database
