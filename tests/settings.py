@@ -111,6 +111,10 @@ if POOLER:
     DATABASES["default"]["PORT"] = str(pgbouncer.ensure_running(POOLER, _SUFFIX))
     # Django's sign of a transaction pooler; kinetik reads it too (backends/pooling.py).
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = POOLER == "transaction"
+# A worker process that a test reaches the database through a proxy of its own (tests/netcut.py).
+if _ENGINE == "postgres" and os.environ.get("KINETIK_TEST_DB_PORT"):
+    DATABASES["default"]["HOST"] = "127.0.0.1"
+    DATABASES["default"]["PORT"] = os.environ["KINETIK_TEST_DB_PORT"]
 
 KINETIK: dict[str, Any] = {
     "INTERVAL": "50ms",

@@ -313,7 +313,7 @@ def test_a_cut_off_worker_ends_its_attempts_before_another_takes_them(fleet, tmp
     link = Link((database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)))
     try:
         cut_off = fleet("alpha", *mode, "-v", "1")  # a 2 s lease
-        cut_off.env.update(PGHOST="127.0.0.1", PGPORT=str(link.port))
+        cut_off.env["KINETIK_TEST_DB_PORT"] = str(link.port)
         cut_off.start()
         jobs = kinetik.create_many("test.tick", [{"directory": str(tmp_path), "seconds": 6} for _ in range(4)])
         assert wait_for(lambda: len(os.listdir(tmp_path)) == 4, timeout=60), "the cut-off worker did not start them"
