@@ -228,6 +228,19 @@ def _close_feed_connections(django_db_setup):
         pgbouncer.release_database(int(connection.settings_dict["PORT"]), connection.settings_dict["NAME"])
 
 
+def session_params():
+    """psycopg keywords for a connection of a test's own that keeps its session: to the server itself,
+    around the pooler of a run behind one (a lock it takes, a pid it reads, stay its own)."""
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    if settings.POOLER:
+        from tests import pgbouncer
+
+        params.update(host=pgbouncer.SERVER[0], port=pgbouncer.SERVER[1])
+    return params
+
+
 def wait_for(condition, timeout):
     """Poll ``condition`` every 5 ms until it holds (True) or ``timeout`` seconds pass (False)."""
     deadline = time.monotonic() + timeout

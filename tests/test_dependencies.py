@@ -5,7 +5,7 @@ import threading
 
 import pytest
 from django.core.management import CommandError
-from django.db import connection, transaction
+from django.db import transaction
 
 import django_kinetik as kinetik
 from django_kinetik import dependencies, lifecycle
@@ -13,7 +13,7 @@ from django_kinetik.exceptions import JobCancelled
 from django_kinetik.models import Job, JobDependency, Status
 from django_kinetik.testing import capture_jobs
 from django_kinetik.worker import Worker
-from tests.conftest import wait_for
+from tests.conftest import session_params, wait_for
 
 # Each test runs with both claim paths: from the database, and through the Redis fast path.
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("claim_path")]
@@ -289,18 +289,18 @@ def test_a_child_created_while_its_parent_is_being_settled_is_not_forgotten(step
     import psycopg
 
     parent = kinetik.create("dep.step")
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        creator = cursor.fetchone()[0]
-    params = connection.get_connection_params()
+    params = session_params()
     blocked = []
 
     def commit_once_the_creator_waits():
+        # The creator is the only other session of the test database (behind a pooler its
+        # server connection is not known in advance): wait until some session waits for a lock.
         with psycopg.connect(**{**params, "autocommit": True}) as watcher:
             blocked.append(
                 wait_for(
                     lambda: watcher.execute(
-                        "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = %s AND NOT granted)", [creator]
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks JOIN pg_stat_activity USING (pid)"
+                        " WHERE NOT granted AND datname = current_database())"
                     ).fetchone()[0],
                     10,
                 )

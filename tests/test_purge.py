@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 import django_kinetik as kinetik
@@ -14,6 +13,7 @@ from django_kinetik.conf import read_settings
 from django_kinetik.models import Job, JobLog, JobRun, Status
 from django_kinetik.worker import purge
 from django_kinetik.worker.purge import Purger
+from tests.conftest import session_params
 from tests.factories import FinishedJobFactory, JobFactory, JobLogFactory, JobRunFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,7 +70,7 @@ def test_one_worker_at_a_time_purges():
     import psycopg
 
     finished()
-    params = connection.get_connection_params()
+    params = session_params()  # its lock is a session's, as an old worker's was
     with psycopg.connect(**{**params, "autocommit": True}) as other_worker:
         other_worker.execute("SELECT pg_advisory_lock(%s)", [advisory_key(purge.LOCK_NAME)])  # it is purging
         Purger(get_backend("default")).run(now=float("inf"))
