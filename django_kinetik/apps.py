@@ -30,6 +30,7 @@ class KinetikConfig(AppConfig):
             services.Services(
                 create=jobs.create,
                 create_many=jobs.create_many,
+                create_on_commit=jobs.create_on_commit,
                 cancel=jobs.cancel_job,
                 retry=jobs.retry_job,
                 wait=waiting.wait_for,

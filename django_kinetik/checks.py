@@ -9,11 +9,13 @@ E013 a django.tasks backend of kinetik's in a project without the
 ``django_kinetik`` app, E014 bad ``TASKS[...]["OPTIONS"]`` (both reported by
 ``KinetikTaskBackend.check()``, see ``tasks_backend/checks.py``);
 E016 a LISTEN_DATABASE that is neither an alias nor connection keys, E017 a
-LISTEN_DATABASE alias that goes through a transaction pooler itself;
+LISTEN_DATABASE alias that goes through a transaction pooler itself, E019 jobs
+on a database of their own that the routers do not send kinetik's models to;
 W001 settings for a task that is not defined, W002 kinetik's migrations not
 all applied on the jobs database (a database check, with the backend), W004
 the jobs database behind a transaction pooler with no LISTEN_DATABASE (what
-is lost), or a LISTEN_DATABASE that nothing uses.
+is lost), or a LISTEN_DATABASE that nothing uses, W005 jobs on a database of
+their own: create() in atomic() on default is not part of that transaction.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import DEFAULT_DB_ALIAS, router
 from django.utils.module_loading import import_string
 
 from .conf import KinetikSettings, django_tasks_enabled, read_settings
@@ -73,6 +77,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
     messages += _retry_on_messages(parsed.tasks)
     messages += _pooler_messages(parsed)
+    messages += _job_database_messages(parsed)
     engine = str(settings.DATABASES.get(parsed.database, {}).get("ENGINE", ""))
     if engine.endswith("sqlite3") and _sqlite_version() < (3, 35):
         messages.append(
@@ -159,6 +164,37 @@ def _pooler_messages(parsed: KinetikSettings) -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _job_database_messages(parsed: KinetikSettings) -> list[CheckMessage]:
+    """kinetik.E019 and W005: jobs on a database of their own (routers.py, and what atomic() on default means)."""
+    if parsed.database == DEFAULT_DB_ALIAS or parsed.database not in settings.DATABASES:
+        return []
+    job = apps.get_model("django_kinetik", "Job")
+    routed = {router.db_for_read(job), router.db_for_write(job)}
+    messages: list[CheckMessage] = []
+    if routed != {parsed.database} or not router.allow_migrate(parsed.database, "django_kinetik", model_name="job"):
+        messages.append(
+            Error(
+                f'KINETIK["DATABASE"] is {parsed.database!r}, but DATABASE_ROUTERS send kinetik\'s models to '
+                f"{', '.join(sorted(map(repr, routed)))}: the admin and migrate would look for the jobs there.",
+                hint='Add "django_kinetik.routers.KinetikRouter" to DATABASE_ROUTERS, before any router that '
+                "claims every model.",
+                id="kinetik.E019",
+            )
+        )
+    messages.append(
+        Warning(
+            f"Jobs live on {parsed.database!r}, not {DEFAULT_DB_ALIAS!r}: kinetik.create() inside "
+            f"transaction.atomic() on {DEFAULT_DB_ALIAS!r} is not part of that transaction (the job stays if "
+            f"it rolls back, and a worker may start it before the rest commits).",
+            hint=f'Create such jobs with kinetik.create_on_commit(..., using="{DEFAULT_DB_ALIAS}") (or '
+            "task.create_on_commit(...)), which creates them when that transaction commits; see docs/topology.md. "
+            'Then silence this with SILENCED_SYSTEM_CHECKS = ["kinetik.W005"].',
+            id="kinetik.W005",
+        )
+    )
+    return messages
 
 
 def _sqlite_version() -> tuple[int, ...]:

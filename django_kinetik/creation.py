@@ -185,6 +185,43 @@ def create(
     return job
 
 
+def create_on_commit(
+    task: TaskRef, data: Mapping[str, Any] | None = None, *, using: str | None = None, **kwargs: Any
+) -> None:
+    """Create the job when the transaction on database ``using`` commits; none if it rolls back.
+
+    For jobs on a database of their own (``KINETIK["DATABASE"]`` is not the
+    alias of your transaction): there, :func:`create` inside ``atomic()`` on
+    ``default`` is not part of that transaction, so the job would exist even if
+    it rolled back, and a worker could start it before the data it needs is
+    committed. Takes :func:`create`'s arguments and checks them now, so bad
+    input raises here and nothing is scheduled. Outside a transaction the job
+    is created at once. If the jobs' database refuses it at commit, the error is
+    raised from the commit (Django's ``on_commit``), after ``using``'s data is
+    committed: two databases cannot commit as one.
+    """
+    ensure_json_object(data, max_bytes=get_settings().max_data_bytes)
+    options = {k: v for k, v in kwargs.items() if k not in _CREATE_KEYWORDS}
+    _prepare(
+        task,
+        delay=kwargs.get("delay"),
+        priority=kwargs.get("priority"),
+        tag=kwargs.get("tag"),
+        options=options,
+    )
+    if kwargs.get("unique_key") is not None:
+        parse_unique_key(kwargs["unique_key"])
+    if kwargs.get("limit_key") is not None:
+        parse_limit_key(kwargs["limit_key"])
+    if kwargs.get("after") is not None:
+        kwargs["after"] = dependencies.parent_ids(kwargs["after"])
+    transaction.on_commit(lambda: create(task, data, **kwargs), using=using)
+
+
+#: create()'s own keywords; the rest are per-job task options
+_CREATE_KEYWORDS = ("delay", "priority", "tag", "unique_key", "limit_key", "after", "task_backend")
+
+
 def _runs_after(using: str, fields: dict[str, Any], parents: list[int], policy: str) -> dict[int, bool]:
     """Set up jobs that run after ``parents``: waiting, or cancelled at once if one already failed.
 

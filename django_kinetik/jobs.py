@@ -20,7 +20,7 @@ from django.utils import timezone
 from . import lifecycle
 from .backends import get_backend
 from .conf import get_settings
-from .creation import JobRef, create, create_many
+from .creation import JobRef, create, create_many, create_on_commit
 from .exceptions import InvalidTransition, JobNotFound
 from .models import FINISHED_STATUSES, LIVE_STATUSES, MAX_JOB_ID, RETRYABLE_STATUSES, Hold, Job, Status, TagState
 from .registry import registry
@@ -32,6 +32,7 @@ __all__ = [
     "clean",
     "create",
     "create_many",
+    "create_on_commit",
     "fetch",
     "get_job",
     "is_paused",

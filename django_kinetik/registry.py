@@ -70,6 +70,10 @@ class Task:
         """Create one job of this task; see :func:`django_kinetik.create`."""
         return services.bound().create(self, data, **options)
 
+    def create_on_commit(self, data: Mapping[str, Any] | None = None, **options: Any) -> None:
+        """Create one job of this task when the transaction commits; see :func:`django_kinetik.create_on_commit`."""
+        services.bound().create_on_commit(self, data, **options)
+
     def create_many(self, items: Iterable[Mapping[str, Any] | None], **options: Any) -> list[Job]:
         """Create many jobs of this task in one insert; see :func:`django_kinetik.create_many`."""
         return services.bound().create_many(self, items, **options)

@@ -25,6 +25,7 @@ class Services:
 
     create: Callable[..., Job]
     create_many: Callable[..., list[Job]]
+    create_on_commit: Callable[..., None]
     #: cancel one job: False if it had already finished
     cancel: Callable[[Job], bool]
     #: queue one finished job again: False if it is not failed, timed out or cancelled

@@ -44,12 +44,21 @@ def pytest_collection_modifyitems(config, items):
     # PostgreSQL's own tests (fault injection, query plans): elsewhere they are
     # not collected at all, rather than skipped.
     on_postgresql = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
-    if on_postgresql and pooling.has_session("default"):
-        # PostgreSQL has a live feed (NOTIFY), unless a transaction pooler is in
-        # the way: tests of life without one do not apply.
-        elsewhere = [item for item in items if "without_feed" in item.keywords]
-    else:
-        elsewhere = [item for item in items if "faults" in item.keywords or "postgresql" in item.keywords]
+    # PostgreSQL has a live feed (NOTIFY), unless a transaction pooler is in the way
+    # with nothing around it: tests of life without one do not apply.
+    live_feed = on_postgresql and pooling.has_session("default")
+    # The suite of jobs on a database of their own runs in a run of its own (test_job_database.py).
+    apart = "jobs" in settings.DATABASES
+
+    def elsewhere_only(item):
+        if not on_postgresql and ("faults" in item.keywords or "postgresql" in item.keywords):
+            return True
+        if live_feed and "without_feed" in item.keywords:
+            return True
+        marker = item.get_closest_marker("jobs_apart")  # jobs_apart(False): the one that starts that run
+        return (marker is not None and (not marker.args or marker.args[0])) != apart
+
+    elsewhere = [item for item in items if elsewhere_only(item)]
     if elsewhere:
         config.hook.pytest_deselected(items=elsewhere)
         items[:] = [item for item in items if item not in elsewhere]
@@ -138,6 +147,8 @@ def worker_env() -> dict[str, str]:
     env = dict(os.environ)
     env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
     env["KINETIK_TEST_WORKER_DB"] = settings.DATABASES["default"]["NAME"]
+    if "jobs" in settings.DATABASES:
+        env["KINETIK_TEST_WORKER_JOBS_DB"] = settings.DATABASES["jobs"]["NAME"]
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

@@ -103,6 +103,21 @@ elif _ENGINE == "sqlite":
 else:
     raise RuntimeError(f"KINETIK_TEST_DB={_ENGINE!r}: use sqlite, postgres or mysql")
 
+# KINETIK_TEST_JOBS_DB=separate: the jobs on a database of their own, "jobs" (tests/test_job_database.py).
+JOBS_APART = os.environ.get("KINETIK_TEST_JOBS_DB") == "separate"
+if JOBS_APART:
+    _jobs_worker_db = os.environ.get("KINETIK_TEST_WORKER_JOBS_DB")
+    _jobs = {**DATABASES["default"], "TEST": dict(DATABASES["default"].get("TEST", {}))}
+    if _ENGINE == "sqlite":
+        _jobs_file = _test_file.replace(".sqlite3", "-jobs.sqlite3")
+        _jobs.update(NAME=_jobs_worker_db or _jobs_file, TEST={"NAME": _jobs_file})
+    else:
+        _jobs["TEST"]["NAME"] = f"{_jobs['TEST']['NAME']}_jobs"
+        if _jobs_worker_db:
+            _jobs["NAME"] = _jobs_worker_db
+    DATABASES["jobs"] = _jobs
+    DATABASE_ROUTERS = ["django_kinetik.routers.KinetikRouter"]
+
 #: "", "transaction" or "session": a PgBouncer in between (PostgreSQL only)
 POOLER = os.environ.get("KINETIK_TEST_PGBOUNCER", "") if _ENGINE == "postgres" else ""
 if POOLER:
@@ -111,6 +126,8 @@ if POOLER:
     DATABASES["default"]["PORT"] = str(pgbouncer.ensure_running(POOLER, _SUFFIX))
     # Django's sign of a transaction pooler; kinetik reads it too (backends/pooling.py).
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = POOLER == "transaction"
+    if JOBS_APART:
+        DATABASES["jobs"].update(PORT=DATABASES["default"]["PORT"], DISABLE_SERVER_SIDE_CURSORS=POOLER == "transaction")
 # A worker process that a test reaches the database through a proxy of its own (tests/netcut.py).
 if _ENGINE == "postgres" and os.environ.get("KINETIK_TEST_DB_PORT"):
     DATABASES["default"]["HOST"] = "127.0.0.1"
@@ -123,6 +140,8 @@ KINETIK: dict[str, Any] = {
     "SHUTDOWN_TIMEOUT": "5s",
     "CANCEL_GRACE": os.environ.get("KINETIK_TEST_CANCEL_GRACE", "5s"),
 }
+if JOBS_APART:
+    KINETIK["DATABASE"] = "jobs"
 
 # Worker processes started by the Redis fault tests get the test's fast path this way.
 if os.environ.get("KINETIK_TEST_REDIS"):

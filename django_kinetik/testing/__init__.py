@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from typing import overload
 
 from .. import eager
+from ..conf import get_settings
 from ..creation import created_hooks
 from ..models import Job, Status
 from ..registry import Task
@@ -100,7 +101,7 @@ class CapturedJobs(Sequence[Job]):
     def pending(self) -> list[Job]:
         """Captured jobs still waiting to run (read from the database)."""
         ids = [job.pk for job in self._jobs]
-        waiting = set(Job.objects.live().filter(pk__in=ids).values_list("pk", flat=True))
+        waiting = set(Job.objects.using(get_settings().database).live().filter(pk__in=ids).values_list("pk", flat=True))
         return [job for job in self._jobs if job.pk in waiting]
 
     def clear(self) -> None:
