@@ -1,0 +1,127 @@
+"""Finished jobs counted as they finish (PostgreSQL), so ``stats`` and metrics never scan them.
+
+Row triggers on the job table add +1 to the ``(task, tag, status)`` row of
+:class:`~django_kinetik.models.JobCount` when a job reaches a finished status
+(or is inserted in one) and -1 when it leaves it (a retry); a statement
+trigger takes the deleted finished jobs off in one aggregated upsert (the
+purge deletes hundreds at a time); TRUNCATE empties the counts. Each
+connection writes the rows of its own shard, its ``pg_backend_pid()``: no two
+connections share a counter row, so settles never queue behind one another
+(see ``models/counts.py``). The claim (queued to active) and heartbeats do
+not pass the triggers' WHEN conditions: they run no trigger code at all.
+
+The existing finished jobs are counted once, here, after the triggers exist;
+CREATE TRIGGER's lock holds off other writers of the job table until this
+migration commits, so none is counted twice or missed (a table of millions
+takes a few seconds, during which workers wait). Other databases leave the
+table empty and count job rows.
+"""
+
+from django.db import migrations, models
+
+FINISHED = "('completed', 'failed', 'timeout', 'cancelled')"
+COUNTS = "django_kinetik_jobcount"
+UPSERT = f"ON CONFLICT (shard, task, tag, status) DO UPDATE SET count = {COUNTS}.count + EXCLUDED.count"
+
+CREATE = f"""
+CREATE OR REPLACE FUNCTION kinetik_count_finished() RETURNS trigger AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.status IN {FINISHED} THEN
+        INSERT INTO {COUNTS} (shard, task, tag, status, count)
+        VALUES (pg_backend_pid(), OLD.task, OLD.tag, OLD.status, -1) {UPSERT};
+    END IF;
+    IF NEW.status IN {FINISHED} THEN
+        INSERT INTO {COUNTS} (shard, task, tag, status, count)
+        VALUES (pg_backend_pid(), NEW.task, NEW.tag, NEW.status, 1) {UPSERT};
+    END IF;
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE FUNCTION kinetik_uncount_deleted() RETURNS trigger AS $$
+BEGIN
+    INSERT INTO {COUNTS} (shard, task, tag, status, count)
+    SELECT pg_backend_pid(), task, tag, status, -count(*) FROM deleted_jobs
+    WHERE status IN {FINISHED} GROUP BY task, tag, status ORDER BY task, tag, status
+    {UPSERT};
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE FUNCTION kinetik_uncount_all() RETURNS trigger AS $$
+BEGIN
+    DELETE FROM {COUNTS};
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE TRIGGER kinetik_job_counted_insert
+AFTER INSERT ON django_kinetik_job
+FOR EACH ROW WHEN (NEW.status IN {FINISHED})
+EXECUTE FUNCTION kinetik_count_finished();
+
+CREATE TRIGGER kinetik_job_counted_update
+AFTER UPDATE OF status, task, tag ON django_kinetik_job
+FOR EACH ROW WHEN ((OLD.status IN {FINISHED} OR NEW.status IN {FINISHED})
+                   AND (OLD.status, OLD.task, OLD.tag) IS DISTINCT FROM (NEW.status, NEW.task, NEW.tag))
+EXECUTE FUNCTION kinetik_count_finished();
+
+CREATE TRIGGER kinetik_job_counted_delete
+AFTER DELETE ON django_kinetik_job
+REFERENCING OLD TABLE AS deleted_jobs
+FOR EACH STATEMENT EXECUTE FUNCTION kinetik_uncount_deleted();
+
+CREATE TRIGGER kinetik_job_counted_truncate
+AFTER TRUNCATE ON django_kinetik_job
+FOR EACH STATEMENT EXECUTE FUNCTION kinetik_uncount_all();
+
+INSERT INTO {COUNTS} (shard, task, tag, status, count)
+SELECT 0, task, tag, status, count(*) FROM django_kinetik_job
+WHERE status IN {FINISHED} GROUP BY task, tag, status;
+"""
+
+DROP = """
+DROP TRIGGER IF EXISTS kinetik_job_counted_insert ON django_kinetik_job;
+DROP TRIGGER IF EXISTS kinetik_job_counted_update ON django_kinetik_job;
+DROP TRIGGER IF EXISTS kinetik_job_counted_delete ON django_kinetik_job;
+DROP TRIGGER IF EXISTS kinetik_job_counted_truncate ON django_kinetik_job;
+DROP FUNCTION IF EXISTS kinetik_count_finished();
+DROP FUNCTION IF EXISTS kinetik_uncount_deleted();
+DROP FUNCTION IF EXISTS kinetik_uncount_all();
+"""
+
+
+def create(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(CREATE)
+
+
+def drop(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(DROP)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("django_kinetik", "0007_job_run_after"),
+    ]
+
+    operations = [
+        migrations.CreateModel(
+            name="JobCount",
+            fields=[
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("shard", models.IntegerField()),
+                ("task", models.CharField(max_length=200)),
+                ("tag", models.CharField(max_length=100)),
+                ("status", models.CharField(max_length=10)),
+                ("count", models.BigIntegerField(default=0)),
+            ],
+            options={
+                "constraints": [
+                    models.UniqueConstraint(fields=("shard", "task", "tag", "status"), name="kinetik_count_key")
+                ],
+            },
+        ),
+        migrations.RunPython(create, drop, elidable=False),
+    ]
