@@ -156,7 +156,7 @@ def verdict(history: list[dict[str, tuple]]) -> None:
         early, late = max(dead[:half]), max(dead[half:])
         kept_up = vacuums > 0 and late <= 1.5 * max(early, 1000)
         print(
-            f"{table}: autovacuum ran {vacuums} time(s); dead versions peak {early:,} in the steady state's first half, "
+            f"{table}: autovacuum ran {vacuums} time(s); dead versions peak {early:,} in the first half, "
             f"{late:,} in the second (median {statistics.median(dead[half:]):,.0f}): "
             f"{'kept up' if kept_up else 'DID NOT KEEP UP'}"
         )
