@@ -24,16 +24,26 @@ COUNTS = "django_kinetik_jobcount"
 UPSERT = f"ON CONFLICT (shard, task, tag, status) DO UPDATE SET count = {COUNTS}.count + EXCLUDED.count"
 
 CREATE = f"""
-CREATE OR REPLACE FUNCTION kinetik_count_finished() RETURNS trigger AS $$
+CREATE OR REPLACE FUNCTION kinetik_count_inserted() RETURNS trigger AS $$
 BEGIN
-    IF TG_OP = 'UPDATE' AND OLD.status IN {FINISHED} THEN
-        INSERT INTO {COUNTS} (shard, task, tag, status, count)
-        VALUES (pg_backend_pid(), OLD.task, OLD.tag, OLD.status, -1) {UPSERT};
-    END IF;
-    IF NEW.status IN {FINISHED} THEN
-        INSERT INTO {COUNTS} (shard, task, tag, status, count)
-        VALUES (pg_backend_pid(), NEW.task, NEW.tag, NEW.status, 1) {UPSERT};
-    END IF;
+    INSERT INTO {COUNTS} (shard, task, tag, status, count)
+    VALUES (pg_backend_pid(), NEW.task, NEW.tag, NEW.status, 1) {UPSERT};
+    RETURN NULL;
+END
+$$ LANGUAGE plpgsql;
+
+CREATE OR REPLACE FUNCTION kinetik_count_updated() RETURNS trigger AS $$
+BEGIN
+    -- -1 for each row that was finished, +1 for each that is: a row whose status,
+    -- task and tag stay the same comes to 0, and no row is looked up by id.
+    INSERT INTO {COUNTS} (shard, task, tag, status, count)
+    SELECT pg_backend_pid(), task, tag, status, sum(n) FROM (
+        SELECT task, tag, status, -1 AS n FROM old_jobs WHERE status IN {FINISHED}
+        UNION ALL
+        SELECT task, tag, status, 1 AS n FROM new_jobs WHERE status IN {FINISHED}
+    ) AS changes
+    GROUP BY task, tag, status HAVING sum(n) <> 0 ORDER BY task, tag, status
+    {UPSERT};
     RETURN NULL;
 END
 $$ LANGUAGE plpgsql;
@@ -58,13 +68,12 @@ $$ LANGUAGE plpgsql;
 CREATE TRIGGER kinetik_job_counted_insert
 AFTER INSERT ON django_kinetik_job
 FOR EACH ROW WHEN (NEW.status IN {FINISHED})
-EXECUTE FUNCTION kinetik_count_finished();
+EXECUTE FUNCTION kinetik_count_inserted();
 
 CREATE TRIGGER kinetik_job_counted_update
-AFTER UPDATE OF status, task, tag ON django_kinetik_job
-FOR EACH ROW WHEN ((OLD.status IN {FINISHED} OR NEW.status IN {FINISHED})
-                   AND (OLD.status, OLD.task, OLD.tag) IS DISTINCT FROM (NEW.status, NEW.task, NEW.tag))
-EXECUTE FUNCTION kinetik_count_finished();
+AFTER UPDATE ON django_kinetik_job
+REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs
+FOR EACH STATEMENT EXECUTE FUNCTION kinetik_count_updated();
 
 CREATE TRIGGER kinetik_job_counted_delete
 AFTER DELETE ON django_kinetik_job
@@ -85,7 +94,8 @@ DROP TRIGGER IF EXISTS kinetik_job_counted_insert ON django_kinetik_job;
 DROP TRIGGER IF EXISTS kinetik_job_counted_update ON django_kinetik_job;
 DROP TRIGGER IF EXISTS kinetik_job_counted_delete ON django_kinetik_job;
 DROP TRIGGER IF EXISTS kinetik_job_counted_truncate ON django_kinetik_job;
-DROP FUNCTION IF EXISTS kinetik_count_finished();
+DROP FUNCTION IF EXISTS kinetik_count_inserted();
+DROP FUNCTION IF EXISTS kinetik_count_updated();
 DROP FUNCTION IF EXISTS kinetik_uncount_deleted();
 DROP FUNCTION IF EXISTS kinetik_uncount_all();
 """
