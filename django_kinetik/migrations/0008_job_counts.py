@@ -1,19 +1,24 @@
 """Finished jobs counted as they finish (PostgreSQL), so ``stats`` and metrics never scan them.
 
-Row triggers on the job table add +1 to the ``(task, tag, status)`` row of
-:class:`~django_kinetik.models.JobCount` when a job reaches a finished status
-(or is inserted in one) and -1 when it leaves it (a retry); a statement
-trigger takes the deleted finished jobs off in one aggregated upsert (the
-purge deletes hundreds at a time); TRUNCATE empties the counts. Each
-connection writes the rows of its own shard, its ``pg_backend_pid()``: no two
-connections share a counter row, so settles never queue behind one another
-(see ``models/counts.py``). The claim (queued to active) and heartbeats do
-not pass the triggers' WHEN conditions: they run no trigger code at all.
+Triggers on the job table keep :class:`~django_kinetik.models.JobCount` rows
+per ``(task, tag, status)`` of the finished statuses. An UPDATE statement's
+trigger reads the statement's old and new rows (transition tables) and
+writes one aggregated upsert: -1 for each row that was finished, +1 for
+each that is, so a settle of 100 jobs is one upsert per task, tag and
+status, and a claim (no finished row on either side) writes nothing. (A
+row trigger, tried first, re-updated the same counter row once per job: in
+one statement of 50,000 rows each update walked the versions the earlier
+ones left, 21 s instead of 1.) A DELETE statement's trigger takes the
+finished rows off the same way; an INSERT of a finished job (rare: one
+cancelled at creation) adds one per row; TRUNCATE empties the counts. Each
+connection writes the rows of its own shard, its ``pg_backend_pid()``: no
+two connections share a counter row, so settles never queue behind one
+another (see ``models/counts.py``).
 
 The existing finished jobs are counted once, here, after the triggers exist;
 CREATE TRIGGER's lock holds off other writers of the job table until this
-migration commits, so none is counted twice or missed (a table of millions
-takes a few seconds, during which workers wait). Other databases leave the
+migration commits, so none is counted twice or missed (5 million finished
+jobs took 3.4 s on a 2-core machine, during which workers wait). Other databases leave the
 table empty and count job rows.
 """
 

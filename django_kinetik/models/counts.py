@@ -3,9 +3,9 @@
 A table of millions of finished jobs makes ``SELECT status, count(*)`` a scan of
 all of them (seconds), and the API's ``stats`` and the Prometheus scrape ask for
 it every few seconds. On PostgreSQL, triggers on the job table (migration
-0008) keep :class:`JobCount` rows instead: each statement that moves a job into
-or out of a finished status, or deletes a finished one, adds +1/-1 to the row
-of its ``(task, tag, status)``. Live jobs are few and their partial indexes
+0008) keep :class:`JobCount` rows instead: each statement that moves jobs into
+or out of a finished status, or deletes finished ones, adds what it changed
+to the rows of their ``(task, tag, status)``, in one upsert per statement. Live jobs are few and their partial indexes
 find them, so they are still counted row by row.
 
 Each database connection writes only the rows of its own ``shard`` (its
