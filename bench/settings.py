@@ -74,6 +74,9 @@ if _POOLER and DATABASES["default"]["ENGINE"].endswith("postgresql"):
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _POOLER == "transaction"
     if os.environ.get("KINETIK_BENCH_LISTEN_DIRECT"):
         KINETIK["LISTEN_DATABASE"] = {"PORT": os.environ.get("PGPORT", "5432")}
+# bench/bigtable.py and bench/soak_vacuum.py: how long finished jobs are kept (the purge deletes the rest).
+if os.environ.get("KINETIK_BENCH_PURGE_AFTER"):
+    KINETIK["PURGE_AFTER"] = os.environ["KINETIK_BENCH_PURGE_AFTER"]
 # bench/throughput.py --redis: the fast path, under a prefix of its own.
 if os.environ.get("KINETIK_BENCH_REDIS"):
     KINETIK["REDIS"] = os.environ["KINETIK_BENCH_REDIS"]

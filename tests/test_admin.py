@@ -98,6 +98,20 @@ def test_filters_by_status_tag_task_and_created_date(staff):
         assert rows(page) == expected, query
 
 
+def test_a_filtered_list_is_newest_first_and_a_sort_by_column_still_applies(staff):
+    # On PostgreSQL the filtered page is ordered by (filter column, -id) to read its index:
+    # the same order a user sees, newest first, with sorting by a column left alone.
+    failed = [FinishedJobFactory(status=Status.FAILED, tag="alpha", task=f"test.t{n}") for n in range(3)]
+    FinishedJobFactory.create_batch(5, tag="beta")  # newer, other tag and status
+    live = JobFactory(tag="alpha")
+    assert rows(staff.get(reverse(LIST), {"status__exact": "failed"})) == failed[::-1]
+    assert rows(staff.get(reverse(LIST), {"tag": "alpha"})) == [live, *failed[::-1]]
+    assert rows(staff.get(reverse(LIST), {"tag": "alpha", "status__exact": "failed"})) == failed[::-1]
+    assert rows(staff.get(reverse(LIST), {"status__exact": "queued"})) == [live]
+    by_task = staff.get(reverse(LIST), {"tag": "alpha", "status__exact": "failed", "o": "1"})  # the task column
+    assert rows(by_task) == failed
+
+
 def test_search_by_id_task_name_and_text_in_the_data(staff):
     invoice = JobFactory(task="billing.invoice", data={"customer": "ACME Widgets"})
     other = JobFactory(task="mail.send", data={"to": "ada@example.com"})

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.views.main import ChangeList
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import URLPattern, path
@@ -19,7 +20,7 @@ from ..models import LIVE_STATUSES, Job, Status
 from ..templatetags.kinetik_admin import kinetik_duration, kinetik_short_time, status_badge
 from . import dashboard, detail
 from .actions import ACTIONS, make_action
-from .filters import TagFilter, TaskFilter
+from .filters import JobChangeList, StatusFilter, TagFilter, TaskFilter
 from .guards import GuardedModelAdmin, integer_id
 from .pagination import EstimatedCountPaginator
 
@@ -31,7 +32,7 @@ class JobAdmin(GuardedModelAdmin):
     # short (whole on hover); priority and the exact times are on the job's page.
     list_display = ("id", "task_name", "tag_name", "status_badge", "created", "duration", "worker_name")
     list_display_links = ("id", "task_name")
-    list_filter = ("status", TagFilter, TaskFilter, ("created_at", admin.DateFieldListFilter))
+    list_filter = (StatusFilter, TagFilter, TaskFilter, ("created_at", admin.DateFieldListFilter))
     # The search itself is get_search_results; a field here turns the box on.
     search_fields = ("task",)
     search_help_text = "A job id (a number), or text in the task name or the job's data."
@@ -60,6 +61,9 @@ class JobAdmin(GuardedModelAdmin):
         return request.user.has_perm(f"{self.opts.app_label}.retry_job")
 
     # -- the list ------------------------------------------------------------
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return JobChangeList
 
     @admin.display(description="task", ordering="task")
     def task_name(self, job: Job) -> str:

@@ -29,6 +29,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
 from ..conf import get_settings
+from ..jobs import job_counts
 from ..models import Job, JobRun, Status, TagState, Worker
 from ..registry import registry
 from .responses import ApiError
@@ -77,10 +78,11 @@ class QueueCollector:
         yield self.paused()
 
     def jobs(self) -> Iterator[Metric]:
-        """``kinetik_jobs`` and ``kinetik_queue_depth``, from one grouped count.
+        """``kinetik_jobs`` and ``kinetik_queue_depth``, from the counts :func:`django_kinetik.stats` uses.
 
-        This reads every job row, as :func:`django_kinetik.stats` does; the
-        table holds only what the purge keeps (``PURGE_AFTER``). Each task and
+        On PostgreSQL finished jobs are counted as they finish, not per scrape
+        (:func:`django_kinetik.jobs.job_counts`); elsewhere this counts the
+        rows the purge keeps (``PURGE_AFTER``). Each task and
         tag gets every status, 0 included, so a series drops to 0 instead of
         vanishing (which Prometheus would read as "unknown").
         """
@@ -89,8 +91,7 @@ class QueueCollector:
         by_job = GaugeMetricFamily("kinetik_jobs", "Jobs by status, task and tag.", labels=["status", "task", "tag"])
         depth = GaugeMetricFamily("kinetik_queue_depth", "Jobs queued (due, waiting for a worker).", labels=["tag"])
         counts: dict[tuple[str, str], dict[str, int]] = {}
-        rows = Job.objects.using(self.using).order_by().values_list("task", "tag", "status").annotate(count=Count("id"))
-        for task, tag, status, count in rows:
+        for task, tag, status, count in job_counts():
             counts.setdefault((task, tag), {})[status] = count
         queued: dict[str, int] = dict.fromkeys(registry.tags(), 0)
         for (task, tag), statuses in sorted(counts.items()):

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from django.db import DatabaseError, InterfaceError, connections
+from django.db.models import Count
 
 from ..models import FINISHED_STATUSES, RUNNABLE_NOW, Job, Outcome, Status
 from . import statements
@@ -167,6 +168,8 @@ class Backend(abc.ABC):
     supports_count_estimates = False
     #: a cheap look tells that another connection committed (SQLite's data_version): a local wake-up
     supports_commit_watch = False
+    #: finished jobs are counted as they finish (PostgreSQL's triggers, models/counts.py), not per read
+    supports_kept_counts = False
 
     def __init__(self, alias: str) -> None:
         self.alias = alias
@@ -370,6 +373,19 @@ class Backend(abc.ABC):
     def estimated_count(self, queryset: QuerySet[Any]) -> int | None:
         """The planner's row estimate for ``queryset`` (:attr:`supports_count_estimates`), else None."""
         return None
+
+    def job_counts(self) -> list[tuple[str, str, str, int]]:
+        """Exact counts of jobs, as ``(task, tag, status, count)`` rows (the stats and the metrics).
+
+        Here, one grouped count over every job row: it reads the whole table.
+        Where :attr:`supports_kept_counts`, finished jobs are not read.
+        """
+        rows = Job.objects.using(self.alias).order_by().values_list("task", "tag", "status").annotate(n=Count("id"))
+        return [(task, tag, status, count) for task, tag, status, count in rows]
+
+    def fold_counts(self) -> int:
+        """Tidy the kept counts (:attr:`supports_kept_counts`); the number of rows folded. Here, nothing."""
+        return 0
 
 
 class _always(AbstractContextManager[bool]):

@@ -112,6 +112,7 @@ def _from_epoch(seconds: Any) -> datetime:
 class PostgresBackend(OrmBackend):
     supports_skip_locked = True
     supports_count_estimates = True
+    supports_kept_counts = True
 
     @property
     def supports_notify(self) -> bool:  # type: ignore[override]
@@ -321,6 +322,20 @@ class PostgresBackend(OrmBackend):
         with transaction.atomic(using=self.alias), connections[self.alias].cursor() as cursor:
             cursor.execute(statements.POSTGRES_TRY_XACT_LOCK, [advisory_key(name)])
             yield bool(cursor.fetchone()[0])
+
+    def job_counts(self) -> list[tuple[str, str, str, int]]:
+        """Live jobs counted on their partial indexes, finished ones from the kept counts (one snapshot)."""
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(statements.JOB_COUNTS)
+            return [(task, tag, status, int(count)) for task, tag, status, count in cursor.fetchall() if count]
+
+    def fold_counts(self) -> int:
+        """Fold the count rows of closed connections into one row per task, tag and status."""
+        with transaction.atomic(using=self.alias), connections[self.alias].cursor() as cursor:
+            cursor.execute(statements.FOLD_COUNTS)
+            folded = int(cursor.fetchone()[0])
+            cursor.execute(statements.DROP_EMPTY_COUNTS)
+        return folded
 
     def estimated_count(self, queryset: QuerySet[Any]) -> int | None:
         """The table's row estimate when unfiltered, the plan's when filtered (no row is read)."""

@@ -8,12 +8,13 @@ vendor backends beside this module use them.
 
 from __future__ import annotations
 
-from ..models import Job, JobDependency, JobRun, Worker
+from ..models import Job, JobCount, JobDependency, JobRun, Worker
 
 JOB = Job._meta.db_table
 RUN = JobRun._meta.db_table
 DEPENDENCY = JobDependency._meta.db_table
 WORKER = Worker._meta.db_table
+COUNT = JobCount._meta.db_table
 _RESET_PROGRESS = "progress_current = NULL, progress_total = NULL, progress_data = NULL"
 
 #: what a PostgreSQL claim returns per job (built into a Job by PostgresBackend._claimed_jobs)
@@ -247,6 +248,44 @@ POSTGRES_TRY_XACT_LOCK = "SELECT pg_try_advisory_xact_lock(%s)"
 MYSQL_TRY_LOCK = "SELECT GET_LOCK(%s, 0)"
 MYSQL_LOCK = "SELECT GET_LOCK(%s, 30)"
 MYSQL_UNLOCK = "SELECT RELEASE_LOCK(%s)"
+
+# -- the stats' counts on PostgreSQL (models/counts.py) --
+
+# Jobs by task, tag and status in one statement, so one snapshot: a job settled
+# meanwhile is counted once, as live or as finished. Live jobs are read through
+# their partial indexes (one per live status), finished ones are the sums of
+# the counts the triggers keep; a finished row is never read.
+JOB_COUNTS = f"""
+SELECT task, tag, status, count(*) FROM {JOB} WHERE status = 'queued' GROUP BY task, tag, status
+UNION ALL SELECT task, tag, status, count(*) FROM {JOB} WHERE status = 'delayed' GROUP BY task, tag, status
+UNION ALL SELECT task, tag, status, count(*) FROM {JOB} WHERE status = 'waiting' GROUP BY task, tag, status
+UNION ALL SELECT task, tag, status, count(*) FROM {JOB} WHERE status = 'active' GROUP BY task, tag, status
+UNION ALL SELECT task, tag, status, sum(count)::bigint FROM {COUNT} GROUP BY task, tag, status
+"""
+
+# The counts of connections that have closed, moved into the folded shard (0),
+# and the folded rows that came to nothing dropped. Rows being written are
+# skipped (SKIP LOCKED), and a live connection's never touched, so this never
+# waits on a worker nor deadlocks with one. (pg_stat_activity shows every
+# backend's pid to any role.)
+FOLD_COUNTS = f"""
+WITH gone AS (
+    DELETE FROM {COUNT} WHERE id IN (
+        SELECT id FROM {COUNT}
+        WHERE shard <> 0 AND shard NOT IN (SELECT pid FROM pg_stat_activity WHERE pid IS NOT NULL)
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING task, tag, status, count
+),
+folded AS (
+    INSERT INTO {COUNT} (shard, task, tag, status, count)
+    SELECT 0, task, tag, status, sum(count) FROM gone GROUP BY task, tag, status ORDER BY task, tag, status
+    ON CONFLICT (shard, task, tag, status) DO UPDATE SET count = {COUNT}.count + EXCLUDED.count
+    RETURNING 1
+)
+SELECT count(*) FROM gone
+"""
+DROP_EMPTY_COUNTS = f"DELETE FROM {COUNT} WHERE shard = 0 AND count = 0"
 
 #: the table's row estimate (-1: never analyzed)
 TABLE_ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass"

@@ -8,9 +8,11 @@ reach the service layer through :mod:`django_kinetik.services`.
 
 ``statuses.py`` (a job's statuses, an attempt's outcomes), ``jobs.py`` (Job
 and its JobQuerySet, JobDependency, JobRun, JobLog), ``workers.py``,
-``state.py`` (TagState, Schedule, LimitState).
+``state.py`` (TagState, Schedule, LimitState), ``counts.py`` (JobCount: finished
+jobs counted as they finish, on PostgreSQL).
 """
 
+from .counts import JobCount
 from .jobs import MAX_JOB_ID, Job, JobDependency, JobLog, JobQuerySet, JobRun, worker_reference
 from .state import Hold, LimitState, Schedule, TagState
 from .statuses import (
@@ -37,6 +39,7 @@ __all__ = [
     "WAITING_FOR_CODE",
     "Hold",
     "Job",
+    "JobCount",
     "JobDependency",
     "JobLog",
     "JobQuerySet",

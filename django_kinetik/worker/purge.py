@@ -14,6 +14,9 @@ transaction, which a transaction pooler keeps on one server connection;
 SQLite serialises writers anyway). It deletes in small batches, with the jobs'
 logs and runs, and at most ``MAX_BATCHES`` of them per pass, so the worker's
 loop never stalls on a big backlog; the next pass comes sooner while more is due.
+On PostgreSQL a pass also folds the finished-job counts of closed connections
+into one row each (``models/counts.py``), so that table stays a few rows per
+task and tag.
 """
 
 from __future__ import annotations
@@ -106,4 +109,6 @@ class Purger:
                     break
         if deleted:
             logger.info("Purged %d finished job(s) past their keep time.", deleted)
+        # The purge's lock makes this the one folder of the kept counts (models/counts.py).
+        self.backend.fold_counts()
         return deleted, more
