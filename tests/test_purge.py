@@ -1,5 +1,6 @@
 """Workers delete finished jobs past their keep time (PURGE_AFTER, PURGE_FAILED_AFTER, remove_on_complete)."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -63,6 +64,28 @@ def test_a_pass_deletes_in_small_batches_and_comes_back_sooner_for_the_rest(monk
     assert purger.run_pass() == (20, True)  # two batches of ten, more is due
     assert purger.run_pass() == (15, False)
     assert not Job.objects.exists()
+
+
+def test_a_backlog_is_purged_pass_after_pass_at_a_quarter_of_the_loop(monkeypatch):
+    """With more due, the next pass comes after three times this one's time: a worker deletes
+    as fast as a busy drain finishes jobs (a fixed second between passes capped it at 2,000/s)."""
+    monkeypatch.setattr(purge, "BATCH", 10)
+    monkeypatch.setattr(purge, "MAX_BATCHES", 2)
+    for _ in range(45):
+        finished()
+    purger = Purger(get_backend("default"))
+    now = time.monotonic()
+    started = time.monotonic()
+    purger.run(now)
+    took = time.monotonic() - started
+    assert Job.objects.count() == 25
+    assert purger.next_at - now <= max(purge.SOONEST, took * purge.BACKLOG_PACE) + 1e-6
+    passes = 1
+    while Job.objects.exists():
+        purger.run(purger.next_at)
+        passes += 1
+    assert passes == 3
+    assert purger.next_at - now > 30  # nothing more due: back to about once a minute
 
 
 @pytest.mark.postgresql

@@ -13,7 +13,9 @@ PostgreSQL a transaction-level advisory lock, so the pass is that one
 transaction, which a transaction pooler keeps on one server connection;
 SQLite serialises writers anyway). It deletes in small batches, with the jobs'
 logs and runs, and at most ``MAX_BATCHES`` of them per pass, so the worker's
-loop never stalls on a big backlog; the next pass comes sooner while more is due.
+loop never stalls on a big backlog; while more is due the next pass comes
+after three times the last one's time, so a backlog takes at most a quarter of
+the loop and the purge keeps up with a busy drain.
 On PostgreSQL a pass also folds the finished-job counts of closed connections
 into one row each (``models/counts.py``), so that table stays a few rows per
 task and tag.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from datetime import datetime, timedelta
 
 from django.utils import timezone
@@ -39,11 +42,15 @@ logger = logging.getLogger("django_kinetik.worker")
 EVERY = 60.0
 #: jobs per delete (one short transaction each)
 BATCH = 500
-#: batches per pass; more due means the next pass comes after ``SOONER`` seconds. A pass
-#: runs on the worker's loop: 4 batches took ~55 ms on PostgreSQL (20 took ~270 ms), so
-#: clearing a backlog (an upgrade with a million old jobs: ~2,000 a second) barely delays claims
+#: batches per pass. A pass runs on the worker's loop: 4 batches took ~55 ms on PostgreSQL
+#: (20 took ~270 ms), so one pass barely delays claims
 MAX_BATCHES = 4
-SOONER = 1.0
+#: while more is due, the next pass comes after this many times the last pass's own time (the
+#: purge takes at most a quarter of the loop): ~9,000 deletions a second at 55 ms a pass, so it
+#: keeps up with a drain at the default rate; a fixed second between passes (2,000 a second) did not
+BACKLOG_PACE = 3.0
+#: ... but never sooner than this
+SOONEST = 0.05
 #: the name of the lock that lets one worker at a time purge
 LOCK_NAME = "kinetik.purge"
 
@@ -66,10 +73,13 @@ class Purger:
         self.delete_removals(now)
         if now >= self._next_pass:
             more = False
+            started = time.monotonic()
             with self.backend.exclusively(LOCK_NAME) as mine:
                 if mine:
                     _, more = self.run_pass()
-            self._next_pass = now + (SOONER if more else EVERY * random.uniform(5 / 6, 7 / 6))
+            took = time.monotonic() - started
+            pause = max(SOONEST, took * BACKLOG_PACE) if more else EVERY * random.uniform(5 / 6, 7 / 6)
+            self._next_pass = now + pause
         return False
 
     def delete_removals(self, now: float) -> int:
