@@ -328,12 +328,16 @@ def test_jobs_watch_as_json_prints_one_document_per_line():
 
 
 def test_jobs_watch_ends_cleanly_on_ctrl_c():
+    # Python's own Ctrl-C handler, as in a terminal: a run started in the background by a
+    # non-interactive shell inherits SIGINT ignored, and the watch would never end.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
         out, _ = run("kinetik_jobs", "--watch", "0.1")  # runs until the SIGINT
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     assert out.count("(all)") >= 1
     assert out.endswith("\n")
 
