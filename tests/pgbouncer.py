@@ -4,9 +4,9 @@
 ``KINETIK_TEST_DB=postgres`` puts every connection of the run through a
 PgBouncer in that pool mode: the test process's, and those of the worker
 processes the tests start (they read the same settings, find it running and
-use it). Each tox environment and mode gets its own port and directory, so
-environments can run side by side. The process that started it stops it at
-exit.
+use it; they never start one). Each tox environment and mode gets its own
+port and directory, so environments can run side by side. The process that
+started it stops it at exit, and waits until it is gone.
 
 Before the test database is dropped, :func:`release_database` makes PgBouncer
 close its pooled server connections to it (``KILL``, then ``RESUME``): a
@@ -77,6 +77,10 @@ def ensure_running(mode: str, suffix: str) -> int:
     port = port_for(mode, suffix)
     if _answers(port):
         return port
+    if os.environ.get("KINETIK_TEST_WORKER_DB"):
+        # A worker process a test started: the test's pooler is gone, and one started
+        # here would end with this process, under the test's other connections.
+        raise RuntimeError(f"the test run's PgBouncer ({mode} mode, port {port}) is not running")
     binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
     if not os.path.exists(binary):
         raise RuntimeError("KINETIK_TEST_PGBOUNCER is set but pgbouncer is not installed: apt-get install pgbouncer")
@@ -110,10 +114,20 @@ def ensure_running(mode: str, suffix: str) -> int:
 
 
 def _stop(pidfile: Path) -> None:
+    """Stop it and wait until it is gone, so that the next run cannot find it still listening
+    (SIGINT, PgBouncer's safe shutdown, keeps listening while clients are connected)."""
     try:
-        os.kill(int(pidfile.read_text()), signal.SIGINT)  # SIGINT: close the connections and exit
+        pid = int(pidfile.read_text())
+        os.kill(pid, signal.SIGTERM)  # immediate shutdown
     except (OSError, ValueError):
-        pass
+        return
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.02)
 
 
 def admin(port: int, command: str) -> None:
