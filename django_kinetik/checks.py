@@ -9,7 +9,8 @@ E013 a django.tasks backend of kinetik's in a project without the
 ``django_kinetik`` app, E014 bad ``TASKS[...]["OPTIONS"]`` (both reported by
 ``KinetikTaskBackend.check()``, see ``tasks_backend/checks.py``);
 E016 a LISTEN_DATABASE that is neither an alias nor connection keys, E017 a
-LISTEN_DATABASE alias that goes through a transaction pooler itself, E019 jobs
+LISTEN_DATABASE alias that goes through a transaction pooler itself, E018 a
+Redis Cluster (values/redis_location.py says why not), E019 jobs
 on a database of their own that the routers do not send kinetik's models to;
 W001 settings for a task that is not defined, W002 kinetik's migrations not
 all applied on the jobs database (a database check, with the backend), W004

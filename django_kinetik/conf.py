@@ -18,6 +18,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from .values import redis_location
 from .values.durations import parse_duration
 from .values.jsondata import DEFAULT_MAX_BYTES
 from .values.options import parse_options
@@ -94,7 +95,6 @@ KNOWN_KEYS = (
 MIN_TOKEN_LENGTH = 20
 #: what KINETIK["LISTEN_DATABASE"] may set (backends/pooling.py uses them)
 _LISTEN_KEYS = ("HOST", "PORT", "USER", "PASSWORD", "OPTIONS")
-_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def read_settings(raw: Any) -> tuple[KinetikSettings, list[Problem]]:
@@ -249,7 +249,22 @@ def _read_redis(raw: Mapping[str, Any], values: dict[str, Any]) -> list[Problem]
         caches = getattr(settings, "CACHES", {})
         if not isinstance(redis, str):
             problems.append(_wrong_type("REDIS", "a cache alias or a redis:// URL (str)", redis))
-        elif redis.startswith(_REDIS_SCHEMES):
+        elif redis_location.is_cluster_url(redis):
+            problems.append(Problem("kinetik.E018", redis_location.CLUSTER_REFUSED, redis_location.CLUSTER_HINT))
+        elif redis_location.is_sentinel_url(redis):
+            try:
+                redis_location.parse_sentinel_url(redis)
+            except ValueError as error:
+                problems.append(
+                    Problem(
+                        "kinetik.E009",
+                        f'KINETIK["REDIS"]: {error}.',
+                        "Write it as redis+sentinel://host:26379[,host:26379...]/<service>[/<db>].",
+                    )
+                )
+            else:
+                values["redis"] = redis
+        elif redis.startswith(redis_location.SINGLE_SCHEMES):
             values["redis"] = redis
         elif redis not in caches:
             problems.append(
@@ -265,6 +280,15 @@ def _read_redis(raw: Mapping[str, Any], values: dict[str, Any]) -> list[Problem]
                     "kinetik.E009",
                     f'KINETIK["REDIS"] names the cache {redis!r}, whose backend is not django-redis.',
                     "Point it at a django_redis.cache.RedisCache cache, or give a redis:// URL.",
+                )
+            )
+        elif redis_location.names_cluster_client(caches[redis]):
+            problems.append(
+                Problem(
+                    "kinetik.E018",
+                    f'KINETIK["REDIS"] names the cache {redis!r}, a Redis Cluster client. '
+                    + redis_location.CLUSTER_REFUSED,
+                    redis_location.CLUSTER_HINT,
                 )
             )
         else:

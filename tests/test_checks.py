@@ -34,6 +34,11 @@ def kinetik_messages():
         ({"REDIS": "sessions"}, "kinetik.E009", "neither a redis:// URL nor a cache alias"),
         ({"REDIS": "default"}, "kinetik.E009", "whose backend is not django-redis"),
         ({"REDIS_PREFIX": "my project"}, "kinetik.E004", "a non-empty string without spaces"),
+        ({"REDIS": "redis+sentinel://10.0.0.1:26379"}, "kinetik.E009", "must end in /<service>[/<db>]"),
+        ({"REDIS": "redis+sentinel://10.0.0.1:26379/main/zero"}, "kinetik.E009", "must be a number, not 'zero'"),
+        ({"REDIS": "redis+sentinel://:hunter2@10.0.0.1:99999/main"}, "kinetik.E009", "from 1 to 65535"),
+        ({"REDIS": "redis+sentinel://s1/main?timeout=1"}, "kinetik.E009", "unknown option 'timeout'"),
+        ({"REDIS": "redis+cluster://10.0.0.1:7000"}, "kinetik.E018", "Redis Cluster is not supported"),
     ],
 )
 def test_check_names_each_bad_setting(setting, check_id, text):
@@ -87,3 +92,78 @@ def test_options_for_a_django_tasks_function_by_module_path_are_not_a_stray_task
     assert [message.msg for message in check_settings() if ours(message)] == [
         """KINETIK["TASKS"] has options for 'tests.nothing', but no task has that name."""
     ]
+
+
+def test_a_bad_sentinel_url_is_quoted_without_its_password():
+    with override_settings(KINETIK={"REDIS": "redis+sentinel://:hunter2@10.0.0.1/main/zero"}):
+        message = kinetik_messages()["kinetik.E009"]
+    assert "hunter2" not in message and ":***@10.0.0.1" in message
+
+
+def test_a_sentinel_url_is_a_valid_fast_path_and_says_where_the_master_is_known():
+    from django_kinetik.values.redis_location import SentinelLocation, parse_sentinel_url
+
+    url = "redis+sentinel://:secret@10.0.0.1:26380,10.0.0.2,[::1]:26381/main/3?sentinel_password=s3"
+    with override_settings(KINETIK={"REDIS": url}):
+        assert kinetik_messages() == {}
+        assert get_settings().redis == url
+    assert parse_sentinel_url(url) == SentinelLocation(
+        sentinels=(("10.0.0.1", 26380), ("10.0.0.2", 26379), ("::1", 26381)),
+        service="main",
+        db=3,
+        password="secret",
+        sentinel_password="s3",
+    )
+    assert parse_sentinel_url("rediss+sentinel://s1/main").ssl
+
+
+@override_settings(
+    CACHES={
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+        "cluster": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://10.0.0.1:7000",
+            "OPTIONS": {"REDIS_CLIENT_CLASS": "redis.cluster.RedisCluster"},
+        },
+    },
+    KINETIK={"REDIS": "cluster"},
+)
+def test_a_django_redis_cluster_alias_is_refused():
+    messages = kinetik_messages()
+    assert "names the cache 'cluster', a Redis Cluster client" in messages["kinetik.E018"]
+
+
+def test_a_redis_cluster_node_is_refused_when_the_fast_path_connects(settings, tmp_path):
+    """A real node started with cluster mode on (a redis:// URL cannot say it is one)."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    from django_kinetik.fastpath import connection
+
+    port = 0
+    while not 1024 < port < 50000:  # a free port, with room for the cluster bus's (port + 10000)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+    server = shutil.which("redis-server") or "/usr/bin/redis-server"
+    node = subprocess.Popen(
+        [server, *("--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes"), "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as attempt:
+                if attempt.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.02)
+        settings.KINETIK = {**settings.KINETIK, "REDIS": f"redis://127.0.0.1:{port}/0"}
+        connection.forget_clients()
+        with pytest.raises(ImproperlyConfigured, match="points at a Redis Cluster node"):
+            connection.redis_client()
+    finally:
+        connection.forget_clients()
+        node.kill()
+        node.wait()

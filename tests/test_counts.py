@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connection, connections
 from django.db.models import Count
 from django.utils import timezone
@@ -115,10 +116,17 @@ def test_several_worker_processes_keep_the_counts_true(start_worker):
         # Each worker connection counted into its own rows; once they have closed,
         # a purge pass folds them into one row per task, tag and status.
         assert JobCount.objects.exclude(shard=0).values("shard").distinct().count() > 1
-        assert wait_for(lambda: not _connected(JobCount.objects.exclude(shard=0).values_list("shard", flat=True)), 10)
+        if not settings.POOLER:
+            shards = JobCount.objects.exclude(shard=0).values_list("shard", flat=True)
+            assert wait_for(lambda: not _connected(shards), 10)
         Purger(get_backend()).run_pass()
-        assert not JobCount.objects.exclude(shard=0).exclude(shard=_own_pid()).exists()
-        assert JobCount.objects.filter(shard=0).count() == 3
+        # Only the rows of connections still open are left (behind a pooler, its server
+        # connections outlive the workers' and keep theirs until they close).
+        left = set(JobCount.objects.exclude(shard=0).values_list("shard", flat=True))
+        assert _connected(left) == len(left)
+        if not settings.POOLER:
+            assert left <= {_own_pid()}
+            assert JobCount.objects.filter(shard=0).count() == 3
         assert_stats_are_true()
 
 
@@ -143,5 +151,9 @@ def test_the_fold_leaves_live_connections_rows_alone():
     before = counted()
     assert get_backend().fold_counts() == 2
     assert counted() == before
-    assert set(JobCount.objects.values_list("shard", flat=True)) == {0, mine}
+    shards = set(JobCount.objects.values_list("shard", flat=True))
+    if settings.POOLER:  # each transaction may be on another of the pooler's server connections
+        assert 123_456_789 not in shards and _connected(shards - {0}) == len(shards - {0})
+    else:
+        assert shards == {0, mine}
     assert JobCount.objects.get(shard=0).count == 5

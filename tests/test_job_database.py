@@ -77,12 +77,23 @@ def test_create_on_commit_outside_a_transaction_creates_at_once_and_a_task_has_i
     assert Job.objects.using("jobs").get(data={"n": 1}).priority > 0
 
 
+def _ours():
+    """kinetik's check messages, but those the run silences (W004 in a run behind a pooler that polls)."""
+    from django.conf import settings
+
+    return {
+        m.id: m
+        for m in checks.run_checks(tags=["kinetik"])
+        if m.id.startswith("kinetik.") and m.id not in settings.SILENCED_SYSTEM_CHECKS
+    }
+
+
 def test_the_checks_say_what_atomic_on_default_means_and_want_the_router(settings):
-    ours = {m.id: m for m in checks.run_checks(tags=["kinetik"]) if m.id.startswith("kinetik.")}
+    ours = _ours()
     assert set(ours) == {"kinetik.W005"}
     assert "create_on_commit" in ours["kinetik.W005"].hint
     settings.DATABASE_ROUTERS = []
-    ours = {m.id: m for m in checks.run_checks(tags=["kinetik"]) if m.id.startswith("kinetik.")}
+    ours = _ours()
     assert set(ours) == {"kinetik.W005", "kinetik.E019"}
     assert "django_kinetik.routers.KinetikRouter" in ours["kinetik.E019"].hint
 

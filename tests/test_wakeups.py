@@ -10,7 +10,7 @@ from django_kinetik.models import Job, Status
 from django_kinetik.worker import Worker
 from tests.conftest import wait_for
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.notify]
 
 
 @pytest.fixture
@@ -19,11 +19,13 @@ def idle_worker():
     worker = Worker(["alpha"], interval=60.0)
     thread = threading.Thread(target=worker.run)
     thread.start()
-    assert wait_for(lambda: worker.listener is not None and worker.listener.ready.is_set(), 10)
-    assert wait_for(worker._idle.is_set, 10)  # asleep in its one-minute wait now
-    yield worker
-    worker.stop()
-    thread.join(timeout=10)
+    try:
+        assert wait_for(lambda: worker.listener is not None and worker.listener.ready.is_set(), 10)
+        assert wait_for(worker._idle.is_set, 10)  # asleep in its one-minute wait now
+        yield worker
+    finally:  # a worker left running would claim the next tests' jobs
+        worker.stop()
+        thread.join(timeout=10)
 
 
 @pytest.mark.postgresql

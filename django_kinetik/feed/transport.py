@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import abc
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -122,10 +123,15 @@ class RedisTransport(Transport):
         pass  # publishing borrows the fast path's client, whose pool owns the connections
 
 
+#: how often a Redis listener behind Sentinel asks whether its server is still the master
+_MASTER_CHECK_EVERY = 1.0
+
+
 class _RedisSubscription(Subscription):
     def __init__(self, pubsub: Any) -> None:
         self._pubsub = pubsub
         self._confirmed: set[str] = set()
+        self._next_master_check = time.monotonic() + _MASTER_CHECK_EVERY
 
     def listen(self, channel: str) -> None:
         self._pubsub.subscribe(channel)
@@ -138,6 +144,13 @@ class _RedisSubscription(Subscription):
         return self._confirmed
 
     def receive(self, timeout: float, handle: Handler) -> None:
+        if time.monotonic() >= self._next_master_check:
+            from ..fastpath.connection import follow_the_master
+
+            self._next_master_check = time.monotonic() + _MASTER_CHECK_EVERY
+            if follow_the_master(self._pubsub.connection):
+                # Publishers follow the new master; the listener reconnects there (and every wait re-reads).
+                raise ConnectionError("the Redis master moved (Sentinel failover)")
         message = self._pubsub.get_message(timeout=timeout)
         # Then whatever else has arrived, but not forever: the owner has other work between calls.
         for _ in range(1000):

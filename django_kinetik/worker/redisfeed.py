@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from ..fastpath import queue
-from ..fastpath.connection import key, queue_key, redis_errors
+from ..fastpath.connection import follow_the_master, key, queue_key, redis_errors
 from .threads import BackgroundThread
 
 logger = logging.getLogger("django_kinetik.worker")
@@ -154,6 +154,7 @@ class RedisFeed(BackgroundThread):
             lost = False
             if now >= self._next_state_check:
                 self._next_state_check = now + interval
+                follow_the_master()
                 lost = queue.lost_state()
             asked = self._reconcile_wanted and now >= self._last_reconcile + _RECONCILE_SPACING
             if not (lost or asked or now >= self._next_reconcile):
