@@ -34,7 +34,7 @@ from tests.conftest import wait_for
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(params=[pytest.param("postgresql", marks=pytest.mark.postgresql), "redis"])
+@pytest.fixture(params=[pytest.param("postgresql", marks=[pytest.mark.postgresql, pytest.mark.notify]), "redis"])
 def transport(request):
     """The feed over PostgreSQL NOTIFY, then over Redis pub/sub."""
     if request.param == "redis":
