@@ -117,7 +117,7 @@ def effect(job):
     this thread's connection; it vanishes with the connection if the process dies.
     If another run of the same job still holds it, two runs overlapped.
     """
-    with connection.cursor() as cursor:
+    with _session_cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [job.id])
         locked = cursor.fetchone()[0]
         try:
@@ -130,6 +130,35 @@ def effect(job):
             if locked:
                 cursor.execute("SELECT pg_advisory_unlock(%s)", [job.id])
     return job.id
+
+
+_direct = threading.local()
+
+
+def _session_cursor():
+    """A cursor whose session is this thread's own, to hold the run's advisory lock.
+
+    Django's connection, except behind a transaction pooler: there each statement
+    may land on another server connection, so a session lock would stay behind
+    on one that other clients then use (and the watch would see overlaps that
+    never were). There a direct connection of this thread's holds it; it closes,
+    and the lock goes, with the process.
+    """
+    from django.conf import settings
+
+    if not getattr(settings, "POOLER", "") == "transaction":
+        return connection.cursor()
+    direct = getattr(_direct, "connection", None)
+    if direct is None or direct.closed:
+        import psycopg
+
+        from tests import pgbouncer
+
+        params = connection.get_connection_params()
+        params.update(host=pgbouncer.SERVER[0], port=pgbouncer.SERVER[1], autocommit=True)
+        params.pop("cursor_factory", None)
+        direct = _direct.connection = psycopg.connect(**params)
+    return direct.cursor()
 
 
 @kinetik.task("test.log_then_roll_back", tag="alpha", retries=0)
