@@ -6,8 +6,10 @@
 Every 20th job times out (its thread is abandoned and exits later) and every
 10th raises, so the worker replaces threads and tidies connections along the
 way. Prints the number of connections to the benchmark database every few
-seconds and the minimum/maximum seen: it must stay flat, at the worker's
-threads (job threads + main loop + heartbeat) plus this script.
+seconds and the minimum/maximum seen: it must stay flat, and the same at any
+``--concurrency``: the worker's own connections (main loop, settler,
+heartbeat, event publisher, wake-up listener: 5 at most; these jobs do not
+query the database) plus this script's one.
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ def main() -> None:
     done = Job.objects.exclude(status__in=["queued", "active"]).count()
     print(
         f"\n{done:,} jobs in {time.monotonic() - started:.0f}s; connections min {min(seen)}, max {max(seen)} "
-        f"(worker: {args.concurrency} job threads + main + heartbeat; this script: 1)"
+        f"(this script's own: 1; the worker runs {args.concurrency} job threads)"
     )
 
 
