@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import pytest
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Count
 
@@ -128,9 +129,15 @@ def restart_postgres():
     """Restart the local PostgreSQL cluster; False if this machine cannot."""
     if not shutil.which("pg_ctlcluster") or os.geteuid() != 0:
         return False
-    clusters = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True).stdout.split()
+    # The cluster the tests use (behind a pooler, the server's port, not the pooler's), not merely the first.
+    port = os.environ.get("PGPORT", "5432") if settings.POOLER else str(connection.settings_dict["PORT"] or 5432)
+    listed = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True).stdout
+    clusters = [line.split() for line in listed.splitlines() if line.split()[2:3] == [port]]
+    if not clusters:
+        return False
+    version, name = clusters[0][:2]
     subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", clusters[0], clusters[1], "restart", "-m", "fast"],
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "restart", "-m", "fast"],
         check=True,
         capture_output=True,
     )
