@@ -142,7 +142,7 @@ def _own_pid():
         return cursor.fetchone()[0]
 
 
-@pytest.mark.skipif("connection.vendor != 'postgresql'")
+@pytest.mark.postgresql
 def test_the_fold_leaves_live_connections_rows_alone():
     FinishedJobFactory.create_batch(2)
     mine = _own_pid()
