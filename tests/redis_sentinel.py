@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -45,7 +46,10 @@ def available() -> bool:
 class Topology:
     def __init__(self, name: str = "") -> None:
         suffix = f"{os.environ.get('TOX_ENV_NAME', 'local')}:{name}:{os.getpid()}"
-        base = 20000 + zlib.crc32(suffix.encode()) % 20000 // 10 * 10
+        # Below Linux's ephemeral range (32768 on), where outgoing connections take ports.
+        base = 20000 + zlib.crc32(suffix.encode()) % 12000 // 10 * 10
+        while not all(_free(port) for port in range(base, base + 8)):
+            base = 20000 + (base - 20000 + 10) % 12000
         self.master_port = base
         self.replica_port = base + 1
         self.sentinel_ports = [base + 5, base + 6, base + 7]
@@ -166,6 +170,15 @@ class Topology:
     def logs(self) -> str:
         logs = sorted(self.directory.glob("*.log"))
         return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-1500:]}" for path in logs)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _fields(flat: list) -> dict[str, str]:
