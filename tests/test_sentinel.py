@@ -146,19 +146,8 @@ def _blocked_pops(client):
 @pytest.mark.slow
 def test_a_planned_failover_during_a_drain_loses_no_job(through_sentinel, start_worker):
     before = through_sentinel.master_address()
-    # Opened before the failover, on a tag the drain does not use: its listener must follow the master.
-    # Its timeout counts from here: the drain before the probe takes a while on a loaded machine.
-    with kinetik.events(tag="beta", timeout="120s") as stream:
-        gap = _drain_through(through_sentinel, start_worker, through_sentinel.failover)
-        assert through_sentinel.master_address() != before
-        # Sentinel leaves the old master serving for some ten seconds: events must not go there.
-        probe = kinetik.create("test.echo", tag="beta")
-        kinds = []
-        for event in stream:
-            kinds.append(event.kind)
-            if event.job_id == probe.pk and event.finished:
-                break
-    assert kinds == ["created", "started", "completed"]
+    gap = _drain_through(through_sentinel, start_worker, through_sentinel.failover)
+    assert through_sentinel.master_address() != before
     print(f"\nSENTINEL FAILOVER during a drain: 0 jobs lost, longest gap {gap * 1000:.0f} ms")
     through_sentinel.wait_until_settled(through_sentinel.master_address()[1])
 
