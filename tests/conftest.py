@@ -252,12 +252,9 @@ def session_params():
     around the pooler of a run behind one (a lock it takes, a pid it reads, stay its own)."""
     from django.db import connection
 
-    params = connection.get_connection_params()
-    if settings.POOLER:
-        from tests import pgbouncer
+    from tests import pgbouncer
 
-        params.update(host=pgbouncer.SERVER[0], port=pgbouncer.SERVER[1])
-    return params
+    return pgbouncer.session_params(connection)
 
 
 def wait_for(condition, timeout):

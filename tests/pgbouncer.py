@@ -145,3 +145,14 @@ def release_database(port: int, name: str) -> None:
     except Exception:  # never connected through the pooler: nothing to close
         return
     admin(port, f'RESUME "{name}"')
+
+
+def session_params(connection) -> dict:
+    """psycopg keywords for a connection that keeps its own session: to the server itself,
+    around this run's pooler when there is one (a lock it takes, a pid it reads, stay its own)."""
+    from django.conf import settings
+
+    params = connection.get_connection_params()
+    if settings.POOLER:
+        params.update(host=SERVER[0], port=SERVER[1])
+    return params

@@ -48,8 +48,12 @@ class Topology:
         suffix = f"{os.environ.get('TOX_ENV_NAME', 'local')}:{name}:{os.getpid()}"
         # Below Linux's ephemeral range (32768 on), where outgoing connections take ports.
         base = 20000 + zlib.crc32(suffix.encode()) % 12000 // 10 * 10
-        while not all(_free(port) for port in range(base, base + 8)):
+        for _ in range(1200):
+            if all(_free(port) for port in range(base, base + 8)):
+                break
             base = 20000 + (base - 20000 + 10) % 12000
+        else:
+            raise RuntimeError("no 8 free ports in a row between 20000 and 32000 for the Sentinel topology")
         self.master_port = base
         self.replica_port = base + 1
         self.sentinel_ports = [base + 5, base + 6, base + 7]

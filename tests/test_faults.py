@@ -18,12 +18,12 @@ import tempfile
 import time
 
 import pytest
-from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Count
 
 import django_kinetik as kinetik
 from django_kinetik.models import Job, JobRun, Status, Worker
+from tests import pgbouncer
 from tests.conftest import IN_CI, ROOT, wait_for, worker_env
 from tests.netcut import Link
 from tests.testapp.models import Effect, Execution
@@ -130,7 +130,7 @@ def restart_postgres():
     if not shutil.which("pg_ctlcluster") or os.geteuid() != 0:
         return False
     # The cluster the tests use (behind a pooler, the server's port, not the pooler's), not merely the first.
-    port = os.environ.get("PGPORT", "5432") if settings.POOLER else str(connection.settings_dict["PORT"] or 5432)
+    port = str(pgbouncer.session_params(connection)["port"] or 5432)
     listed = subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True, check=True).stdout
     clusters = [line.split() for line in listed.splitlines() if line.split()[2:3] == [port]]
     if not clusters:

@@ -138,7 +138,7 @@ _direct = threading.local()
 def _session_cursor():
     """A cursor whose session is this thread's own, to hold the run's advisory lock.
 
-    Django's connection, except behind a transaction pooler: there each statement
+    Django's connection, except behind a pooler: in transaction mode each statement
     may land on another server connection, so a session lock would stay behind
     on one that other clients then use (and the watch would see overlaps that
     never were). There a direct connection of this thread's holds it; it closes,
@@ -146,7 +146,7 @@ def _session_cursor():
     """
     from django.conf import settings
 
-    if not getattr(settings, "POOLER", "") == "transaction":
+    if not settings.POOLER:
         return connection.cursor()
     direct = getattr(_direct, "connection", None)
     if direct is None or direct.closed:
@@ -154,10 +154,9 @@ def _session_cursor():
 
         from tests import pgbouncer
 
-        params = connection.get_connection_params()
-        params.update(host=pgbouncer.SERVER[0], port=pgbouncer.SERVER[1], autocommit=True)
+        params = pgbouncer.session_params(connection)
         params.pop("cursor_factory", None)
-        direct = _direct.connection = psycopg.connect(**params)
+        direct = _direct.connection = psycopg.connect(**params, autocommit=True)
     return direct.cursor()
 
 
