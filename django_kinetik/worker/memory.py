@@ -18,14 +18,18 @@ def resident_memory() -> int:
 
 
 def parse_memory(value: str) -> int:
-    """``"512MB"``, ``"1.5GB"``, ``"800M"`` or a number of megabytes, as bytes."""
-    text = value.strip().upper().removesuffix("B").removesuffix("I")
+    """``"512MB"``, ``"1.5GiB"``, ``"800M"``, ``"4096B"`` (bytes) or a number of megabytes, as bytes."""
+    text = value.strip().upper()
     units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    # A bare number is megabytes; a bare B is bytes ("512B" is not 512 MB).
+    unit = 2**20
+    if text.endswith("B"):
+        text, unit = text[:-1], 1
+    text = text.removesuffix("I")  # KiB, MiB, GiB
     try:
         if text and text[-1] in units:
-            amount = float(text[:-1]) * units[text[-1]]
-        else:
-            amount = float(text) * 2**20
+            text, unit = text[:-1], units[text[-1]]
+        amount = float(text) * unit
     except ValueError:
         raise ValueError(f"memory size {value!r} is not understood; use for example 512MB or 2GB") from None
     if amount <= 0:

@@ -32,7 +32,7 @@ class Command(KinetikCommand):
         parser.add_argument(
             "--watch",
             nargs="?",
-            type=duration_argument,
+            type=_refresh_every,
             const=2.0,
             default=None,
             metavar="SECONDS",
@@ -82,3 +82,11 @@ class Command(KinetikCommand):
         self.stdout.write(render_table([heading, *(s.upper() for s in statuses), "TOTAL"], rows))
         if watching and not self.stdout.isatty():
             self.stdout.write("")
+
+
+def _refresh_every(value: str) -> float:
+    """--watch's interval: a duration above 0 (0 would query the database in a tight loop)."""
+    seconds = duration_argument(value)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} would redraw without a pause; give seconds above 0, e.g. 2")
+    return seconds
