@@ -4,6 +4,7 @@ import threading
 import time
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
@@ -252,6 +253,13 @@ def test_tags_come_from_kinetik_queue_when_none_are_given(run_worker, monkeypatc
     alpha.refresh_from_db()
     beta.refresh_from_db()
     assert (alpha.status, beta.status) == (Status.QUEUED, Status.COMPLETED)
+
+
+def test_a_kinetik_queue_tag_no_job_can_have_is_refused_before_the_worker_starts(monkeypatch):
+    monkeypatch.setenv("KINETIK_QUEUE", "alpha, two words")
+    with pytest.raises(CommandError, match="KINETIK_QUEUE: tag 'two words' is not valid; use 1 to 100 characters"):
+        call_command("kinetik_worker", "--burst")
+    assert not Worker.objects.exists()
 
 
 def test_without_tags_a_worker_serves_every_registered_tag(run_worker):

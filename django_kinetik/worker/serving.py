@@ -11,7 +11,7 @@ from ..backends.base import Runnable
 from ..conf import django_tasks_enabled, django_tasks_queues, get_settings
 from ..registry import registry
 from ..values.limits import Limit
-from ..values.options import TaskOptions
+from ..values.options import TaskOptions, parse_tag
 
 
 def default_tags() -> list[str]:
@@ -20,8 +20,17 @@ def default_tags() -> list[str]:
 
 
 def tags_from_environment() -> list[str]:
-    """Tags from ``KINETIK_QUEUE="a,b"`` (Kinetik's environment middleware)."""
-    return [tag.strip() for tag in os.environ.get("KINETIK_QUEUE", "").split(",") if tag.strip()]
+    """Tags from ``KINETIK_QUEUE="a,b"`` (Kinetik's environment middleware), checked as the command line's are.
+
+    A tag no job can have would leave the worker idle for ever, without a word.
+    """
+    tags = [tag.strip() for tag in os.environ.get("KINETIK_QUEUE", "").split(",") if tag.strip()]
+    for tag in tags:
+        try:
+            parse_tag(tag)
+        except ValueError as error:
+            raise ImproperlyConfigured(f"KINETIK_QUEUE: {error}; separate tags with commas") from None
+    return tags
 
 
 def task_limits() -> dict[str, Limit]:
