@@ -54,6 +54,8 @@ def test_queue_depth_and_the_oldest_queued_jobs_age_per_tag(api):
     JobFactory(run_at=now - timedelta(seconds=90), created_at=now - timedelta(days=2))
     JobFactory(run_at=now - timedelta(seconds=5))
     JobFactory(delayed=True)  # not due: not waiting
+    # Enqueued just now through django.tasks with a run_after of last year: it has waited since its enqueue.
+    JobFactory(tag="imported", run_at=now - timedelta(days=365), created_at=now - timedelta(seconds=3))
     JobFactory(task="test.beta", tag="beta", active=True)
     samples, text = scrape(api)
     assert "# TYPE kinetik_queue_depth gauge" in text
@@ -62,6 +64,7 @@ def test_queue_depth_and_the_oldest_queued_jobs_age_per_tag(api):
     # Every registered tag is there, empty or not: an alert can rely on the series.
     assert value(samples, "kinetik_queue_depth", tag="gamma") == 0
     assert 90 <= value(samples, "kinetik_queue_oldest_age_seconds", tag="alpha") < 120
+    assert 3 <= value(samples, "kinetik_queue_oldest_age_seconds", tag="imported") < 30
     assert value(samples, "kinetik_queue_oldest_age_seconds", tag="beta") == 0
 
 

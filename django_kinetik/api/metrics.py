@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q, Sum
+from django.db.models.functions import Greatest
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 
@@ -107,8 +108,10 @@ class QueueCollector:
         """``kinetik_queue_oldest_age_seconds``: since when the oldest queued job of each tag was due.
 
         Measured from ``run_at`` (when it became runnable), not ``created_at``:
-        a job delayed by a day is not late for that day. Reads queued rows only,
-        on the partial claim index.
+        a job delayed by a day is not late for that day; but never from before
+        its creation (a django.tasks job enqueued with a ``run_after`` long past
+        has waited since its enqueue, as ``kinetik_health`` counts it). Reads
+        queued rows only, on the partial claim index.
         """
         from prometheus_client.core import GaugeMetricFamily
 
@@ -117,7 +120,8 @@ class QueueCollector:
             "Seconds the oldest queued job of each tag has been due (0 when none is queued).",
             labels=["tag"],
         )
-        due = dict(Job.objects.using(self.using).queued().order_by().values_list("tag").annotate(oldest=Min("run_at")))
+        queued = Job.objects.using(self.using).queued().order_by().values_list("tag")
+        due = dict(queued.annotate(oldest=Min(Greatest("run_at", "created_at"))))
         for tag in sorted({*registry.tags(), *due}):
             since = due.get(tag)
             oldest.add_metric([tag], max(0.0, (now - since).total_seconds()) if since else 0.0)
