@@ -6,7 +6,9 @@
 
 ``test`` runs every supported Django (5.2 on Python 3.11 with the django-tasks
 backport, 6.0 on 3.12, 6.1 on 3.13) on SQLite and PostgreSQL, and 5.2 on MariaDB; ``test --all`` runs
-the whole tox matrix. Extra arguments after
+the whole tox matrix. The environments run three at a time (``KINETIK_TEST_PARALLEL``
+sets how many; 1 runs them one after another, with their output live), the fault
+runs last and alone. Extra arguments after
 ``--`` go to pytest: ``python3 dev.py test -- -k worker -x``.
 
 The virtualenv is ``.venv`` (``KINETIK_DEV_VENV`` names another). Ctrl-C stops
@@ -129,7 +131,9 @@ def test(args: list[str]) -> int:
     pytest_args = args[args.index("--") + 1 :] if "--" in args else []
     python = ensure_venv("tox>=4.22")
     env = dict(os.environ, PATH=interpreter_path())
-    command = [str(python), "-m", "tox", "run"]
+    # Side by side, since the suite mostly waits (see tox.ini); each one's output comes whole as it ends.
+    parallel = int(os.environ.get("KINETIK_TEST_PARALLEL") or 3)
+    command = [str(python), "-m", "tox", *(["run-parallel", "-p", str(parallel)] if parallel > 1 else ["run"])]
     if not everything:
         command += ["-e", ",".join(DEFAULT_ENVS)]
     if pytest_args:

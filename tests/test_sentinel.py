@@ -146,10 +146,46 @@ def _blocked_pops(client):
 @pytest.mark.slow
 def test_a_planned_failover_during_a_drain_loses_no_job(through_sentinel, start_worker):
     before = through_sentinel.master_address()
-    gap = _drain_through(through_sentinel, start_worker, through_sentinel.failover)
-    assert through_sentinel.master_address() != before
+    # Opened before the failover, on a tag the drain does not use: its listener must follow the master.
+    with kinetik.events(tag="beta", timeout="600s") as stream:
+        gap = _drain_through(through_sentinel, start_worker, through_sentinel.failover)
+        assert through_sentinel.master_address() != before
+        # Sentinel leaves the old master serving for some ten seconds: events must not go there.
+        probe = kinetik.create("test.echo", tag="beta")
+        kinds = _kinds_of(stream, probe.pk, within=30.0)
+        assert kinds == ["created", "started", "completed"], _where_the_feed_is(through_sentinel, probe, kinds)
     print(f"\nSENTINEL FAILOVER during a drain: 0 jobs lost, longest gap {gap * 1000:.0f} ms")
     through_sentinel.wait_until_settled(through_sentinel.master_address()[1])
+
+
+def _kinds_of(stream, job_id, *, within):
+    """The kinds of ``job_id``'s events that ``stream`` gets within ``within`` seconds, up to its end."""
+    kinds = []
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        event = stream.get(timeout=left)
+        if event is not None and event.job_id == job_id:
+            kinds.append(event.kind)
+            if event.finished:
+                break
+    return kinds
+
+
+def _where_the_feed_is(topology, probe, kinds):
+    """What a failed feed check needs: did the probe run, and which server has the stream and the publishers."""
+    probe.refresh_from_db()
+    channel = f"{get_settings().redis_prefix}:events"
+    lines = [f"got {kinds}; the probe is {probe.status}; Sentinel names {topology.master_address()}"]
+    for port in (topology.master_port, topology.replica_port):
+        try:
+            server = topology.client(port)
+            ((_, listeners),) = server.pubsub_numsub(channel)
+            role = server.info("replication")["role"]
+            publishers = [entry["addr"] for entry in server.client_list() if entry.get("cmd") == "publish"]
+            lines.append(f"{port} ({role}): {listeners} listener(s) of the feed; last published from {publishers}")
+        except Exception as error:  # a killed server: say so and go on
+            lines.append(f"{port}: {error}")
+    return "\n".join(lines)
 
 
 @pytest.mark.slow
