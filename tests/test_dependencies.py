@@ -171,7 +171,9 @@ def test_when_a_parent_fails_its_descendants_are_cancelled(steps, run_worker, re
     assert fresh(b).error == f"Job #{a.pk}, which this job runs after, failed."
     assert fresh(c).error == f"Job #{b.pk}, which this job runs after, was cancelled."
     cancelled = [kwargs["job"].pk for name, kwargs in received if name == "job_cancelled"]
-    assert cancelled == [b.pk, c.pk]
+    # Once each. Not necessarily b first: the settle that cancels b and the loop's look for
+    # stuck children may both move on, and the second may cancel c before the first tells of b.
+    assert sorted(cancelled) == [b.pk, c.pk]
 
 
 def test_run_anyway_waits_for_every_parent_however_it_ended(steps, run_worker):
