@@ -129,10 +129,13 @@ def test(args: list[str]) -> int:
     everything = "--all" in args
     args = [arg for arg in args if arg != "--all"]
     pytest_args = args[args.index("--") + 1 :] if "--" in args else []
+    wanted = os.environ.get("KINETIK_TEST_PARALLEL") or "3"
+    if not wanted.isdigit() or int(wanted) < 1:
+        raise SystemExit(f"KINETIK_TEST_PARALLEL must be a whole number from 1 up, not {wanted!r}")
+    parallel = int(wanted)
     python = ensure_venv("tox>=4.22")
     env = dict(os.environ, PATH=interpreter_path())
     # Side by side, since the suite mostly waits (see tox.ini); each one's output comes whole as it ends.
-    parallel = int(os.environ.get("KINETIK_TEST_PARALLEL") or 3)
     command = [str(python), "-m", "tox", *(["run-parallel", "-p", str(parallel)] if parallel > 1 else ["run"])]
     if not everything:
         command += ["-e", ",".join(DEFAULT_ENVS)]

@@ -138,3 +138,11 @@ def test_a_first_run_shows_pip_at_work(tmp_path):
     assert code == 1, output
     assert output.rstrip().splitlines()[-1].startswith("pip install -e ")
     assert "Traceback" not in output
+
+
+def test_a_parallel_count_that_is_not_a_number_is_refused_before_anything_installs(tmp_path):
+    env = dict(os.environ, KINETIK_TEST_PARALLEL="three", KINETIK_DEV_VENV=str(tmp_path / "venv"))
+    done = subprocess.run([sys.executable, str(ROOT / "dev.py"), "test"], env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "KINETIK_TEST_PARALLEL must be a whole number from 1 up, not 'three'" in done.stderr
+    assert not (tmp_path / "venv").exists()

@@ -11,6 +11,7 @@ no job finished.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 import uuid
@@ -153,9 +154,9 @@ def test_a_planned_failover_during_a_drain_loses_no_job(through_sentinel, start_
         # Without following the master, a worker stayed on the old one for some ten seconds.
         gap = _drain_through(through_sentinel, start_worker, through_sentinel.failover, back_within=5.0)
         assert through_sentinel.master_address() != before
-        # Events are at most once: in the moment a worker moves to the new master, one may go to
-        # the old one. But the stream must not stay deaf: soon after the switch, a job's events
-        # arrive whole, from the creating process and from the worker.
+        # Events are best-effort, and the first job after the switch loses some or all of its
+        # events (not understood yet: docs/redis.md). But the stream must not stay deaf: soon
+        # after the switch, a job's events arrive whole, from the creating process and the worker.
         deadline = time.monotonic() + 30.0
         probes = 0
         while True:
@@ -205,7 +206,7 @@ def test_a_killed_master_during_a_drain_loses_no_job(through_sentinel, start_wor
     through_sentinel.wait_until_settled(through_sentinel.master_address()[1])
     before = through_sentinel.master_address()
     # Redis gone: a worker's feed retries at growing pauses, up to 5 s (worker/redisfeed.py).
-    kill = lambda: through_sentinel.kill(before[1])  # noqa: E731
+    kill = functools.partial(through_sentinel.kill, before[1])
     gap = _drain_through(through_sentinel, start_worker, kill, back_within=15.0)
     assert through_sentinel.master_address() != before
     print(f"\nmaster killed during a drain: 0 jobs lost, longest gap {gap * 1000:.0f} ms")
