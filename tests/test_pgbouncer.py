@@ -71,7 +71,12 @@ def _worker(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 
 def _advisory_locks_held(key: int) -> int:
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s", [key & 0xFFFFFFFF])
+        # This database's only: other test runs on the server (CI runs several at once) purge too.
+        cursor.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            [key & 0xFFFFFFFF],
+        )
         return cursor.fetchone()[0]
 
 
