@@ -38,6 +38,8 @@ class Fleet:
         self.args = args
         self.env = worker_env()
         self.env["KINETIK_TEST_LEASE"] = lease
+        # A worker that does not exit is sent SIGABRT: Python then writes every thread's stack to its log.
+        self.env["PYTHONFAULTHANDLER"] = "1"
         self.directory = tempfile.mkdtemp(prefix="kinetik-fleet-")
         self.processes = []
         self.exits = []
@@ -64,7 +66,7 @@ class Fleet:
             return None
         process = random.choice(candidates)
         process.send_signal(signum)
-        code = process.wait(timeout=30)
+        code = self._wait(process, 30)
         process.log.close()
         self.processes.remove(process)
         self.exits.append(code)
@@ -81,9 +83,21 @@ class Fleet:
         for process in self.processes:
             process.send_signal(signal.SIGTERM)
         for process in self.processes:
-            self.exits.append(process.wait(timeout=60))
+            self.exits.append(self._wait(process, 60))
             process.log.close()
         self.processes = []
+
+    @staticmethod
+    def _wait(process, timeout):
+        """Its exit status; a worker still there after ``timeout`` fails the test with its threads' stacks."""
+        try:
+            return process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: the stacks go to its log
+            process.wait(timeout=10)
+            process.log.flush()
+            with open(process.log.name) as log:
+                pytest.fail(f"worker {process.pid} did not exit within {timeout}s; its log:\n{log.read()[-20000:]}")
 
     def output(self):
         text = []
