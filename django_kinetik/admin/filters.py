@@ -9,15 +9,9 @@ value: a "loose index scan", written as a recursive query on PostgreSQL and
 SQLite; MySQL and MariaDB do that scan themselves for ``DISTINCT`` on an
 index's leading column.
 
-Each filter also has to be read through its index. A page is "the newest 50
-with tag = x", and PostgreSQL's planner, which takes matching rows to be
-spread evenly, walks the primary key backwards instead, filtering, as long
-as it thinks the matches are common: after a burst of another tag's jobs it
-read the 30,000 newest rows (130 ms at 5 million jobs, 450 ms from disk) to
-find 50. So on PostgreSQL a filter is written ``tag = ANY(ARRAY['x'])`` and
-the page ordered by ``tag, -id``: the same rows in the same order, but the
-planner no longer sees the tag as fixed, so only the ``(tag, -id)`` index
-gives that order without a sort (``JobChangeList``).
+Each filter is also read through its index, as ``GET api/jobs`` is: on
+PostgreSQL a filter is written ``tag = ANY(ARRAY['x'])`` and the page ordered
+by ``tag, -id`` (``models/pages.py`` says why; ``JobChangeList``).
 """
 
 from __future__ import annotations
@@ -26,11 +20,11 @@ from typing import Any
 
 from django.contrib import admin
 from django.db import connections
-from django.db.models import BooleanField, Model, QuerySet
-from django.db.models.expressions import RawSQL
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 
-from ..models import FINISHED_STATUSES, Job, Status
+from ..models import Job, Status
+from ..models.pages import in_id_order, leading_column, reads_through_indexes, where
 from .guards import GuardedChangeList
 
 #: a filter longer than this is no help; the search box finds the rest
@@ -62,28 +56,15 @@ def distinct_values(model: type[Model], field: str, using: str, limit: int = MOS
         return [row[0] for row in cursor.fetchall()]
 
 
-def equal(queryset: QuerySet[Any], field: str, value: str) -> QuerySet[Any]:
-    """``queryset`` where ``field`` is ``value``; on PostgreSQL as ``= ANY`` (see the module's docstring)."""
-    connection = connections[queryset.db]
-    if connection.vendor != "postgresql":
-        return queryset.filter(**{field: value})
-    quote = connection.ops.quote_name
-    column = f"{quote(queryset.model._meta.db_table)}.{quote(queryset.model._meta.get_field(field).column)}"  # type: ignore[union-attr,arg-type]
-    return queryset.filter(RawSQL(f"{column} = ANY(%s)", ([value],), output_field=BooleanField()))
-
-
 class _IndexedFilter(admin.SimpleListFilter):
     """A filter on a column some index leads with, followed by ``-id``."""
 
     field = ""
 
-    def leads_index(self) -> bool:
-        """Whether a ``(field, -id)`` index holds every row this filter keeps."""
-        return bool(self.value())
-
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value():
-            return equal(queryset, self.field, str(self.value()))
+            leads = self.field == leading_column(_chosen(request))
+            return where(queryset, self.field, str(self.value()), leads=leads)
         return queryset
 
 
@@ -96,10 +77,6 @@ class StatusFilter(_IndexedFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         return list(Status.choices)
-
-    def leads_index(self) -> bool:
-        # kinetik_job_outcome (status, -id) holds finished jobs only; live ones are few and recent.
-        return self.value() in FINISHED_STATUSES
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         if self.value() and self.value() not in Status.values:
@@ -126,15 +103,20 @@ class TaskFilter(_DataFilter):
     parameter_name = field = "task"
 
 
+def _chosen(request: HttpRequest) -> dict[str, str]:
+    """The values chosen in the job list's indexed filters, by column."""
+    return {
+        each.field: request.GET[each.parameter_name]
+        for each in (StatusFilter, TagFilter, TaskFilter)
+        if request.GET.get(each.parameter_name)
+    }
+
+
 class JobChangeList(GuardedChangeList):
     """The job list, its page ordered by the index of the filter that leads (PostgreSQL; module docstring)."""
 
     def get_queryset(self, request: HttpRequest, exclude_parameters: Any = None) -> QuerySet[Any]:
         queryset = super().get_queryset(request, exclude_parameters)
-        if connections[queryset.db].vendor != "postgresql" or set(queryset.query.order_by) != {"-id"}:
+        if not reads_through_indexes(queryset) or set(queryset.query.order_by) != {"-id"}:
             return queryset  # another database, or the user sorted by a column
-        leading = [spec.field for spec in self.filter_specs if isinstance(spec, _IndexedFilter) and spec.leads_index()]
-        if leading:
-            # tag and task first: their indexes hold every job
-            return queryset.order_by(sorted(leading, key=("tag", "task", "status").index)[0], "-id")
-        return queryset
+        return in_id_order(queryset, _chosen(request), descending=True)

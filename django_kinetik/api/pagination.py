@@ -46,11 +46,18 @@ def parse_after(request: HttpRequest) -> int | None:
     return int(value)
 
 
-def page(queryset: QuerySet[M], *, after: int | None, limit: int, descending: bool) -> tuple[list[M], bool]:
-    """Up to ``limit`` rows past ``after`` in id order, and whether more follow."""
+def page(
+    queryset: QuerySet[M], *, after: int | None, limit: int, descending: bool, ordered: bool = False
+) -> tuple[list[M], bool]:
+    """Up to ``limit`` rows past ``after`` in id order, and whether more follow.
+
+    ``ordered``: the queryset is already in that id order (through an index, ``models/pages.py``).
+    """
     if after is not None:
         queryset = queryset.filter(pk__lt=after) if descending else queryset.filter(pk__gt=after)
-    rows = list(queryset.order_by("-pk" if descending else "pk")[: limit + 1])
+    if not ordered:
+        queryset = queryset.order_by("-pk" if descending else "pk")
+    rows = list(queryset[: limit + 1])
     return rows[:limit], len(rows) > limit
 
 

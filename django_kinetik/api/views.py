@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from .. import jobs
 from ..conf import get_settings
 from ..exceptions import JobNotFound, UnknownTask
-from ..models import Job, JobLog, Status
+from ..models import Job, JobLog, Status, pages
 from ..values.text import unstorable
 from . import openapi
 from .body import read_json
@@ -74,23 +74,24 @@ def list_jobs(request: HttpRequest) -> HttpResponse:
 
     Each filter is an equality an index answers (``tag, -id``, ``task, -id``,
     ``status, -id`` for finished jobs; the partial claim, due and lease indexes
-    hold only the few live ones), so on PostgreSQL a page of 100 reads about
-    100 rows whether the table holds ten jobs or millions.
+    hold only the few live ones), and on PostgreSQL the page is read through
+    that index (``models/pages.py``), so a page of 100 reads about 100 rows
+    whether the table holds ten jobs or millions, and whatever else came since.
     """
     _known_parameters(request, LIST_PARAMETERS)
     queryset = _jobs().select_related("worker")
     status = request.GET.get("status")
-    if status:
-        if status not in Status.values:
-            raise ApiError(400, f"status {status!r} is not one of {', '.join(Status.values)}.")
-        queryset = queryset.filter(status=status)
-    for field in ("task", "tag"):
-        if request.GET.get(field):
-            queryset = queryset.filter(**{field: request.GET[field]})
+    if status and status not in Status.values:
+        raise ApiError(400, f"status {status!r} is not one of {', '.join(Status.values)}.")
+    filters = {field: request.GET[field] for field in ("status", "task", "tag") if request.GET.get(field)}
     order = request.GET.get("order") or "-id"
     if order not in ORDERS:
         raise ApiError(400, f"order must be -id (newest first) or id (oldest first), not {order!r}.")
-    rows, more = page(queryset, after=parse_after(request), limit=parse_limit(request), descending=order == "-id")
+    descending = order == "-id"
+    queryset = pages.filtered(queryset, filters, descending=descending)
+    rows, more = page(
+        queryset, after=parse_after(request), limit=parse_limit(request), descending=descending, ordered=True
+    )
     return json_response({"jobs": jobs_json(rows), "next": next_url(request, rows, more)})
 
 
