@@ -63,6 +63,7 @@ from .scheduler import Scheduler
 from .settler import Settler
 from .shutdown import exit_now, shut_down, time_out
 from .slots import Slots
+from .stop_signals import SignalSafeEvent
 from .supervisor import supervisor_gone
 from .threads import BackgroundThread, DatabaseTrouble
 from .wakeup import listener_for
@@ -122,11 +123,12 @@ class Worker:
         #: what the fence does when leases may expire under running attempts (tests replace it)
         self.fence_breach = end_process
         self._done_lock = threading.Lock()
-        self._wake = threading.Event()
+        # The three the signal handler sets (worker/stop_signals.py says why they are not threading.Events).
+        self._wake = SignalSafeEvent()
         #: set while the loop waits for work: the commit watch only wakes an idle loop
         self._idle = threading.Event()
-        self._stopping = threading.Event()
-        self._forced = threading.Event()
+        self._stopping = SignalSafeEvent()
+        self._forced = SignalSafeEvent()
         self._fenced = False
         self._queue_empty_sent = False
         self._recycle_reason = ""

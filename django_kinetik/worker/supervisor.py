@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from .codes import DELIBERATE, ExitCode
+from .stop_signals import SignalSafeEvent
 
 logger = logging.getLogger("django_kinetik.worker")
 
@@ -49,7 +50,7 @@ class Supervisor:
         self.burst = burst
         self.restarts = 0
         self._children: dict[int, _Child] = {}
-        self._stopping = threading.Event()
+        self._stopping = SignalSafeEvent()  # its signal handler sets it (worker/stop_signals.py)
         self._signals = 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
